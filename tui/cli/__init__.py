@@ -1,0 +1,49 @@
+"""Command line: `mrishare` with no arguments opens the app; subcommands run headless.
+
+Each module in this package that defines `register(subparsers)` adds its own
+subcommands, so commands live next to nothing but their argument parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from tui import __version__
+from tui.core.errors import MrishareError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every command module's subcommands registered."""
+    parser = argparse.ArgumentParser(
+        prog="mrishare",
+        description="Hand participants their own MRI data, de-identified, encrypted and shared.",
+    )
+    parser.add_argument("--version", action="version", version=f"mrishare {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run the chosen command, and turn known errors into one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(handler(args) or 0)
+    except MrishareError as error:
+        print(f"mrishare: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mrishare: interrupted", file=sys.stderr)
+        return 130

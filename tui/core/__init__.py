@@ -1,0 +1,1 @@
+"""Headless core: DICOM, NIfTI, zip, Nextcloud, ledger. Never imports textual or rich."""

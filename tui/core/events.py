@@ -1,0 +1,93 @@
+"""Progress events that long core jobs yield (frozen dataclasses, no UI here).
+
+A long job is a generator: it yields events and *returns* its result.
+`drain()` runs one to completion, passing each event to a callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A step began for a subject (a participant key or a job name, never PHI)."""
+
+    subject: str
+    step: str
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """`done` of `total` units of a step are finished (`unit` says what is counted)."""
+
+    subject: str
+    step: str
+    done: int
+    total: int | None
+    unit: str = "files"
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """A step ended well; `summary` is one short, non-identifying line."""
+
+    subject: str
+    step: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """A step ended with an error; `reason` is one non-identifying line."""
+
+    subject: str
+    step: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepNote:
+    """A remark worth logging (a skipped file, a warning) while a step runs."""
+
+    subject: str
+    step: str
+    message: str
+    level: str = "info"
+
+
+Event = StepStarted | StepProgress | StepFinished | StepFailed | StepNote
+EventStream = Generator[Event, None, T]
+
+
+def drain(stream: Generator[Event, None, T], on_event: Callable[[Event], None] | None = None) -> T:
+    """Run an event stream to its end and return its result."""
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(event)
+
+
+class Throttle:
+    """Lets a progress event through at most `per_second` times a second (the last one always)."""
+
+    def __init__(self, per_second: float = 4.0) -> None:
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+
+    def ready(self, done: int, total: int | None) -> bool:
+        """True if an event for `done`/`total` should be emitted now."""
+        now = time.monotonic()
+        if (total is not None and done >= total) or now >= self._next:
+            self._next = now + self._interval
+            return True
+        return False

@@ -1,0 +1,285 @@
+"""Discovery on the shared corpus (odd files, DICOMDIR, misfiled patient) and on tiny files built here."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from tui.core.dicom_scan import (
+    Instance,
+    Skipped,
+    participant_key,
+    read_header,
+    read_instance,
+    scan,
+    scan_events,
+)
+from tui.core.errors import MrishareError
+from tui.core.events import StepFinished, StepProgress, StepStarted, drain
+
+A = "synthetic/KANARIENVOGEL_ADELHEID_19230405"
+B = "synthetic/MUESSIGGAENGER_JUERGEN"
+C = "synthetic/PHANTOM_QA"
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_data: Path) -> Path:
+    return shared_data / "phi-corpus"
+
+
+@pytest.fixture(scope="module")
+def corpus_scan(corpus: Path):
+    return scan(corpus / "files")
+
+
+def by_folder(result, root: Path) -> dict[str, object]:
+    return {str(p.folder.relative_to(root)): p for p in result.participants}
+
+
+def write_mr(path: Path, patient_id: str, series_uid: str, number: int = 1, study_uid: str = "1.2.3.4") -> None:
+    """A tiny valid MR image file."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = patient_id
+    ds.PatientName = "Test^" + patient_id
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = "MR"
+    ds.InstanceNumber = number
+    ds.Rows = ds.Columns = 2
+    ds.SamplesPerPixel = 1
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = b"\x00" * 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_corpus_participants_match_the_answer_key(corpus: Path, corpus_scan) -> None:
+    root = corpus / "files"
+    found = by_folder(corpus_scan, root)
+    with open(corpus / "participants.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        participant = found[row["folder"].removeprefix("files/")]
+        expected_id = "" if row["PatientID"] == "(empty)" else row["PatientID"]
+        assert participant.main_patient.patient_id == expected_id
+        assert participant.main_patient.patient_name == row["PatientName"]
+        expected_dates = sorted(s.split(";")[0].strip() for s in row["studies(StudyDate;StudyInstanceUID)"].split("|"))
+        assert sorted(s.date for s in participant.main_patient.studies) == expected_dates
+    assert {f for f in found if f.startswith("found/")} == {
+        "found/deid-data/humans", "found/deid-data/ultrasounds", "found/dicognito", "found/pydicom"}
+
+
+def test_misfiled_file_in_participant_a_is_flagged(corpus: Path, corpus_scan) -> None:
+    root = corpus / "files"
+    a = by_folder(corpus_scan, root)[A]
+    assert a.mixed_patients
+    assert a.misfiled == [root / A / "07_misfiled_other_patient" / "IM0001.dcm"]
+    assert [p.patient_id for p in a.patients] == ["PID-CANARY-4711", "PID-CANARY-0815"]
+    b = by_folder(corpus_scan, root)[B]
+    assert not b.mixed_patients and b.misfiled == []
+
+
+def test_participant_b_via_dicomdir(corpus: Path, corpus_scan) -> None:
+    root = corpus / "files"
+    b = by_folder(corpus_scan, root)[B]
+    assert b.files == 8
+    assert [len(s.series) for s in b.main_patient.studies] == [2, 2]
+    reasons = {s.path: s.reason for s in b.skipped}
+    assert reasons == {root / B / "DICOMDIR": "DICOMDIR (index; 8 referenced files resolved)"}
+
+
+def test_every_unusable_file_has_its_reason(corpus: Path, corpus_scan) -> None:
+    root = corpus / "files"
+    reasons = {str(s.path.relative_to(root)): s.reason for s in corpus_scan.skipped}
+    odd = f"{A}/08_odd_files"
+    assert reasons[f"{odd}/truncated_in_pixeldata.dcm"] == "truncated in pixel data"
+    assert reasons[f"{odd}/truncated_in_sequence.dcm"].startswith("truncated")
+    assert reasons[f"{odd}/corrupt_after_DICM.dcm"] == "corrupt after DICM preamble"
+    assert reasons[f"{A}/Aufklaerung_Kanarienvogel.txt"] == "not DICOM"
+    assert reasons["found/dicognito/bad.dcm"] == "no data set after the file meta (empty or zeroed)"
+    assert reasons["found/dicognito/not_a_dicom_file.txt"] == "not DICOM"
+    assert reasons["found/pydicom/MR_truncated.dcm"] == "truncated in pixel data"
+    assert reasons["found/pydicom/dicomdirtests/DICOMDIR"].startswith("DICOMDIR")
+    missing = [p for p, r in reasons.items() if r == "referenced by DICOMDIR but missing"]
+    assert len(missing) == 31 and all(p.startswith("found/pydicom/dicomdirtests/") for p in missing)
+    # every file on disk is either used or listed with a reason
+    used = {f for p in corpus_scan.participants for s in p.series() for f in s.files}
+    on_disk = {p for p in root.rglob("*") if p.is_file()}
+    assert on_disk == used | ({s.path for s in corpus_scan.skipped} & on_disk)
+    assert all("\n" not in s.reason and s.reason for s in corpus_scan.skipped)
+
+
+def test_odd_but_valid_encodings_are_used(corpus: Path, corpus_scan) -> None:
+    root = corpus / "files"
+    used = {f for p in corpus_scan.participants for s in p.series() for f in s.files}
+    odd = root / A / "08_odd_files"
+    assert {odd / "RAW_IMPLICIT_NO_META", odd / "deflated_explicit_le.dcm"} <= used
+    a = by_folder(corpus_scan, root)[A]
+    syntaxes = {t for s in a.series() for t in s.transfer_syntaxes}
+    assert "1.2.840.10008.1.2.1.99" in syntaxes and "1.2.840.10008.1.2" in syntaxes
+
+
+def test_series_details(corpus: Path, corpus_scan) -> None:
+    a = by_folder(corpus_scan, corpus / "files")[A]
+    series = {s.description: s for s in a.series()}
+    t1 = series["t1_mprage_sag CANARY-A"]
+    assert (t1.modality, t1.rows, t1.cols, t1.slices, len(t1.files)) == ("MR", 128, 128, 3, 3)
+    assert t1.files[0].name == "IM0001"  # sorted by InstanceNumber, not by name
+    assert series["ep2d_diff_enhanced CANARY-A"].slices == 10
+    assert series["localizer screen save CANARY-A"].burned_in == "YES"
+    assert series["MPR screen capture CANARY-A"].burned_in is None
+
+
+def test_read_header_sniffs_content(corpus: Path) -> None:
+    odd = corpus / "files" / A / "08_odd_files"
+    raw = read_header(odd / "RAW_IMPLICIT_NO_META")
+    assert isinstance(raw, Dataset) and raw.PatientID == "PID-CANARY-4711" and "PixelData" not in raw
+    assert read_header(odd / "truncated_in_pixeldata.dcm") == Skipped(odd / "truncated_in_pixeldata.dcm",
+                                                                      "truncated in pixel data")
+    assert isinstance(read_header(odd / "truncated_in_sequence.dcm"), Skipped)
+
+
+def test_never_crashes_on_junk(tmp_path: Path) -> None:
+    write_mr(tmp_path / "P" / "ok", "ID1", "1.2.3.5")
+    (tmp_path / "P" / "zero").write_bytes(b"")
+    (tmp_path / "P" / "zeros").write_bytes(bytes(4096))
+    (tmp_path / "P" / "junk.dcm").write_bytes(os.urandom(3000))
+    (tmp_path / "P" / "fake_dicm").write_bytes(bytes(128) + b"DICM" + os.urandom(200))
+    (tmp_path / "P" / "group8_junk").write_bytes(b"\x08\x00\x05\x00" + b"\xff" * 60)
+    (tmp_path / "P" / "loop").symlink_to(tmp_path / "P" / "loop")
+    (tmp_path / "P" / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "P" / "dirlink").symlink_to(tmp_path / "P")
+    os.mkfifo(tmp_path / "P" / "fifo")
+    result = scan(tmp_path)
+    reasons = {s.path.name: s.reason for s in result.skipped}
+    assert reasons["zero"] == "empty file"
+    assert reasons["zeros"] == "not DICOM"
+    assert reasons["junk.dcm"] == "not DICOM"
+    assert reasons["loop"] == "symbolic link loop"
+    assert reasons["dangling"] == "broken symbolic link"
+    assert reasons["dirlink"] == "symbolic link to a folder (not followed)"
+    assert reasons["fifo"] == "not a regular file"
+    assert "fake_dicm" in reasons and "group8_junk" in reasons
+    assert [p.files for p in result.participants] == [1]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of their mode")
+def test_permission_denied_is_a_reason(tmp_path: Path) -> None:
+    write_mr(tmp_path / "secret", "ID1", "1.2.3.5")
+    (tmp_path / "secret").chmod(0)
+    assert read_instance(tmp_path / "secret") == Skipped(tmp_path / "secret", "permission denied")
+
+
+def test_study_folder_yields_one_participant_per_subfolder(tmp_path: Path) -> None:
+    for pid in ("S01", "S02"):
+        for series in (1, 2):
+            write_mr(tmp_path / f"DOE_{pid}" / f"series{series}" / "IM1", pid, f"1.2.{int(pid[1:])}.{series}")
+    result = scan(tmp_path)
+    assert [p.folder.name for p in result.participants] == ["DOE_S01", "DOE_S02"]
+    assert [len(list(p.series())) for p in result.participants] == [2, 2]
+    keys = [p.key for p in result.participants]
+    assert len(set(keys)) == 2 and all(k.startswith("p-") and len(k) == 12 for k in keys)
+    assert all("DOE" not in k for k in keys)
+    assert keys[0] == participant_key(tmp_path / "DOE_S01")
+
+
+def test_one_participant_with_study_subfolders(tmp_path: Path) -> None:
+    # three sub-folders, one patient dominant in two of them: series folders of one person
+    write_mr(tmp_path / "visit1" / "IM1", "P1", "1.2.1")
+    write_mr(tmp_path / "visit2" / "IM1", "P1", "1.2.2")
+    write_mr(tmp_path / "odd" / "IM1", "P9", "1.2.3")
+    result = scan(tmp_path)
+    assert len(result.participants) == 1
+    only = result.participants[0]
+    assert only.folder == tmp_path and only.mixed_patients
+    assert only.misfiled == [tmp_path / "odd" / "IM1"]
+
+
+def test_as_participant_and_direct_files(tmp_path: Path) -> None:
+    for pid in ("S01", "S02"):
+        write_mr(tmp_path / pid / "IM1", pid, f"1.2.{int(pid[1:])}")
+    assert len(scan(tmp_path).participants) == 2
+    assert len(scan(tmp_path, as_participant=True).participants) == 1
+    write_mr(tmp_path / "IM_top", "S01", "1.2.9")
+    assert [p.folder for p in scan(tmp_path).participants] == [tmp_path]
+
+
+def test_head_mri_series(shared_data: Path) -> None:
+    result = scan(shared_data / "head-mri")
+    series = {p.folder.name: list(p.series()) for p in result.participants}
+    (philips,) = series["philips_ingenia_elitionx_adni_mprage_1mm"]
+    assert (len(philips.files), philips.rows, philips.cols, philips.slices) == (170, 256, 256, 170)
+    numbers = [pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber for f in philips.files[:5]]
+    assert numbers == sorted(numbers)
+    (siemens,) = series["siemens_prisma_xa30_mprage_2mm"]
+    assert (len(siemens.files), siemens.slices, siemens.rows) == (1, 96, 128)
+    assert siemens.sop_classes == {"1.2.840.10008.5.1.4.1.1.4.1"}
+    # LICENSE, README and NIfTI files are listed, not silently dropped
+    assert any(s.path.suffix == ".gz" and s.reason == "not DICOM" for s in result.skipped)
+
+
+def test_multivendor(shared_data: Path) -> None:
+    result = scan(shared_data / "multivendor")
+    counts = {str(p.folder.relative_to(shared_data / "multivendor")): p.files for p in result.participants}
+    assert counts["siemens_prisma_t1_fl2d_sag_35sl"] == 35
+    assert counts["ge_signa_pioneer_3d_t1_mprage_130sl"] == 130
+    assert sum(counts.values()) == 183
+
+
+def test_parallel_read_equals_serial(tmp_path: Path, shared_data: Path) -> None:
+    source = shared_data / "head-mri" / "philips_ingenia_elitionx_adni_mprage_1mm" / "dicom"
+    for copy in ("a", "b"):
+        (tmp_path / copy).mkdir()
+        for f in source.iterdir():
+            (tmp_path / copy / f.name).symlink_to(f)
+    events = []
+    parallel = drain(scan_events(tmp_path, workers=2, as_participant=True), events.append)
+    serial = scan(tmp_path, workers=1, as_participant=True)
+    assert parallel == serial
+    (series,) = list(parallel.participants[0].series())
+    assert len(series.files) == 340
+    assert isinstance(events[0], StepStarted) and isinstance(events[-1], StepFinished)
+    progress = [e for e in events if isinstance(e, StepProgress)]
+    assert progress[-1].done == progress[-1].total == 340
+
+
+def test_events_carry_no_folder_names(corpus: Path) -> None:
+    events = []
+    drain(scan_events(corpus / "files"), events.append)
+    text = " ".join(str(e) for e in events)
+    assert "KANARIENVOGEL" not in text and "MUESSIG" not in text
+    assert {type(e) for e in events} >= {StepStarted, StepProgress, StepFinished}
+
+
+def test_cancel(tmp_path: Path) -> None:
+    write_mr(tmp_path / "IM1", "P1", "1.2.1")
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(MrishareError, match="cancelled"):
+        scan(tmp_path, cancel=cancel)
+
+
+def test_read_instance_of_a_copied_file(tmp_path: Path, corpus: Path) -> None:
+    source = corpus / "files" / C / "QA_0001.dcm"
+    shutil.copy(source, tmp_path / "no_extension")
+    inst = read_instance(tmp_path / "no_extension")
+    assert isinstance(inst, Instance) and inst.patient_id == "" and inst.patient_name == "PHANTOM^QA^WEEKLY"
+    assert scan(tmp_path).participants[0].main_patient.patient_id == ""

@@ -1,0 +1,657 @@
+"""Discovery: walk a folder, recognise DICOM by content, group Participant -> Patient -> Study -> Series.
+
+Only headers are read (stop before pixel data); truncation is still found by comparing the
+declared element lengths with the file size. Every file that is not used gets a one-line reason.
+Above a few hundred files the headers are read in worker processes (pydicom is CPU-bound).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import multiprocessing
+import os
+import stat
+import struct
+import threading
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from tui.core.config import site_secret
+from tui.core.errors import MrishareError
+from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle, drain
+
+SUBJECT = "scan"
+STEP = "scan"
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+PARALLEL_MIN_FILES = 200
+CHUNK = 48
+
+# The header elements discovery needs; reading only these skips most private/sequence parsing.
+_KEYWORDS = (
+    "SpecificCharacterSet", "ImageType", "SOPClassUID", "StudyDate", "SeriesDate", "StudyTime",
+    "SeriesTime", "AccessionNumber", "Modality", "StudyDescription", "SeriesDescription",
+    "PatientName", "PatientID", "PatientBirthDate", "BodyPartExamined", "ProtocolName",
+    "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "NumberOfFrames",
+    "SamplesPerPixel", "Rows", "Columns", "BitsAllocated", "BurnedInAnnotation",
+)
+SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
+_UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                 "1.2.840.10008.1.2.2"}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that is not used, with a one-line reason (never a patient value)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The header fields of one DICOM file that discovery groups and shows."""
+
+    path: Path
+    size: int
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    study_uid: str
+    study_date: str
+    study_time: str
+    study_description: str
+    accession: str
+    series_uid: str
+    series_number: int | None
+    series_date: str
+    series_time: str
+    modality: str
+    series_description: str
+    sop_class: str
+    transfer_syntax: str
+    instance_number: int | None
+    rows: int | None
+    cols: int | None
+    frames: int
+    burned_in: str | None
+    image_type: str
+    body_part: str
+    protocol: str
+
+
+@dataclass(frozen=True)
+class DicomDirIndex:
+    """A DICOMDIR and what its records point at."""
+
+    path: Path
+    found: tuple[Path, ...]
+    missing: tuple[Path, ...]
+
+
+@dataclass
+class Series:
+    """One series: files sorted by InstanceNumber, sizes, geometry and flags."""
+
+    series_uid: str
+    number: int | None
+    modality: str
+    description: str
+    sop_classes: set[str]
+    transfer_syntaxes: set[str]
+    files: list[Path]
+    bytes: int
+    rows: int | None
+    cols: int | None
+    slices: int
+    frames: int
+    date: str
+    time: str
+    burned_in: str | None
+    image_type: str
+    body_part: str
+    protocol: str
+
+
+@dataclass
+class Study:
+    """One study of a patient."""
+
+    study_uid: str
+    date: str
+    description: str
+    accession: str
+    series: list[Series]
+
+
+@dataclass
+class Patient:
+    """One PatientID's studies (name and birth date: the most frequent values)."""
+
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    studies: list[Study]
+    files: int
+
+
+@dataclass
+class Participant:
+    """A folder that holds one person's data; `key` is a non-identifying id for logs and events."""
+
+    folder: Path
+    key: str
+    patients: list[Patient]
+    misfiled: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def mixed_patients(self) -> bool:
+        """True if the folder holds files of more than one PatientID."""
+        return len(self.patients) > 1
+
+    @property
+    def main_patient(self) -> Patient | None:
+        """The patient with the most files (the participant's own)."""
+        return self.patients[0] if self.patients else None
+
+    @property
+    def files(self) -> int:
+        """Number of usable DICOM files."""
+        return sum(p.files for p in self.patients)
+
+    @property
+    def bytes(self) -> int:
+        """Total size of the usable DICOM files."""
+        return sum(s.bytes for p in self.patients for st in p.studies for s in st.series)
+
+    def series(self) -> Iterator[Series]:
+        """Every series of every patient and study."""
+        for patient in self.patients:
+            for study in patient.studies:
+                yield from study.series
+
+
+@dataclass
+class ScanResult:
+    """Participants found under `root`, and every unused file (with paths) in `skipped`."""
+
+    root: Path
+    participants: list[Participant]
+    skipped: list[Skipped]
+
+
+# ---------------------------------------------------------------- reading one file
+
+
+def _sniff(head: bytes, size: int) -> bool | None:
+    """True: preamble + DICM; False: a bare dataset (no preamble); None: not DICOM."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return None
+    group, _elem = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008):
+        return None
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():
+        return False
+    (length,) = struct.unpack("<L", head[4:8])
+    return False if length <= size else None
+
+
+def _open_error(error: OSError) -> str:
+    """A one-line reason for a file that cannot be opened or read."""
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if error.errno == 40:  # ELOOP
+        return "symbolic link loop"
+    if error.errno == 2:
+        return "broken symbolic link"
+    return f"unreadable ({error.strerror or type(error).__name__})"
+
+
+def _encapsulated_end(fp: BinaryIO, little: bool) -> bool:
+    """Walk encapsulated fragments; True if the sequence delimiter is reached before end of file."""
+    fmt = "<HHL" if little else ">HHL"
+    while True:
+        item = fp.read(8)
+        if len(item) < 8:
+            return False
+        group, elem, length = struct.unpack(fmt, item)
+        if (group, elem) == (0xFFFE, 0xE0DD):
+            return True
+        if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            return False
+        fp.seek(length, os.SEEK_CUR)
+
+
+def _pixel_problem(fp: BinaryIO, ds: Dataset, size: int) -> str | None:
+    """Check the pixel data element at the file position against the file size and image size."""
+    implicit, little = ds.original_encoding
+    tag_bytes = fp.read(4)
+    if len(tag_bytes) < 4:
+        return None
+    group, elem = struct.unpack("<HH" if little else ">HH", tag_bytes)
+    if (group << 16 | elem) not in _PIXEL_TAGS:
+        return None
+    end = "<" if little else ">"
+    if implicit:
+        raw = fp.read(4)
+        length = struct.unpack(end + "L", raw)[0] if len(raw) == 4 else None
+    else:
+        vr = fp.read(2)
+        raw = fp.read(6)[2:] if vr in _LONG_VRS else fp.read(2)
+        length = struct.unpack(end + ("L" if len(raw) == 4 else "H"), raw)[0] if len(raw) in (2, 4) else None
+    if length is None:
+        return "truncated in pixel data"
+    if length == 0xFFFFFFFF:
+        return None if _encapsulated_end(fp, little) else "truncated in pixel data"
+    if fp.tell() + length > size:
+        return "truncated in pixel data"
+    tsyntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if getattr(ds, "file_meta", None) else ""
+    if (group << 16 | elem) == 0x7FE00010 and (not tsyntax or tsyntax in _UNCOMPRESSED):
+        expected = (_int(ds, 0x00280010) or 0) * (_int(ds, 0x00280011) or 0) * max(1, _int(ds, 0x00280008) or 1)
+        expected *= (_int(ds, 0x00280002) or 1) * (_int(ds, 0x00280100) or 0) // 8
+        if length < expected:
+            return "pixel data shorter than Rows x Columns x frames"
+    return None
+
+
+def _header_problem(fp: BinaryIO, ds: Dataset, size: int, deflated: bool) -> str | None:
+    """Find truncation: a skipped value ran past the end, a short last value, or short pixel data."""
+    if deflated:  # the whole deflated stream was already inflated (zlib checks its end)
+        return None
+    pos = fp.tell()
+    if pos > size:
+        return "truncated (header ends early)"
+    if pos < size:
+        return _pixel_problem(fp, ds, size)
+    tags = list(ds.keys())
+    if tags:
+        last = ds.get_item(tags[-1], keep_deferred=True)
+        if isinstance(last, RawDataElement) and last.value is not None and len(last.value) < last.length:
+            return "truncated (header ends early)"
+    return None
+
+
+def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[Dataset, int] | Skipped:
+    """Open, sniff and parse one file's header; a Skipped with the reason if it is unusable."""
+    try:
+        info = path.stat()
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):
+            return Skipped(path, "not a regular file")
+        if size == 0:
+            return Skipped(path, "empty file")
+        with open(path, "rb") as fp:
+            head = fp.read(132)
+            kind = _sniff(head, size)
+            if kind is None:
+                return Skipped(path, "not DICOM")
+            fp.seek(0)
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not kind,
+                                     specific_tags=list(specific_tags) if specific_tags else None)
+            except zlib.error:
+                return Skipped(path, "corrupt deflated data")
+            except (EOFError, OSError, struct.error):
+                return Skipped(path, "truncated (header ends early)")
+            except Exception as error:  # noqa: BLE001 - any parser failure makes the file unusable
+                return Skipped(path, f"corrupt header ({type(error).__name__})")
+            meta = getattr(ds, "file_meta", None) or {}
+            if kind and not meta.get("TransferSyntaxUID") and 0x00080016 not in ds:
+                return Skipped(path, "corrupt after DICM preamble")
+            deflated = str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+            problem = _header_problem(fp, ds, size, deflated)
+    except OSError as error:
+        return Skipped(path, _open_error(error))
+    if problem:
+        return Skipped(path, problem)
+    return ds, size
+
+
+def read_header(path: Path) -> Dataset | Skipped:
+    """The full header of one file (no pixel data), or why it cannot be used."""
+    got = _read_dataset(path, None)
+    if isinstance(got, Skipped):
+        return got
+    if not len(got[0]):
+        return Skipped(path, "no data set after the file meta (empty or zeroed)")
+    return got[0]
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """A string value without pydicom's conversion cost (ASCII VRs: UI, CS, DA, TM, IS)."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip(" \x00")
+    return "" if value is None else str(value).strip()
+
+
+def _decoded(ds: Dataset, tag: int) -> str:
+    """A character-set dependent string (PN, LO, SH), decoded by pydicom."""
+    elem = ds.get(tag)
+    if elem is None or elem.value is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip(" \x00")
+    return str(value).strip()
+
+
+def _int(ds: Dataset, tag: int) -> int | None:
+    """An integer value (US via pydicom, IS from its text), or None if absent or malformed."""
+    elem = ds.get_item(tag)
+    if elem is None or elem.value in (None, b""):
+        return None
+    if elem.VR in ("US", "SS") or (elem.VR is None and tag in (0x00280002, 0x00280010, 0x00280011, 0x00280100)):
+        try:
+            value = ds[tag].value
+            return int(value[0] if isinstance(value, list | tuple) else value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    text = _text(ds, tag).split("\\")[0]
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def _dicomdir(path: Path) -> DicomDirIndex | Skipped:
+    """Parse a DICOMDIR and resolve each record's ReferencedFileID (case-insensitively)."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        records = ds.get("DirectoryRecordSequence") or []
+        found: list[Path] = []
+        missing: list[Path] = []
+        for record in records:
+            ref = record.get("ReferencedFileID")
+            if ref is None:
+                continue
+            parts = [ref] if isinstance(ref, str) else list(ref)
+            target = _resolve(path.parent, [str(p) for p in parts])
+            (found if target.is_file() else missing).append(target)
+    except Exception as error:  # noqa: BLE001 - a broken index is reported, never fatal
+        return Skipped(path, f"DICOMDIR unreadable ({type(error).__name__})")
+    return DicomDirIndex(path, tuple(found), tuple(missing))
+
+
+def _resolve(base: Path, parts: list[str]) -> Path:
+    """Join ReferencedFileID parts to `base`, matching case-insensitively where the exact name is absent."""
+    current = base
+    for part in parts:
+        exact = current / part
+        if exact.exists() or not current.is_dir():
+            current = exact
+            continue
+        matches = [c for c in current.iterdir() if c.name.lower() == part.lower()]
+        current = matches[0] if matches else exact
+    return current
+
+
+def read_instance(path: Path) -> Instance | DicomDirIndex | Skipped:
+    """Read the header fields discovery needs from one file (content sniffing, headers only)."""
+    got = _read_dataset(path, SCAN_TAGS)
+    if isinstance(got, Skipped):
+        return got
+    ds, size = got
+    meta = getattr(ds, "file_meta", None) or {}
+    if str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+        return _dicomdir(path)
+    sop_class = _text(ds, 0x00080016) or str(meta.get("MediaStorageSOPClassUID", ""))
+    series_uid = _text(ds, 0x0020000E)
+    if not sop_class or not series_uid:
+        full = read_header(path)  # rare: say whether anything at all is there
+        return full if isinstance(full, Skipped) else Skipped(path, "DICOM without SOP class or series UID")
+    implicit, little = ds.original_encoding
+    tsyntax = str(meta.get("TransferSyntaxUID", "")) or (
+        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else "1.2.840.10008.1.2.2")
+    burned = _text(ds, 0x00280301).upper() or None
+    return Instance(
+        path=path, size=size,
+        patient_id=_decoded(ds, 0x00100020), patient_name=_decoded(ds, 0x00100010),
+        birth_date=_text(ds, 0x00100030),
+        study_uid=_text(ds, 0x0020000D), study_date=_text(ds, 0x00080020), study_time=_text(ds, 0x00080030),
+        study_description=_decoded(ds, 0x00081030), accession=_decoded(ds, 0x00080050),
+        series_uid=series_uid, series_number=_int(ds, 0x00200011),
+        series_date=_text(ds, 0x00080021), series_time=_text(ds, 0x00080031),
+        modality=_text(ds, 0x00080060), series_description=_decoded(ds, 0x0008103E),
+        sop_class=sop_class, transfer_syntax=tsyntax, instance_number=_int(ds, 0x00200013),
+        rows=_int(ds, 0x00280010), cols=_int(ds, 0x00280011), frames=max(1, _int(ds, 0x00280008) or 1),
+        burned_in=burned, image_type=_text(ds, 0x00080008), body_part=_decoded(ds, 0x00180015),
+        protocol=_decoded(ds, 0x00181030),
+    )
+
+
+def _read_chunk(paths: list[Path]) -> list[Instance | DicomDirIndex | Skipped]:
+    """Worker-process entry: read a chunk of files."""
+    return [read_instance(p) for p in paths]
+
+
+# ---------------------------------------------------------------- walking
+
+
+def _walk(root: Path, skipped: list[Skipped]) -> list[Path]:
+    """Every regular file under `root` (sorted); folder symlinks and unreadable folders go to `skipped`."""
+    files: list[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as error:
+            skipped.append(Skipped(folder, f"folder {_open_error(error)}"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                elif entry.is_symlink() and entry.is_dir():
+                    skipped.append(Skipped(path, "symbolic link to a folder (not followed)"))
+                else:
+                    files.append(path)
+            except OSError as error:
+                skipped.append(Skipped(path, _open_error(error)))
+    return sorted(files)
+
+
+# ---------------------------------------------------------------- grouping
+
+
+def _most_common(values: Iterable[str]) -> str:
+    """The most frequent value (ties: first seen)."""
+    counts = Counter(values)
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def _series(instances: list[Instance]) -> Series:
+    """Build one Series from its instances."""
+    instances.sort(key=lambda i: (i.instance_number if i.instance_number is not None else 1 << 31, str(i.path)))
+    first = instances[0]
+    flags = {i.burned_in for i in instances}
+    burned = "YES" if "YES" in flags else "NO" if flags == {"NO"} else None
+    frames = sum(i.frames for i in instances)
+    return Series(
+        series_uid=first.series_uid, number=first.series_number, modality=first.modality,
+        description=first.series_description, sop_classes={i.sop_class for i in instances},
+        transfer_syntaxes={i.transfer_syntax for i in instances}, files=[i.path for i in instances],
+        bytes=sum(i.size for i in instances), rows=first.rows, cols=first.cols, slices=frames, frames=frames,
+        date=first.series_date or first.study_date, time=first.series_time or first.study_time,
+        burned_in=burned, image_type=first.image_type, body_part=first.body_part, protocol=first.protocol,
+    )
+
+
+def _patients(instances: list[Instance]) -> list[Patient]:
+    """Group instances by PatientID -> StudyInstanceUID -> SeriesInstanceUID; most files first."""
+    tree: dict[str, dict[str, dict[str, list[Instance]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for inst in instances:
+        tree[inst.patient_id][inst.study_uid][inst.series_uid].append(inst)
+    patients = []
+    for pid, studies in tree.items():
+        members = [i for st in studies.values() for se in st.values() for i in se]
+        study_list = []
+        for study_uid, series in studies.items():
+            firsts = [se[0] for se in series.values()]
+            series_list = sorted((_series(se) for se in series.values()),
+                                 key=lambda s: (s.number if s.number is not None else 1 << 31, s.series_uid))
+            study_list.append(Study(study_uid=study_uid, date=firsts[0].study_date,
+                                    description=firsts[0].study_description, accession=firsts[0].accession,
+                                    series=series_list))
+        study_list.sort(key=lambda s: (s.date, s.study_uid))
+        patients.append(Patient(patient_id=pid, patient_name=_most_common(i.patient_name for i in members),
+                                birth_date=_most_common(i.birth_date for i in members), studies=study_list,
+                                files=len(members)))
+    patients.sort(key=lambda p: -p.files)
+    return patients
+
+
+def participant_key(folder: Path, secret: bytes | None = None) -> str:
+    """A stable, non-identifying id for a participant folder: keyed hash of its resolved path."""
+    digest = hmac.new(secret or site_secret(), str(folder.resolve()).encode(), hashlib.sha256).hexdigest()
+    return "p-" + digest[:10]
+
+
+def _under(path: Path, folder: Path) -> bool:
+    """True if `path` lies inside `folder`."""
+    return folder == path or folder in path.parents
+
+
+def _participant_folders(root: Path, instances: list[Instance], indexes: list[DicomDirIndex],
+                         as_participant: bool) -> list[Path]:
+    """Apply the study-folder rule (see module docs of `scan_events`) and return participant folders."""
+    counts: dict[Path, Counter[str]] = defaultdict(Counter)
+    direct: set[Path] = {d.path.parent for d in indexes}
+    for inst in instances:
+        direct.add(inst.path.parent)
+        folder = inst.path.parent
+        while True:
+            counts[folder][inst.patient_id] += 1
+            if folder == root or root not in folder.parents:
+                break
+            folder = folder.parent
+    children: dict[Path, list[Path]] = defaultdict(list)
+    for folder in counts:
+        if folder != root:
+            children[folder.parent].append(folder)
+
+    def descend(folder: Path) -> list[Path]:
+        if (as_participant and folder == root) or folder in direct:
+            return [folder]
+        subs = sorted(children.get(folder, []))
+        dominant = Counter(counts[s].most_common(1)[0][0] for s in subs)
+        if len(dominant) >= 2 and dominant.most_common(1)[0][1] * 2 <= len(subs):
+            return [p for s in subs for p in descend(s)]
+        return [folder]
+
+    return descend(root) if counts else []
+
+
+# ---------------------------------------------------------------- the scan
+
+
+def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | None
+              ) -> EventStream[list[Instance | DicomDirIndex | Skipped]]:
+    """Read every file, in worker processes when there are many; yields throttled progress."""
+    total = len(files)
+    throttle = Throttle()
+    results: list[Instance | DicomDirIndex | Skipped] = []
+    workers = workers or len(os.sched_getaffinity(0))
+    if total < PARALLEL_MIN_FILES or workers < 2:
+        for done, path in enumerate(files, 1):
+            if cancel is not None and cancel.is_set():
+                raise MrishareError("scan cancelled")
+            results.append(read_instance(path))
+            if throttle.ready(done, total):
+                yield StepProgress(SUBJECT, STEP, done, total)
+        return results
+    chunks = [files[i:i + CHUNK] for i in range(0, total, CHUNK)]
+    by_chunk: dict[Future[list[Instance | DicomDirIndex | Skipped]], int] = {}
+    ordered: list[list[Instance | DicomDirIndex | Skipped]] = [[] for _ in chunks]
+    context = multiprocessing.get_context("forkserver")
+    done = 0
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+        pending = set()
+        for index, chunk in enumerate(chunks):
+            future = pool.submit(_read_chunk, chunk)
+            by_chunk[future] = index
+            pending.add(future)
+        while pending:
+            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            if cancel is not None and cancel.is_set():
+                pool.shutdown(cancel_futures=True)
+                raise MrishareError("scan cancelled")
+            for future in finished:
+                ordered[by_chunk[future]] = future.result()
+                done += len(ordered[by_chunk[future]])
+            if finished and throttle.ready(done, total):
+                yield StepProgress(SUBJECT, STEP, done, total)
+    for part in ordered:
+        results.extend(part)
+    return results
+
+
+def scan_events(root: Path, cancel: threading.Event | None = None, workers: int | None = None,
+                as_participant: bool = False) -> EventStream[ScanResult]:
+    """Scan `root` for DICOM and split it into participants.
+
+    Participant rule: a folder that directly holds DICOM files or a DICOMDIR (or the root with
+    `as_participant`) is one participant. Otherwise each sub-folder holding DICOM gets its dominant
+    PatientID; if at least two distinct IDs exist and none is dominant in more than half of the
+    sub-folders, the folder is a study folder and each sub-folder is examined the same way;
+    otherwise the folder is one participant whose sub-folders are series or study folders.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MrishareError("not a folder", where=root)
+    yield StepStarted(SUBJECT, STEP, None)
+    skipped: list[Skipped] = []
+    files = _walk(root, skipped)
+    yield StepProgress(SUBJECT, STEP, 0, len(files))
+    results = yield from _read_all(files, cancel, workers)
+    instances = [r for r in results if isinstance(r, Instance)]
+    indexes = [r for r in results if isinstance(r, DicomDirIndex)]
+    skipped.extend(r for r in results if isinstance(r, Skipped))
+    for index in indexes:
+        skipped.append(Skipped(index.path, f"DICOMDIR (index; {len(index.found)} referenced files resolved)"))
+        skipped.extend(Skipped(p, "referenced by DICOMDIR but missing") for p in index.missing)
+    skipped.sort(key=lambda s: str(s.path))
+    folders = _participant_folders(root, instances, indexes, as_participant)
+    secret = site_secret() if folders else b""
+    participants = []
+    for folder in folders:
+        mine = [i for i in instances if _under(i.path, folder)]
+        patients = _patients(mine)
+        main = patients[0].patient_id
+        participants.append(Participant(
+            folder=folder, key=participant_key(folder, secret), patients=patients,
+            misfiled=sorted(i.path for i in mine if i.patient_id != main),
+            skipped=[s for s in skipped if _under(s.path, folder)],
+        ))
+    series = sum(len(list(p.series())) for p in participants)
+    yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {len(participants)} participants, "
+                                      f"{series} series; {len(skipped)} unused")
+    return ScanResult(root=root, participants=participants, skipped=skipped)
+
+
+def scan(root: Path, cancel: threading.Event | None = None, workers: int | None = None,
+         as_participant: bool = False) -> ScanResult:
+    """Scan without progress events (see `scan_events`)."""
+    return drain(scan_events(root, cancel=cancel, workers=workers, as_participant=as_participant))

@@ -1,0 +1,160 @@
+"""`mrishare inspect`: one DICOM file's elements with their PS3.15 Annex E action, values masked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from tui.cli.output import stdout
+from tui.core import annex_e
+from tui.core.errors import MrishareError
+from tui.core.tags import TagRow, flatten, mask
+
+ACTION_STYLES = {"K": "green", "C": "cyan", "U": "magenta", "Z": "yellow", "D": "yellow", "X": "bold red"}
+"""Named ANSI colours, so they read the same under any terminal theme."""
+LEGEND = (
+    ("K", "keep"),
+    ("C", "clean"),
+    ("U", "new UID"),
+    ("Z", "empty"),
+    ("D", "dummy"),
+    ("X", "remove"),
+)
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `inspect` subcommand."""
+    p = sub.add_parser(
+        "inspect",
+        help="show a DICOM file's tags and what de-identification does to each",
+        description="Show every element of one DICOM file (for a folder: the first DICOM file in it) "
+        "with its PS3.15 Annex E action. Values of identifying elements are masked unless --reveal.",
+    )
+    p.add_argument("target", metavar="FILE_OR_SERIES_DIR", type=Path)
+    p.add_argument(
+        "--option", action="append", default=[], choices=annex_e.OPTIONS, metavar="NAME",
+        help=f"Annex E option, repeatable: {', '.join(annex_e.OPTIONS)}",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
+    p.add_argument("--reveal", action="store_true", help="show identifying values instead of masking them")
+    p.add_argument("--only-identifying", action="store_true", help="list only elements de-identification changes or flags")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Inspect the file and print the table or JSON."""
+    options = annex_e.validate_options(args.option)
+    path = first_dicom(args.target)
+    try:
+        ds = pydicom.dcmread(path, force=True, defer_size="256 KB")
+    except (InvalidDicomError, OSError, ValueError, EOFError) as error:
+        raise MrishareError(f"not a readable DICOM file ({type(error).__name__})", where=path) from error
+    rows = flatten(ds, options)
+    if args.only_identifying:
+        rows = [r for r in rows if "identifying" in r.flags]
+    if args.json:
+        json.dump([row_dict(r, args.reveal) for r in rows], sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        stdout.print(table(rows, args.reveal, path))
+        stdout.print(legend(options, args.reveal))
+    return 0
+
+
+def first_dicom(target: Path) -> Path:
+    """`target` itself, or the first file under it (sorted walk) whose content is DICOM."""
+    if target.is_file():
+        return target
+    if not target.is_dir():
+        raise MrishareError("no such file or folder", where=target)
+    for root, dirs, files in os.walk(target):
+        dirs.sort()
+        for name in sorted(files):
+            candidate = Path(root, name)
+            if _is_dicom_image(candidate):
+                return candidate
+    raise MrishareError("no DICOM file found", where=target)
+
+
+def _is_dicom_image(path: Path) -> bool:
+    """DICOM by content (preamble + DICM, or a bare dataset starting in group 0002/0008), not a DICOMDIR."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+        if head[128:132] != b"DICM" and head[:2] not in (b"\x02\x00", b"\x08\x00"):
+            return False
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return False
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    return sop is not None and str(sop) != DICOMDIR_CLASS
+
+
+def shown_value(row: TagRow, reveal: bool) -> str:
+    """The preview, masked for identifying elements unless revealed."""
+    return row.value if reveal or "identifying" not in row.flags else mask(row.value)
+
+
+def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
+    """A TagRow as plain JSON-able data."""
+    return {
+        "path": row.path,
+        "keyword_path": row.keyword_path,
+        "tag": f"({row.tag >> 16:04X},{row.tag & 0xFFFF:04X})",
+        "keyword": row.keyword,
+        "vr": row.vr,
+        "depth": row.depth,
+        "value": shown_value(row, reveal),
+        "private_creator": row.private_creator,
+        "action": row.decision.action,
+        "code": row.decision.code,
+        "reason": row.decision.reason,
+        "review": row.decision.review,
+        "flags": sorted(row.flags),
+    }
+
+
+def table(rows: list[TagRow], reveal: bool, path: Path) -> Table:
+    """Rich table; every cell is a Text, so values are never read as markup."""
+    t = Table(title=Text(str(path)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("Tag", no_wrap=True)
+    t.add_column("Name", overflow="fold", max_width=32)
+    t.add_column("VR", no_wrap=True)
+    t.add_column("Act", no_wrap=True)
+    t.add_column("Value", overflow="fold")
+    for r in rows:
+        style = ACTION_STYLES[r.decision.action]
+        private = "private" in r.flags
+        tag = Text(" " * r.depth + f"({r.tag >> 16:04X},{r.tag & 0xFFFF:04X})" + ("*" if private else " "))
+        review = "?" if r.decision.review else ""
+        t.add_row(
+            tag,
+            Text(r.name, style="italic" if private else ""),
+            Text(r.vr),
+            Text(r.decision.action + review, style=style),
+            Text(shown_value(r, reveal), style=style if "identifying" in r.flags else ""),
+        )
+    return t
+
+
+def legend(options: frozenset[str], reveal: bool) -> Text:
+    """One line explaining colours, marks and the options in force."""
+    line = Text()
+    for code, meaning in LEGEND:
+        line.append(f"{code} {meaning}", style=ACTION_STYLES[code]).append("  ")
+    line.append("? review  * private")
+    if not reveal:
+        line.append("  ••••• masked (--reveal)")
+    line.append(f"\n{annex_e.TABLE_EDITION} Basic Profile, options: {', '.join(sorted(options)) or 'none'}")
+    return line

@@ -98,7 +98,10 @@ def test_errors_are_one_line(slice_copy: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_folder_without_dicom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_folder_or_file_without_dicom(tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "x.dcm").write_bytes(b"\x00" * 300)
     assert main(["inspect", str(tmp_path)]) == 2
     assert "no DICOM file found" in capsys.readouterr().err
+    text = shared_data / "phi-corpus/files/found/dicognito/not_a_dicom_file.txt"
+    assert main(["inspect", str(text)]) == 2
+    assert "not a DICOM file" in capsys.readouterr().err

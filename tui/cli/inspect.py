@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 def first_dicom(target: Path) -> Path:
     """`target` itself, or the first file under it (sorted walk) whose content is DICOM."""
     if target.is_file():
+        if not _sniff(target):
+            raise MrishareError("not a DICOM file", where=target)
         return target
     if not target.is_dir():
         raise MrishareError("no such file or folder", where=target)
@@ -86,13 +88,21 @@ def first_dicom(target: Path) -> Path:
     raise MrishareError("no DICOM file found", where=target)
 
 
-def _is_dicom_image(path: Path) -> bool:
-    """DICOM by content (preamble + DICM, or a bare dataset starting in group 0002/0008), not a DICOMDIR."""
+def _sniff(path: Path) -> bool:
+    """DICOM by content: preamble + DICM, or a bare little-endian dataset starting in group 0002/0008."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
-        if head[128:132] != b"DICM" and head[:2] not in (b"\x02\x00", b"\x08\x00"):
-            return False
+    except OSError:
+        return False
+    return head[128:132] == b"DICM" or head[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def _is_dicom_image(path: Path) -> bool:
+    """A DICOM file by content that is not a DICOMDIR."""
+    if not _sniff(path):
+        return False
+    try:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=["SOPClassUID"])
     except (InvalidDicomError, OSError, ValueError, EOFError):
         return False

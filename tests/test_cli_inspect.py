@@ -63,8 +63,12 @@ def test_json_actions_and_options(slice_copy: Path, capsys: pytest.CaptureFixtur
 
 def test_only_identifying(slice_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = _json(capsys, str(slice_copy), "--only-identifying")
-    assert rows and all("identifying" in r["flags"] for r in rows.values())
     assert "(0028,0010)" not in rows and "(0010,0010)" in rows
+    # Not identifying itself, but it holds identifying items, so it stays for context.
+    assert "identifying" not in rows["(0008,1032)"]["flags"]
+    assert "(0008,1032)[0](0008,0102)" in rows
+    contexts = [p for p, r in rows.items() if "identifying" not in r["flags"]]
+    assert all(any(q.startswith(p + "[") for q in rows) for p in contexts)
 
 
 def test_folder_picks_first_dicom_by_content(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise MrishareError(f"not a readable DICOM file ({type(error).__name__})", where=path) from error
     rows = flatten(ds, options)
     if args.only_identifying:
-        rows = [r for r in rows if "identifying" in r.flags]
+        rows = only_identifying(rows)
     if args.json:
         json.dump([row_dict(r, args.reveal) for r in rows], sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
@@ -111,6 +111,16 @@ def _is_dicom_image(path: Path) -> bool:
     return sop is not None and str(sop) != DICOMDIR_CLASS
 
 
+def only_identifying(rows: list[TagRow]) -> list[TagRow]:
+    """Identifying rows, plus the sequences that contain them so nested rows keep their context."""
+    keep = set()
+    for r in rows:
+        if "identifying" in r.flags:
+            keep.add(r.path)
+            keep.update(r.path[:i] for i, ch in enumerate(r.path) if ch == "[")
+    return [r for r in rows if r.path in keep]
+
+
 def shown_value(row: TagRow, reveal: bool) -> str:
     """The preview, masked for identifying elements unless revealed."""
     return row.value if reveal or "identifying" not in row.flags else mask(row.value)
@@ -139,10 +149,10 @@ def table(rows: list[TagRow], reveal: bool, path: Path) -> Table:
     """Rich table; every cell is a Text, so values are never read as markup."""
     t = Table(title=Text(str(path)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("Tag", no_wrap=True)
-    t.add_column("Name", overflow="fold", max_width=32)
+    t.add_column("Name", overflow="ellipsis", no_wrap=True, max_width=26)
     t.add_column("VR", no_wrap=True)
     t.add_column("Act", no_wrap=True)
-    t.add_column("Value", overflow="fold")
+    t.add_column("Value", overflow="fold", min_width=20)
     for r in rows:
         style = ACTION_STYLES[r.decision.action]
         private = "private" in r.flags

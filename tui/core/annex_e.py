@@ -168,9 +168,13 @@ def all_rules() -> list[Rule]:
 
 
 @functools.cache
+def _meanings() -> dict[str, str]:
+    return {row["code"]: row["description"] for row in _read("annex_e_table_e1_1a_action_codes.csv")}
+
+
 def action_meaning(code: str) -> str:
     """Table E.1-1a's wording for an action code (single or compound), "" if unknown."""
-    return {row["code"]: row["description"] for row in _read("annex_e_table_e1_1a_action_codes.csv")}.get(code, "")
+    return _meanings().get(code, "")
 
 
 def validate_options(options: Iterable[str]) -> frozenset[str]:
@@ -222,7 +226,8 @@ def lookup(
     `private_creator`: for a private element its block's creator; for a private creator element
     (gggg,0010-00FF) its own value. `required_type` ("1", "1C", "2", "2C", "3") is the
     attribute's Type where the caller knows it; otherwise `sop_class` picks the Type from
-    iod_attribute_types.csv. Results are cached, so pass `options` as a frozenset.
+    iod_attribute_types.csv (pass the dataset's SOP Class UID). Results are cached, so `options`
+    must be a frozenset (use validate_options once per run).
     """
     opts = validate_options(options)
     if (tag >> 16) & 1:

@@ -1,0 +1,135 @@
+"""credentials.json: lookup order, validation, private mode, secrets out of repr, no .env."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui.core.config import config_dir
+from tui.core.credentials import ENV_VAR, credentials_path, load_credentials, parse_credentials
+from tui.core.errors import MrishareError
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = {  # the seed project's fields, unchanged
+    "username": "lab-share",
+    "password": "Secret-App-Pass-12345",
+    "remote_path": "MRI-Uploads",
+    "expiration_days": 14,
+    "include_mricron": True,
+    "nextcloud_baseurl": "https://cloud.example.org",
+}
+
+
+def write(path: Path, data: dict, mode: int = 0o600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    path.chmod(mode)
+    return path
+
+
+def test_seed_file_loads_as_nextcloud_destination(tmp_path: Path) -> None:
+    creds = load_credentials(write(tmp_path / "c.json", SEED))
+    assert creds.destination == "nextcloud"
+    assert (creds.username, creds.remote_path, creds.expiration_days) == ("lab-share", "MRI-Uploads", 14)
+    assert creds.include_mricron is True and creds.chunk_mib == 100 and creds.ca_bundle is None
+
+
+def test_password_never_in_repr(tmp_path: Path) -> None:
+    creds = load_credentials(write(tmp_path / "c.json", SEED))
+    assert "Secret-App-Pass" not in repr(creds) and "Secret-App-Pass" not in str(creds)
+    with pytest.raises(AttributeError):
+        creds.password = "x"  # type: ignore[misc]  # frozen
+
+
+def test_example_file_is_valid_and_holds_no_secret() -> None:
+    raw = json.loads((REPO / "credentials.example.json").read_text())
+    creds = parse_credentials(raw, Path("credentials.example.json"))
+    assert creds.destination == "nextcloud" and creds.nextcloud_baseurl.startswith("https://")
+    assert set(raw["password"]) <= {"x", "-"}
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = write(config_dir() / "credentials.json", {**SEED, "username": "from-config-dir"})
+    from_env = write(tmp_path / "env.json", {**SEED, "username": "from-env"})
+    explicit = write(tmp_path / "cli.json", {**SEED, "username": "from-cli"})
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert credentials_path() == default and load_credentials().username == "from-config-dir"
+    monkeypatch.setenv(ENV_VAR, str(from_env))
+    assert load_credentials().username == "from-env"
+    assert load_credentials(explicit).username == "from-cli"
+
+
+def test_missing_file_names_the_place(tmp_path: Path) -> None:
+    with pytest.raises(MrishareError, match="no credentials file") as err:
+        load_credentials(tmp_path / "nope.json")
+    assert err.value.where == str(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_group_or_other_readable_file_is_refused_with_fix(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path / "c.json", SEED, mode)
+    with pytest.raises(MrishareError, match=f"chmod 600 {path}"):
+        load_credentials(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pasword": "typo"}, "unknown field"),
+        ({"expiration_days": 0}, "between 1 and 3650"),
+        ({"expiration_days": "14"}, "whole number"),
+        ({"include_mricron": "yes"}, "true or false"),
+        ({"nextcloud_baseurl": "http://cloud.example.org"}, "https://"),
+        ({"nextcloud_baseurl": "https://"}, "look like"),
+        ({"password": ""}, "password is required"),
+        ({"destination": "ftp"}, "destination must be"),
+        ({"ca_bundle": "/nonexistent/ca.pem"}, "ca_bundle"),
+        ({"remote_path": "a/../b"}, "'..'"),
+        ({"chunk_mib": 1}, "between 5"),
+    ],
+)
+def test_invalid_values_are_refused(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(MrishareError, match=message):
+        load_credentials(write(tmp_path / "c.json", {**SEED, **change}))
+
+
+def test_plain_http_allowed_only_for_loopback(tmp_path: Path) -> None:
+    creds = load_credentials(write(tmp_path / "c.json", {**SEED, "nextcloud_baseurl": "http://127.0.0.1:8080"}))
+    assert creds.nextcloud_baseurl == "http://127.0.0.1:8080"
+
+
+def test_folder_destination_needs_no_login(tmp_path: Path) -> None:
+    creds = load_credentials(write(tmp_path / "c.json", {"destination": f"folder:{tmp_path}", "_note": "x"}))
+    assert creds.destination == f"folder:{tmp_path}" and creds.username == ""
+
+
+def test_not_json_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text("{username: lab")
+    path.chmod(0o600)
+    with pytest.raises(MrishareError, match="not readable as JSON"):
+        load_credentials(path)
+
+
+def test_dotenv_in_working_directory_is_not_used(tmp_path: Path) -> None:
+    """nc-py-api calls load_dotenv() on import; importing our module must not pull a .env in."""
+    (tmp_path / ".env").write_text("NC_AUTH_USER=from-dotenv\nNPA_NC_CERT=False\nNEXTCLOUD_URL=http://evil\n")
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]);"
+        "import tui.core.nextcloud, nc_py_api.options as o;"
+        "print(os.environ.get('NC_AUTH_USER'), os.environ.get('NEXTCLOUD_URL'), o.NPA_NC_CERT,"
+        " os.environ.get('PYTHON_DOTENV_DISABLED'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NC_AUTH_USER", "NEXTCLOUD_URL", "NPA_NC_CERT")}
+    # `-c` counts as interactive for python-dotenv, which then searches the working directory
+    out = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "None", "True", "None"]
+    control = subprocess.run([sys.executable, "-c", "import os, nc_py_api; print(os.environ.get('NC_AUTH_USER'))"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert control.stdout.strip() == "from-dotenv"  # proves the test would catch the leak

@@ -1,0 +1,305 @@
+"""Where finished packages go: one interface, a local folder (default) and Nextcloud.
+
+Remote names are relative paths chosen by the caller, e.g. `<random-share-id>/sub-<pseudonym>.zip`;
+they must carry no identifier and never the passphrase. No destination overwrites an existing file.
+
+Expiry convention (both destinations): a link dies at 00:00 of its expiry date and Nextcloud rejects
+"today", so giving the participant N full days means expiry date = today + N + 1.
+`ShareInfo.expires` is that date; `ShareInfo.last_day` is the last day the link works.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from tui.core.config import write_private
+from tui.core.errors import MrishareError
+from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
+
+if TYPE_CHECKING:
+    from threading import Event
+
+    from tui.core.credentials import Credentials
+
+STEP = "upload"
+BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A file that arrived completely at a destination."""
+
+    remote_path: str
+    """Path to pass to `share`/`revoke` (relative to the destination's root)."""
+    size: int
+    file_id: str | None
+    """Nextcloud's `OC-FileId`; None for a folder."""
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    """A link to a delivered file, as the destination reports it back."""
+
+    share_id: str
+    url: str
+    expires: date | None
+    """The link stops working at 00:00 of this date (None: never)."""
+    has_password: bool
+    label: str
+    remote_path: str = ""
+
+    @property
+    def last_day(self) -> date | None:
+        """The last calendar day on which the link still works."""
+        return self.expires - timedelta(days=1) if self.expires else None
+
+
+class Destination(Protocol):
+    """What the pipeline and the app need from any destination."""
+
+    kind: str
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        """Plain-words connection test: (what, ok, detail) per item."""
+        ...
+
+    def upload(self, local: Path, remote_name: str, cancel: Event | None = None) -> EventStream[Delivered]:
+        """Copy `local` to `remote_name` (byte progress events); refuses to overwrite."""
+        ...
+
+    def exists(self, remote_name: str) -> bool:
+        """True if `remote_name` is already there."""
+        ...
+
+    def share(self, delivered_path: str, expire_days: int, label: str, password: str | None = None) -> ShareInfo:
+        """A read-only link giving `expire_days` full days."""
+        ...
+
+    def revoke(self, share_id: str, remote_path: str) -> None:
+        """Remove the link and the file."""
+        ...
+
+    def extend(self, share_id: str, expire_days: int) -> ShareInfo:
+        """Give the link `expire_days` full days from today."""
+        ...
+
+    def list_shares(self) -> list[ShareInfo]:
+        """All links this destination made that are still alive."""
+        ...
+
+    def cleanup_expired(self, today: date | None = None) -> list[str]:
+        """Delete files whose links expired; return their remote paths."""
+        ...
+
+
+def expiry_date(expire_days: int, today: date | None = None) -> date:
+    """Expiry date giving `expire_days` full days: the link dies at 00:00 of today + N + 1."""
+    if expire_days < 1:
+        raise MrishareError("a link must stay valid for at least 1 day")
+    return (today or date.today()) + timedelta(days=expire_days + 1)
+
+
+def check_remote_name(remote_name: str) -> str:
+    """Normalise a relative remote name, refusing absolute paths, `..` and empty parts."""
+    parts = remote_name.split("/")
+    if not remote_name or any(p in ("..", ".", "") for p in parts) or "\\" in remote_name:
+        raise MrishareError("remote name must be a relative path like <id>/sub-<pseudonym>.zip")
+    return "/".join(parts)
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as file managers show them)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def copy_with_progress(src, dst, subject: str, total: int, cancel: Event | None,
+                       write: Callable[[bytes], object] | None = None) -> EventStream[int]:
+    """Copy file object `src` into `dst` in large blocks, yielding throttled byte progress."""
+    throttle, done = Throttle(), 0
+    write = write or dst.write
+    while block := src.read(BLOCK):
+        if cancel is not None and cancel.is_set():
+            raise MrishareError("upload cancelled", subject)
+        write(block)
+        done += len(block)
+        if throttle.ready(done, total):
+            yield StepProgress(subject, STEP, done, total, unit="bytes")
+    return done
+
+
+class FolderDestination:
+    """A local directory (demo, USB stick): atomic copies, `file://` links, expiry kept in an index."""
+
+    kind = "folder"
+    INDEX = ".mrishare-shares.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self._lock = threading.Lock()
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        """Is the folder there and writable, and how much space is left."""
+        if not self.root.is_dir():
+            return [("folder", False, f"{self.root} does not exist")]
+        writable = os.access(self.root, os.W_OK)
+        result = [("folder", writable, f"{self.root} is {'writable' if writable else 'not writable'}")]
+        free = shutil.disk_usage(self.root).free
+        result.append(("free space", free > 0, f"{human_bytes(free)} free"))
+        return result
+
+    def exists(self, remote_name: str) -> bool:
+        """True if the file is already in the folder."""
+        return (self.root / check_remote_name(remote_name)).exists()
+
+    def upload(self, local: Path, remote_name: str, cancel: Event | None = None) -> EventStream[Delivered]:
+        """Copy via a temp file + fsync + rename, so a full disk or a crash leaves no partial file."""
+        rel = check_remote_name(remote_name)
+        target = self.root / rel
+        size = Path(local).stat().st_size
+        yield StepStarted(rel, STEP, total=size)
+        if not self.root.is_dir():
+            raise MrishareError("destination folder does not exist", self.root)
+        if target.exists():
+            raise MrishareError("already exists at the destination; refusing to overwrite", rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(target.parent).free
+        if size > free:
+            raise MrishareError(f"not enough space: need {human_bytes(size)}, {human_bytes(free)} free", self.root)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        try:
+            with open(local, "rb") as src, open(tmp, "xb") as dst:
+                yield from copy_with_progress(src, dst, rel, size, cancel)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if target.exists():
+                raise MrishareError("already exists at the destination; refusing to overwrite", rel)
+            os.rename(tmp, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise MrishareError("destination is full; the partial copy was removed", self.root) from None
+            raise MrishareError(f"copy failed ({exc.strerror or type(exc).__name__})", rel) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        if target.stat().st_size != size:
+            raise MrishareError("size after copy differs from the package", rel)
+        yield StepFinished(rel, STEP, f"{human_bytes(size)} copied")
+        return Delivered(rel, size, None)
+
+    def share(self, delivered_path: str, expire_days: int, label: str, password: str | None = None) -> ShareInfo:
+        """Record the file with its expiry; the link is its `file://` URL (no password possible)."""
+        if password:
+            raise MrishareError("a folder destination cannot protect a file with a share password")
+        rel = check_remote_name(delivered_path)
+        if not (self.root / rel).is_file():
+            raise MrishareError("nothing to share: file is not at the destination", rel)
+        info = ShareInfo(secrets.token_hex(6), (self.root / rel).as_uri(), expiry_date(expire_days), False, label, rel)
+        with self._lock:
+            index = self._read_index()
+            index[info.share_id] = info
+            self._write_index(index)
+        return info
+
+    def revoke(self, share_id: str, remote_path: str) -> None:
+        """Delete the file (and its now-empty folder) and forget the share."""
+        rel = check_remote_name(remote_path)
+        with self._lock:
+            index = self._read_index()
+            index.pop(share_id, None)
+            self._remove(rel)
+            self._write_index(index)
+
+    def extend(self, share_id: str, expire_days: int) -> ShareInfo:
+        """Move the recorded expiry to give `expire_days` full days from today."""
+        with self._lock:
+            index = self._read_index()
+            if share_id not in index:
+                raise MrishareError("no such share at this folder", share_id)
+            old = index[share_id]
+            index[share_id] = ShareInfo(old.share_id, old.url, expiry_date(expire_days), False, old.label,
+                                        old.remote_path)
+            self._write_index(index)
+            return index[share_id]
+
+    def list_shares(self) -> list[ShareInfo]:
+        """Recorded shares, oldest first."""
+        with self._lock:
+            return list(self._read_index().values())
+
+    def cleanup_expired(self, today: date | None = None) -> list[str]:
+        """Delete files whose recorded expiry date has come."""
+        today = today or date.today()
+        removed = []
+        with self._lock:
+            index = self._read_index()
+            for share_id, info in list(index.items()):
+                if info.expires is not None and info.expires <= today:
+                    self._remove(info.remote_path)
+                    del index[share_id]
+                    removed.append(info.remote_path)
+            self._write_index(index)
+        return removed
+
+    def _remove(self, rel: str) -> None:
+        target = self.root / rel
+        target.unlink(missing_ok=True)
+        for parent in target.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def _read_index(self) -> dict[str, ShareInfo]:
+        path = self.root / self.INDEX
+        if not path.exists():
+            return {}
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            return {
+                r["share_id"]: ShareInfo(**{**r, "expires": date.fromisoformat(r["expires"]) if r["expires"] else None})
+                for r in rows
+            }
+        except (ValueError, KeyError, TypeError):
+            raise MrishareError("share index is damaged; fix or delete it", path) from None
+
+    def _write_index(self, index: dict[str, ShareInfo]) -> None:
+        rows = [{**asdict(i), "expires": i.expires.isoformat() if i.expires else None} for i in index.values()]
+        write_private(self.root / self.INDEX, json.dumps(rows, indent=1).encode())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def destination_from(spec: str, credentials: Credentials | None) -> Destination:
+    """Build a destination from `folder:PATH` or `nextcloud` (empty: what the credentials say)."""
+    spec = spec or (credentials.destination if credentials else "")
+    if spec.startswith("folder:") and len(spec) > len("folder:"):
+        return FolderDestination(Path(spec[len("folder:"):]))
+    if spec == "nextcloud":
+        if credentials is None:
+            raise MrishareError("the nextcloud destination needs a credentials file (--credentials)")
+        from tui.core.nextcloud import NextcloudDestination  # imports nc-py-api only when needed
+
+        return NextcloudDestination(credentials)
+    raise MrishareError("destination must be 'folder:PATH' or 'nextcloud'", spec or None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from tui.core.dateshift import MAX_SHIFT_DAYS, MIN_SHIFT_DAYS, offset_days, shift
+from tui.core.dateshift import MAX_SHIFT_DAYS, MIN_SHIFT_DAYS, offset_days, offset_seconds, shift
 
 SECRET = b"s" * 32
 
@@ -43,12 +43,18 @@ def test_unparseable_dates_are_emptied_not_kept() -> None:
     assert shift("DA", "", -1) == ""
 
 
-def test_datetime_keeps_precision_time_and_offset() -> None:
+def test_datetime_keeps_precision_and_utc_offset() -> None:
     assert shift("DT", "20230405101500.123456+0100", -1) == "20230404101500.123456+0100"
-    assert shift("DT", "20230405101500-0500", -1) == "20230404101500-0500"
+    assert shift("DT", "20230405101500-0500", -1, -3600) == "20230404091500-0500"
     assert shift("DT", "202304", -40) == "202302"
     assert shift("DT", "20230405-20230406", -1) == "20230404-20230405"
 
 
-def test_times_are_kept() -> None:
-    assert shift("TM", "101500.00", -1234) == "101500.00"
+def test_times_move_by_the_seconds_modulo_a_day() -> None:
+    assert shift("TM", "101500.00", -1234, -3600) == "091500.00"
+    assert shift("TM", "0030", 0, -3600) == "2330"
+    assert shift("TM", "10:15:00", 0, 60) == "101600"
+    assert shift("TM", "101500\\111500", 0, -7200) == "081500\\091500"
+    assert shift("TM", "xx", 0, -60) == ""
+    seconds = offset_seconds(SECRET, "PID-CANARY-0815")
+    assert -6 * 3600 <= seconds <= -3600 and seconds == offset_seconds(SECRET, "PID-CANARY-0815")

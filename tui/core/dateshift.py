@@ -1,9 +1,11 @@
 """Per-participant date shifting for "Retain Longitudinal Temporal Information with Modified Dates".
 
-Every DA/DT value of one participant moves back by the same whole number of days, derived from a
-keyed hash of the participant's stripped PatientID, so it is the same in every run, intervals
-between studies stay exact, and nobody without the site secret can undo it. Times of day (TM, and
-the time part of DT) are kept: a whole-day shift does not change them.
+Every DA value of one participant moves back by the same whole number of days, and every TM value
+by the same number of seconds (1 to 6 hours back, modulo 24 h, never carried into the date), both
+derived from a keyed hash of the participant's stripped PatientID: the same in every run, nobody
+without the site secret can undo it, and intervals between dates stay exact in days. Times of
+day only wrap for events between midnight and 6 a.m. DT values get both: date part by the days,
+time part by the seconds, the same way, so DT and DA/TM pairs stay consistent.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from datetime import date, datetime, timedelta
 
 MIN_SHIFT_DAYS = 365
 MAX_SHIFT_DAYS = 3650
+MIN_SHIFT_SECONDS = 3600
+MAX_SHIFT_SECONDS = 6 * 3600
+_TM = re.compile(r"^(\d{2})(?::?(\d{2}))?(?::?(\d{2}))?(\.\d{1,6})?$")
 
 _DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{4})?$")
 
@@ -25,6 +30,33 @@ def offset_days(secret: bytes, participant_key: str) -> int:
     digest = hmac.new(secret, b"mrishare dateshift v1\x00" + participant_key.encode("utf-8"), hashlib.sha256)
     span = MAX_SHIFT_DAYS - MIN_SHIFT_DAYS + 1
     return -(MIN_SHIFT_DAYS + int.from_bytes(digest.digest()[:8], "big") % span)
+
+
+def offset_seconds(secret: bytes, participant_key: str) -> int:
+    """The (negative) time-of-day offset for one participant: 1 to 6 hours back, same every run."""
+    digest = hmac.new(secret, b"mrishare timeshift v1\x00" + participant_key.encode("utf-8"), hashlib.sha256)
+    span = MAX_SHIFT_SECONDS - MIN_SHIFT_SECONDS + 1
+    return -(MIN_SHIFT_SECONDS + int.from_bytes(digest.digest()[:8], "big") % span)
+
+
+def _shift_time(text: str, seconds: int) -> str:
+    """One TM value moved by `seconds` modulo 24 h, keeping its precision; '' when unparseable."""
+    text = text.strip()
+    if not text:
+        return ""
+    match = _TM.match(text)
+    if not match:
+        return ""
+    hours, minutes, secs, fraction = match.groups()
+    if int(hours) > 23 or int(minutes or 0) > 59 or int(secs or 0) > 60:
+        return ""
+    total = (int(hours) * 3600 + int(minutes or 0) * 60 + min(int(secs or 0), 59) + seconds) % 86400
+    out = f"{total // 3600:02d}"
+    if minutes is not None:
+        out += f"{total // 60 % 60:02d}"
+    if secs is not None:
+        out += f"{total % 60:02d}" + (fraction or "")
+    return out
 
 
 def _shift_date(text: str, days: int) -> str:
@@ -39,8 +71,8 @@ def _shift_date(text: str, days: int) -> str:
     return moved.strftime("%Y%m%d") if moved.year >= 1000 else ""
 
 
-def _shift_datetime(text: str, days: int) -> str:
-    """One DT value shifted, keeping its precision, time of day and UTC offset; '' when unparseable."""
+def _shift_datetime(text: str, days: int, seconds: int = 0) -> str:
+    """One DT value shifted (date by days, time of day by seconds), keeping precision and UTC offset."""
     text = text.strip()
     if not text:
         return ""
@@ -55,6 +87,8 @@ def _shift_datetime(text: str, days: int) -> str:
     if moved.year < 1000:
         return ""
     head = moved.strftime("%Y%m%d")[: 4 + (2 if month else 0) + (2 if day else 0)]
+    if clock:
+        clock = _shift_time(clock, seconds) or clock[:2]
     return head + (clock or "") + (zone or "")
 
 
@@ -95,10 +129,17 @@ def _valid_datetime(text: str) -> bool:
     return bool(_DT.match(text.strip()))
 
 
-def shift(vr: str, value: str, days: int) -> str:
-    """A DA/DT value (multi-valued or a range) moved by `days`; other VRs (TM...) are returned as is."""
+def _valid_time(text: str) -> bool:
+    """True for one TM value."""
+    return bool(_TM.match(text.strip()))
+
+
+def shift(vr: str, value: str, days: int, seconds: int = 0) -> str:
+    """A DA/DT/TM value (multi-valued or a range) moved by `days` and `seconds`; other VRs unchanged."""
     if vr == "DA":
         return _shift_values(value, days, _shift_date, _valid_date)
     if vr == "DT":
-        return _shift_values(value, days, _shift_datetime, _valid_datetime)
+        return _shift_values(value, days, lambda v, d: _shift_datetime(v, d, seconds), _valid_datetime)
+    if vr == "TM":
+        return _shift_values(value, seconds, _shift_time, _valid_time)
     return value

@@ -1,7 +1,8 @@
 """Where finished packages go: one interface, a local folder (default) and Nextcloud.
 
 Remote names are relative paths chosen by the caller, e.g. `<random-share-id>/sub-<pseudonym>.zip`;
-they must carry no identifier and never the passphrase. No destination overwrites an existing file.
+they must carry no identifier and never the passphrase. Every path in and out of this API is relative
+to the destination's root (the folder, or `remote_path` on Nextcloud). Nothing is ever overwritten.
 
 Expiry convention (both destinations): a link dies at 00:00 of its expiry date and Nextcloud rejects
 "today", so giving the participant N full days means expiry date = today + N + 1.
@@ -40,7 +41,7 @@ class Delivered:
     """A file that arrived completely at a destination."""
 
     remote_path: str
-    """Path to pass to `share`/`revoke` (relative to the destination's root)."""
+    """The remote name as given to `upload`, relative to the destination's root (also for `share`/`revoke`)."""
     size: int
     file_id: str | None
     """Nextcloud's `OC-FileId`; None for a folder."""

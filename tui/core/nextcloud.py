@@ -1,0 +1,605 @@
+"""Nextcloud destination: checked, resumable uploads and expiring read-only link shares.
+
+nc-py-api (`AsyncNextcloud`, run in a private event loop) does what it does well: login, capabilities
+and the user's quota. Uploads and shares go over plain niquests calls, because nc-py-api 0.30.3
+(see ../shared/data/nextcloud-29/README.md) overwrites silently, has no progress callback, deletes its
+chunk folder on any error (no resume), surfaces timeouts as raw niquests exceptions, and puts the
+share password in the URL query string, where every web-server log keeps it. Here the password goes
+in a JSON body, chunked v2 uploads resume from the chunks already on the server, and every failure
+becomes one `MrishareError` line.
+
+TLS is always verified (`ca_bundle` adds a lab CA). Retries: network errors and 5xx, with exponential
+backoff, a bounded number of times. Expiry: see `destinations.expiry_date` (today + N + 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import niquests
+
+from tui.core.destinations import (
+    STEP,
+    Delivered,
+    ShareInfo,
+    check_remote_name,
+    expiry_date,
+    human_bytes,
+)
+from tui.core.errors import MrishareError
+from tui.core.events import EventStream, StepFinished, StepNote, StepProgress, StepStarted, Throttle
+
+if TYPE_CHECKING:
+    from threading import Event
+
+    from tui.core.credentials import Credentials
+
+T = TypeVar("T")
+_DOTENV_OFF = "PYTHON_DOTENV_DISABLED"
+
+
+def _import_nc_py_api() -> Any:
+    """Import nc-py-api with python-dotenv's import-time `.env` loading switched off.
+
+    nc_py_api.options calls `load_dotenv()` on import, which reads a `.env` from the working
+    directory (or any parent of the caller) into os.environ: credentials and `NPA_NC_CERT` could then
+    come from a file nobody meant to use.
+    """
+    previous = os.environ.get(_DOTENV_OFF)
+    os.environ[_DOTENV_OFF] = "1"
+    try:
+        import nc_py_api
+    finally:
+        if previous is None:
+            del os.environ[_DOTENV_OFF]
+        else:
+            os.environ[_DOTENV_OFF] = previous
+    return nc_py_api
+
+
+_npa = _import_nc_py_api()
+
+DAV_NS = {"d": "DAV:", "oc": "http://owncloud.org/ns"}
+PROPFIND_BODY = (
+    b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
+    b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><oc:id/></d:prop></d:propfind>"
+)
+SLICE = 1 << 20  # body block handed to the socket
+ORPHAN_GRACE = timedelta(days=2)
+LINK_SHARE, READ = 3, 1
+
+
+class _Transient(Exception):
+    """A failure worth retrying (network error, timeout, 5xx); `args[0]` says what happened."""
+
+
+class _OcsFailure(Exception):
+    """An OCS answer with a failure status code (v1 sends it inside HTTP 200)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _Body:
+    """A file slice as a request body: 1 MiB blocks, counts bytes sent, stops on cancel."""
+
+    def __init__(self, path: Path, offset: int, length: int, stop: Callable[[], bool]) -> None:
+        self.path, self.offset, self.length, self.stop = path, offset, length, stop
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.sent = 0
+        with open(self.path, "rb") as src:
+            src.seek(self.offset)
+            while self.sent < self.length:
+                if self.stop():
+                    raise _Transient("cancelled")
+                block = src.read(min(SLICE, self.length - self.sent))
+                if not block:
+                    raise MrishareError("package changed size during upload", self.path.name)
+                self.sent += len(block)
+                yield block
+
+
+class NextcloudDestination:
+    """Uploads into `remote_path` of one Nextcloud account and shares files as expiring links."""
+
+    kind = "nextcloud"
+
+    def __init__(self, credentials: Credentials, *, attempts: int = 5, backoff_s: float = 1.0) -> None:
+        self.creds = credentials
+        self.base = credentials.nextcloud_baseurl.rstrip("/").removesuffix("/index.php")
+        self.user = credentials.username
+        self.root = credentials.remote_path.strip("/")
+        self.chunk = credentials.chunk_mib << 20
+        self.timeout = credentials.timeout_s
+        self.attempts, self.backoff_s = attempts, backoff_s
+        self.verify: str | bool = str(credentials.ca_bundle) if credentials.ca_bundle else True
+        self._http = niquests.Session()
+        self._http.auth = (self.user, credentials.password)
+        self._http.verify = self.verify
+        self._dav = f"{self.base}/remote.php/dav/files/{quote(self.user)}"
+        self._uploads = f"{self.base}/remote.php/dav/uploads/{quote(self.user)}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+        self._client: Any = None
+
+    # -- HTTP with retries -------------------------------------------------------------------------
+    def _attempt(self, method: str, url: str, ok: set[int], **kwargs: Any) -> niquests.Response:
+        """One request: the response if its status is in `ok`, `_Transient`, or `MrishareError`."""
+        try:
+            resp = self._http.request(method, url, timeout=(min(10.0, self.timeout), self.timeout), **kwargs)
+        except niquests.exceptions.Timeout:
+            raise _Transient(f"no answer within {self.timeout:g} s") from None
+        except niquests.exceptions.SSLError:
+            raise MrishareError("TLS certificate not trusted (set ca_bundle for a lab CA)", self.base) from None
+        except (niquests.exceptions.ConnectionError, niquests.exceptions.ChunkedEncodingError):
+            raise _Transient("connection failed") from None
+        except niquests.exceptions.RequestException as exc:
+            raise _Transient(f"request failed ({type(exc).__name__})") from None
+        if resp.status_code in ok:
+            return resp
+        raise self._status_error(resp)
+
+    def _status_error(self, resp: niquests.Response) -> Exception:
+        code = resp.status_code
+        if code == 401:
+            return MrishareError("login refused: check username and app password", self.base)
+        if code == 503:
+            maintenance = resp.headers.get("X-Nextcloud-Maintenance-Mode") or b"maintenance" in (resp.content or b"")
+            return _Transient("server is in maintenance mode" if maintenance else "server unavailable (503)")
+        if code >= 500 and code != 507:
+            return _Transient(f"server error {code}")
+        if code == 507:
+            return MrishareError("not enough space on Nextcloud (quota)", self.base)
+        return MrishareError(f"server answered {code} {resp.reason or ''}".strip(), self.base)
+
+    def _retrying(self, what: str, call: Callable[[], T], cancel: Event | None = None) -> T:
+        """Run `call`, retrying `_Transient` failures with exponential backoff."""
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except _Transient as exc:
+                problem = str(exc)
+                if attempt + 1 < self.attempts:
+                    self._sleep(attempt, cancel)
+        raise MrishareError(f"{what}: {problem} (gave up after {self.attempts} tries)", self.base)
+
+    def _sleep(self, attempt: int, cancel: Event | None) -> None:
+        delay = self.backoff_s * 2**attempt
+        if cancel is not None and cancel.wait(delay):
+            raise MrishareError("cancelled")
+        if cancel is None:
+            time.sleep(delay)
+
+    def _request(self, what: str, method: str, url: str, ok: set[int], **kwargs: Any) -> niquests.Response:
+        return self._retrying(what, lambda: self._attempt(method, url, ok, **kwargs))
+
+    def _url(self, path: str) -> str:
+        return f"{self._dav}/{quote(path)}"
+
+    def _full(self, remote_name: str) -> str:
+        rel = check_remote_name(remote_name)
+        return f"{self.root}/{rel}" if self.root else rel
+
+    # -- nc-py-api for login, capabilities, quota ---------------------------------------------------
+    def _nc(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run `await fn(AsyncNextcloud)` on this destination's private event loop, with retries."""
+
+        async def go() -> Any:
+            if self._client is None:  # created inside the loop, so its session belongs to it
+                self._client = _npa.AsyncNextcloud(
+                    nextcloud_url=self.base, nc_auth_user=self.user, nc_auth_pass=self.creds.password,
+                    npa_nc_cert=self.verify, npa_timeout=self.timeout, npa_timeout_dav=self.timeout,
+                )
+            return await fn(self._client)
+
+        def once() -> Any:
+            try:
+                return asyncio.run_coroutine_threadsafe(go(), self._event_loop()).result(self.timeout * 2)
+            except _npa.NextcloudException as exc:
+                if exc.status_code == 401:
+                    raise MrishareError("login refused: check username and app password", self.base) from None
+                if exc.status_code in (408, 502, 503, 504):
+                    raise _Transient(f"server unavailable ({exc.status_code})") from None
+                raise MrishareError(f"server answered {exc.status_code} {exc.reason}", self.base) from None
+            except niquests.exceptions.SSLError:
+                raise MrishareError("TLS certificate not trusted (set ca_bundle for a lab CA)", self.base) from None
+            except (niquests.exceptions.RequestException, TimeoutError):
+                raise _Transient("connection failed") from None
+
+        return self._retrying(what, once)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The private loop (a daemon thread), so callers may be threads or inside another loop."""
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="mrishare-nc-py-api", daemon=True).start()
+            return self._loop
+
+    def close(self) -> None:
+        """Close connections and stop the private event loop."""
+        with self._loop_lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            if self._client is not None:
+                client, self._client = self._client, None
+                closing = asyncio.run_coroutine_threadsafe(client._session.adapter.close(), loop)
+                closing.result(5)  # nc-py-api has no public close()
+            loop.call_soon_threadsafe(loop.stop)
+        self._http.close()
+
+    def _quota(self) -> dict[str, Any]:
+        async def get(nc: Any) -> dict[str, Any]:
+            return (await nc.users.get_user(self.user)).quota
+
+        return self._nc("quota", get)
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        """Login, link-sharing rights, quota and the upload folder, in plain words."""
+
+        async def probe(nc: Any) -> tuple[str, list[str], dict[str, Any]]:
+            user = await nc.user
+            missing = await nc.check_capabilities("files_sharing.api_enabled")
+            return user, missing, (await nc.users.get_user(user)).quota
+
+        try:
+            user, missing, quota = self._nc("connection test", probe)
+        except MrishareError as exc:
+            return [("login", False, exc.reason)]
+        result = [("login", True, f"logged in as {user}")]
+        free = quota.get("free")
+        if isinstance(free, int) and free >= 0:
+            limit = quota.get("quota", -3)
+            detail = f"{human_bytes(free)} free" + ("" if not isinstance(limit, int) or limit < 0 else
+                                                    f" of {human_bytes(limit)}")
+            result.append(("quota", free > 0, detail))
+        else:
+            result.append(("quota", True, "the server does not report free space"))
+        result.append(("share rights", not missing,
+                       "link sharing is enabled" if not missing else "link sharing is switched off on this server"))
+        try:
+            found = self._stat(self.root) if self.root else {"dir": True}
+        except MrishareError as exc:
+            result.append(("folder", False, exc.reason))
+        else:
+            detail = f"{self.root or '/'} exists" if found else f"{self.root} will be created on the first upload"
+            result.append(("folder", found is None or found["dir"], detail))
+        return result
+
+    # -- WebDAV ---------------------------------------------------------------------------------------
+    def _propfind(self, url: str, depth: int) -> list[dict[str, Any]] | None:
+        """Entries (href, size, dir, mtime, file_id) of a PROPFIND, or None for 404."""
+        resp = self._request("look-up", "PROPFIND", url, {207, 404}, data=PROPFIND_BODY,
+                             headers={"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"})
+        if resp.status_code == 404:
+            return None
+        entries = []
+        for node in ET.fromstring(resp.content or b"").findall("d:response", DAV_NS):
+            href = unquote(node.findtext("d:href", "", DAV_NS))
+            props = node.find("d:propstat/d:prop", DAV_NS)
+            if props is None:
+                continue
+            length = props.findtext("d:getcontentlength", None, DAV_NS)
+            modified = props.findtext("d:getlastmodified", None, DAV_NS)
+            entries.append({
+                "href": href.rstrip("/"),
+                "size": int(length) if length else 0,
+                "dir": props.find("d:resourcetype/d:collection", DAV_NS) is not None,
+                "mtime": parsedate_to_datetime(modified) if modified else None,
+                "file_id": props.findtext("oc:id", None, DAV_NS),
+            })
+        return entries
+
+    def _stat(self, path: str) -> dict[str, Any] | None:
+        entries = self._propfind(self._url(path), 0)
+        return entries[0] if entries else None
+
+    def exists(self, remote_name: str) -> bool:
+        """True if `remote_path/remote_name` is on the server."""
+        return self._stat(self._full(remote_name)) is not None
+
+    def _makedirs(self, folder: str) -> None:
+        parts = [p for p in folder.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            # 201 created, 405 already there (b-makedirs #4-6)
+            self._request("create folder", "MKCOL", self._url("/".join(parts[:i])), {201, 405})
+
+    def _delete(self, url: str) -> None:
+        self._request("delete", "DELETE", url, {204, 404})
+
+    # -- upload ---------------------------------------------------------------------------------------
+    def upload(self, local: Path, remote_name: str, cancel: Event | None = None) -> EventStream[Delivered]:
+        """Upload with byte progress: no overwrite, quota first, resumable chunks, size verified after."""
+        local = Path(local)
+        rel = check_remote_name(remote_name)
+        full = self._full(rel)
+        size = local.stat().st_size
+        yield StepStarted(rel, STEP, total=size)
+        if self._stat(full) is not None:
+            raise MrishareError("already exists on Nextcloud; refusing to overwrite", rel)
+        free = self._quota().get("free")
+        if isinstance(free, int) and free >= 0 and size > free:
+            raise MrishareError(f"not enough space on Nextcloud: need {human_bytes(size)}, "
+                                f"{human_bytes(free)} free", rel)
+        self._makedirs(full.rsplit("/", 1)[0] if "/" in full else "")
+        if size <= self.chunk:
+            file_id = yield from self._upload_single(local, full, rel, size, cancel)
+        else:
+            file_id = yield from self._upload_chunked(local, full, rel, size, cancel)
+        landed = self._stat(full)
+        if landed is None or landed["size"] != size:
+            raise MrishareError("size on Nextcloud differs from the package after upload", rel)
+        yield StepFinished(rel, STEP, f"{human_bytes(size)} uploaded")
+        return Delivered(rel, size, file_id or landed["file_id"])
+
+    def _send(self, method: str, url: str, body: _Body, headers: dict[str, str], ok: set[int], rel: str,
+              base: int, total: int, stop: threading.Event) -> EventStream[niquests.Response]:
+        """One request with a file body on a helper thread, yielding byte progress meanwhile."""
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["resp"] = self._attempt(method, url, ok, data=body, headers=headers)
+            except BaseException as exc:  # handed to the generator below
+                outcome["exc"] = exc
+
+        worker = threading.Thread(target=run, name="mrishare-upload", daemon=True)
+        worker.start()
+        throttle = Throttle()
+        try:
+            while worker.is_alive():
+                worker.join(0.25)
+                if throttle.ready(base + body.sent, None):
+                    yield StepProgress(rel, STEP, base + body.sent, total, unit="bytes")
+        finally:
+            if worker.is_alive():  # the consumer stopped early: make the body raise and end the thread
+                stop.set()
+        if "exc" in outcome:
+            raise outcome["exc"]
+        return outcome["resp"]
+
+    def _landed(self, full: str, size: int) -> dict[str, Any] | None:
+        """After a lost answer: the file, if our request did complete on the server."""
+        try:
+            found = self._stat(full)
+        except MrishareError:
+            return None
+        return found if found is not None and found["size"] == size else None
+
+    def _upload_single(self, local: Path, full: str, rel: str, size: int,
+                       cancel: Event | None) -> EventStream[str | None]:
+        stop = threading.Event()
+        stopped = lambda: stop.is_set() or (cancel is not None and cancel.is_set())  # noqa: E731
+        # If-None-Match: * makes the server refuse (412) instead of silently overwriting (c #2).
+        headers = {"If-None-Match": "*", "Content-Type": "application/octet-stream"}
+        for attempt in range(self.attempts):
+            try:
+                resp = yield from self._send("PUT", self._url(full), _Body(local, 0, size, stopped), headers,
+                                             {201, 204, 412}, rel, 0, size, stop)
+                if resp.status_code != 412:
+                    return resp.headers.get("OC-FileId")
+                if attempt and (landed := self._landed(full, size)):  # our lost first PUT did land
+                    return landed["file_id"]
+                raise MrishareError("already exists on Nextcloud; refusing to overwrite", rel)
+            except _Transient as exc:
+                if stopped():
+                    raise MrishareError("upload cancelled", rel) from None
+                if landed := self._landed(full, size):
+                    return landed["file_id"]
+                problem = str(exc)
+                yield StepNote(rel, STEP, f"upload interrupted ({problem}); retrying", "warning")
+                if attempt + 1 < self.attempts:
+                    self._sleep(attempt, cancel)
+        raise MrishareError(f"upload: {problem} (gave up after {self.attempts} tries)", rel)
+
+    def _upload_folder(self, local: Path, full: str, size: int) -> str:
+        """A chunk folder name that is the same for the same file and target, so a rerun resumes."""
+        key = f"{self.user}\0{full}\0{size}\0{local.stat().st_mtime_ns}".encode()
+        return f"{self._uploads}/mrishare-{hashlib.sha256(key).hexdigest()[:40]}"
+
+    def _chunks_present(self, folder: str, headers: dict[str, str]) -> dict[str, int]:
+        """Create the chunk folder if needed and list the chunks already on the server."""
+        self._attempt("MKCOL", folder, {201, 405}, headers=headers)
+        entries = self._propfind(folder, 1) or []
+        return {e["href"].rsplit("/", 1)[-1]: e["size"] for e in entries if not e["dir"]}
+
+    def _upload_chunked(self, local: Path, full: str, rel: str, size: int,
+                        cancel: Event | None) -> EventStream[str | None]:
+        """Chunking v2: MKCOL folder, PUT 00001..N, MOVE .file; resumes from chunks on the server."""
+        folder = self._upload_folder(local, full, size)
+        target = {"Destination": self._url(full), "OC-Total-Length": str(size)}
+        spans = [(i // self.chunk + 1, i, min(self.chunk, size - i)) for i in range(0, size, self.chunk)]
+        stop = threading.Event()
+        stopped = lambda: stop.is_set() or (cancel is not None and cancel.is_set())  # noqa: E731
+        failures, done_ok = 0, False
+        try:
+            while True:
+                try:
+                    if failures and (landed := self._landed(full, size)):
+                        done_ok = True
+                        return landed["file_id"]
+                    present = self._chunks_present(folder, target)
+                    if present:
+                        yield StepNote(rel, STEP, f"resuming: {len(present)} chunk(s) already on the server")
+                    for number, offset, length in spans:
+                        name = f"{number:05d}"
+                        if present.get(name) == length:
+                            continue
+                        yield from self._send("PUT", f"{folder}/{name}", _Body(local, offset, length, stopped),
+                                              target, {201, 204}, rel, offset, size, stop)
+                        failures = 0
+                    yield StepProgress(rel, STEP, size, size, unit="bytes")
+                    resp = self._attempt("MOVE", f"{folder}/.file", {201, 204}, headers={**target, "Overwrite": "F"})
+                    done_ok = True
+                    return resp.headers.get("OC-FileId")
+                except _Transient as exc:
+                    if stopped():
+                        raise MrishareError("upload cancelled", rel) from None
+                    failures += 1
+                    if failures >= self.attempts:
+                        raise MrishareError(f"upload: {exc} (gave up after {failures} tries)", rel) from None
+                    yield StepNote(rel, STEP, f"upload interrupted ({exc}); resuming", "warning")
+                    self._sleep(failures - 1, cancel)
+        finally:
+            if not done_ok:  # leave no orphaned chunk folder behind; a kill -9 skips this and resumes later
+                try:
+                    self._attempt("DELETE", folder, {204, 404})
+                except (MrishareError, _Transient):
+                    pass
+
+    # -- shares (OCS v1, parameters in a JSON body) -------------------------------------------------
+    def _ocs(self, what: str, method: str, path: str, body: dict[str, Any] | None = None,
+             params: dict[str, str] | None = None, retry: bool = True) -> Any:
+        """One sharing-API call; `retry=False` for a create, whose retry must first clean up."""
+        url = f"{self.base}/ocs/v1.php/apps/files_sharing/api/v1/shares{path}"
+        kwargs = {"json": body, "params": {**(params or {}), "format": "json"},
+                  "headers": {"OCS-APIRequest": "true", "Accept": "application/json"}}
+        if retry:
+            resp = self._request(what, method, url, {200}, **kwargs)
+        else:
+            resp = self._attempt(method, url, {200}, **kwargs)
+        try:
+            meta = resp.json()["ocs"]["meta"]
+            data = resp.json()["ocs"]["data"]
+        except (ValueError, KeyError, TypeError):
+            raise MrishareError(f"{what}: the server's answer is not an OCS reply", self.base) from None
+        if meta.get("statuscode") not in (100, 200):  # v1 reports 403/404 inside HTTP 200
+            raise _OcsFailure(int(meta.get("statuscode") or 0), str(meta.get("message") or ""))
+        return data
+
+    def _info(self, data: dict[str, Any]) -> ShareInfo:
+        raw = data.get("expiration") or ""
+        expires = date.fromisoformat(raw[:10]) if raw and not raw.startswith("1970-01-01") else None
+        path = str(data.get("path", "")).lstrip("/")
+        return ShareInfo(str(data["id"]), data.get("url", ""), expires, bool(data.get("password")),
+                         data.get("label") or "", path[len(self.root) + 1:] if self.root else path)
+
+    def share(self, delivered_path: str, expire_days: int, label: str, password: str | None = None) -> ShareInfo:
+        """Read-only link with expiry today + N + 1; the password travels in the body, never the URL."""
+        path = self._full(delivered_path)
+        body: dict[str, Any] = {"path": path, "shareType": LINK_SHARE, "permissions": READ,
+                                "expireDate": expiry_date(expire_days).isoformat(), "label": label}
+        if password:
+            body["password"] = password
+        tries = 0
+
+        def create() -> ShareInfo:
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # the lost attempt may have created a share: remove it, no half shares
+                self._drop_shares(path, label)
+            return self._info(self._ocs("create link", "POST", "", body, retry=False))
+
+        try:
+            return self._retrying("create link", create)
+        except _OcsFailure as exc:
+            raise MrishareError(f"link refused: {exc.message}", delivered_path) from None
+
+    def _drop_shares(self, path: str, label: str) -> None:
+        try:
+            found = self._ocs("list links", "GET", "", params={"path": path, "reshares": "false"})
+        except _OcsFailure:
+            return
+        for item in found:
+            if (item.get("label") or "") == label:
+                self._delete_share(str(item["id"]))
+
+    def _delete_share(self, share_id: str) -> None:
+        try:
+            self._ocs("delete link", "DELETE", f"/{quote(share_id)}")
+        except _OcsFailure as exc:
+            if exc.code != 404:  # already gone (deleted or expired)
+                raise MrishareError(f"link not deleted: {exc.message}", share_id) from None
+
+    def revoke(self, share_id: str, remote_path: str) -> None:
+        """Delete the link, then the file and its now-empty folder."""
+        path = self._full(remote_path)
+        self._delete_share(share_id)
+        self._delete(self._url(path))
+        self._remove_empty_parent(path)
+
+    def _remove_empty_parent(self, path: str) -> None:
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if not parent or parent == self.root or (self.root and not parent.startswith(f"{self.root}/")):
+            return
+        entries = self._propfind(self._url(parent), 1)
+        if entries is not None and len(entries) == 1:
+            self._delete(self._url(parent))
+
+    def extend(self, share_id: str, expire_days: int) -> ShareInfo:
+        """Set the link's expiry to give `expire_days` full days from today."""
+        body = {"expireDate": expiry_date(expire_days).isoformat()}
+        try:
+            return self._info(self._ocs("extend link", "PUT", f"/{quote(share_id)}", body))
+        except _OcsFailure as exc:
+            if exc.code == 404 and "share" in exc.message.lower():
+                raise MrishareError("link no longer exists (expired links are removed); share again",
+                                    share_id) from None
+            raise MrishareError(f"link not extended: {exc.message}", share_id) from None
+
+    def list_shares(self) -> list[ShareInfo]:
+        """Live links on files below `remote_path` (Nextcloud drops expired ones when listing)."""
+        try:
+            found = self._ocs("list links", "GET", "", params={"reshares": "false"})
+        except _OcsFailure as exc:
+            raise MrishareError(f"links not listed: {exc.message}", self.base) from None
+        prefix = f"{self.root}/" if self.root else ""
+        return [self._info(s) for s in found
+                if s.get("share_type") == LINK_SHARE and str(s.get("path", "")).lstrip("/").startswith(prefix)]
+
+
+    def _files(self, folder: str) -> Iterator[dict[str, Any]]:
+        """Every file below `folder` (Depth 1 walks; Depth infinity is often disabled)."""
+        entries = self._propfind(self._url(folder), 1) or []
+        prefix = unquote(urlsplit(self._dav).path) + "/"
+        for entry in entries[1:]:
+            rel = entry["href"][len(prefix):] if entry["href"].startswith(prefix) else entry["href"]
+            if entry["dir"]:
+                yield from self._files(rel)
+            else:
+                yield {**entry, "path": rel}
+
+    def cleanup_expired(self, today: date | None = None) -> list[str]:
+        """Delete files below `remote_path` whose link expired (or is gone and the file is > 2 days old).
+
+        Nextcloud deletes an expired share but keeps its file, so a file with no live link is an
+        expired leftover once it is older than ORPHAN_GRACE (younger ones may still be being shared).
+        """
+        if not self.root:
+            raise MrishareError("clean-up needs remote_path: it only deletes inside mrishare's own folder")
+        today = today or date.today()
+        removed = []
+        live = {}
+        for info in self.list_shares():
+            if info.expires is not None and info.expires <= today:
+                self.revoke(info.share_id, info.remote_path)
+                removed.append(info.remote_path)
+            else:
+                live[info.remote_path] = info
+        cutoff = datetime.combine(today, datetime.min.time(), timezone.utc) - ORPHAN_GRACE
+        for entry in list(self._files(self.root)):
+            rel = entry["path"][len(self.root) + 1:]
+            if rel in live or rel in removed:
+                continue
+            if entry["mtime"] is not None and entry["mtime"] < cutoff:
+                self._delete(self._url(entry["path"]))
+                self._remove_empty_parent(entry["path"])
+                removed.append(rel)
+        return removed

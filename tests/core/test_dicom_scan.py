@@ -244,6 +244,7 @@ def test_multivendor(shared_data: Path) -> None:
     assert sum(counts.values()) == 183
 
 
+@pytest.mark.slow
 def test_parallel_read_equals_serial(tmp_path: Path, shared_data: Path) -> None:
     source = shared_data / "head-mri" / "philips_ingenia_elitionx_adni_mprage_1mm" / "dicom"
     for copy in ("a", "b"):
@@ -259,6 +260,12 @@ def test_parallel_read_equals_serial(tmp_path: Path, shared_data: Path) -> None:
     assert isinstance(events[0], StepStarted) and isinstance(events[-1], StepFinished)
     progress = [e for e in events if isinstance(e, StepProgress)]
     assert progress[-1].done == progress[-1].total == 340
+    # from a worker thread (as in the app) the pool must not fork a threaded process: forkserver
+    in_thread: list = []
+    worker = threading.Thread(target=lambda: in_thread.append(scan(tmp_path, workers=2, as_participant=True)))
+    worker.start()
+    worker.join(timeout=120)
+    assert in_thread == [serial]
 
 
 def test_events_carry_no_folder_names(corpus: Path) -> None:

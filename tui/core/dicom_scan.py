@@ -567,6 +567,16 @@ def _participant_folders(root: Path, instances: list[Instance], indexes: list[Di
 # ---------------------------------------------------------------- the scan
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """`fork` when this process has no other thread (children start at once, modules loaded);
+    else `forkserver` (forking a threaded process can deadlock), preloading this module."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | None
               ) -> EventStream[list[Instance | DicomDirIndex | Skipped]]:
     """Read every file, in worker processes when there are many; yields throttled progress."""
@@ -585,9 +595,8 @@ def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | 
     chunks = [files[i:i + CHUNK] for i in range(0, total, CHUNK)]
     by_chunk: dict[Future[list[Instance | DicomDirIndex | Skipped]], int] = {}
     ordered: list[list[Instance | DicomDirIndex | Skipped]] = [[] for _ in chunks]
-    context = multiprocessing.get_context("forkserver")
     done = 0
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context()) as pool:
         pending = set()
         for index, chunk in enumerate(chunks):
             future = pool.submit(_read_chunk, chunk)

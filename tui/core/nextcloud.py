@@ -140,12 +140,14 @@ class NextcloudDestination:
         self._client: Any = None
 
     # -- HTTP with retries -------------------------------------------------------------------------
-    def _attempt(self, method: str, url: str, ok: set[int], **kwargs: Any) -> niquests.Response:
+    def _attempt(self, method: str, url: str, ok: set[int], wait_s: float | None = None,
+                 **kwargs: Any) -> niquests.Response:
         """One request: the response if its status is in `ok`, `_Transient`, or `MrishareError`."""
+        wait_s = wait_s or self.timeout
         try:
-            resp = self._http.request(method, url, timeout=(min(10.0, self.timeout), self.timeout), **kwargs)
+            resp = self._http.request(method, url, timeout=(min(10.0, self.timeout), wait_s), **kwargs)
         except niquests.exceptions.Timeout:
-            raise _Transient(f"no answer within {self.timeout:g} s") from None
+            raise _Transient(f"no answer within {wait_s:g} s") from None
         except niquests.exceptions.SSLError:
             raise MrishareError("TLS certificate not trusted (set ca_bundle for a lab CA)", self.base) from None
         except (niquests.exceptions.ConnectionError, niquests.exceptions.ChunkedEncodingError):
@@ -169,7 +171,7 @@ class NextcloudDestination:
             return MrishareError("not enough space on Nextcloud (quota)", self.base)
         return MrishareError(f"server answered {code} {resp.reason or ''}".strip(), self.base)
 
-    def _retrying(self, what: str, call: Callable[[], T], cancel: Event | None = None) -> T:
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Run `call`, retrying `_Transient` failures with exponential backoff."""
         for attempt in range(self.attempts):
             try:
@@ -177,7 +179,7 @@ class NextcloudDestination:
             except _Transient as exc:
                 problem = str(exc)
                 if attempt + 1 < self.attempts:
-                    self._sleep(attempt, cancel)
+                    self._sleep(attempt, None)
         raise MrishareError(f"{what}: {problem} (gave up after {self.attempts} tries)", self.base)
 
     def _sleep(self, attempt: int, cancel: Event | None) -> None:
@@ -279,8 +281,11 @@ class NextcloudDestination:
         except MrishareError as exc:
             result.append(("folder", False, exc.reason))
         else:
-            detail = f"{self.root or '/'} exists" if found else f"{self.root} will be created on the first upload"
-            result.append(("folder", found is None or found["dir"], detail))
+            if found is None:
+                result.append(("folder", True, f"{self.root} will be created on the first upload"))
+            else:
+                result.append(("folder", found["dir"], f"{self.root or '/'} " + (
+                    "exists" if found["dir"] else "is a file, not a folder")))
         return result
 
     # -- WebDAV ---------------------------------------------------------------------------------------
@@ -290,8 +295,12 @@ class NextcloudDestination:
                              headers={"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"})
         if resp.status_code == 404:
             return None
+        try:
+            responses = ET.fromstring(resp.content or b"").findall("d:response", DAV_NS)
+        except ET.ParseError:
+            raise MrishareError("the server's answer is not WebDAV XML", self.base) from None
         entries = []
-        for node in ET.fromstring(resp.content or b"").findall("d:response", DAV_NS):
+        for node in responses:
             href = unquote(node.findtext("d:href", "", DAV_NS))
             props = node.find("d:propstat/d:prop", DAV_NS)
             if props is None:
@@ -446,7 +455,11 @@ class NextcloudDestination:
                                               target, {201, 204}, rel, offset, size, stop)
                         failures = 0
                     yield StepProgress(rel, STEP, size, size, unit="bytes")
-                    resp = self._attempt("MOVE", f"{folder}/.file", {201, 204}, headers={**target, "Overwrite": "F"})
+                    # the server joins the chunks before it answers: allow for ~50 MB/s of copying
+                    resp = self._attempt("MOVE", f"{folder}/.file", {201, 204, 412}, self.timeout + size / 50e6,
+                                         headers={**target, "Overwrite": "F"})
+                    if resp.status_code == 412:
+                        raise MrishareError("already exists on Nextcloud; refusing to overwrite", rel)
                     done_ok = True
                     return resp.headers.get("OC-FileId")
                 except _Transient as exc:

@@ -76,6 +76,7 @@ class Share:
     expiration: date | None
     password_hash: str | None
     label: str
+    uid: str = "uploader"
     permissions: int = 17  # a requested READ=1 reads back as READ|SHARE (e #1)
     stime: int = field(default_factory=lambda: int(time.time()))
 
@@ -220,11 +221,17 @@ def _sabre(exception: str, message: str) -> bytes:
     ).encode()
 
 
-def _fake_hash(password: str) -> str:
-    salt = secrets.token_bytes(16)
+def _fake_hash(password: str, salt: bytes | None = None) -> str:
+    """A hash shaped like Nextcloud's argon2id one (scrypt inside: the stdlib has no argon2)."""
+    salt = salt or secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=2, r=8, p=1)
     b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
     return f"3|$argon2id$v=19$m=65536,t=4,p=1${b64(salt)}${b64(digest)}"
+
+
+def _password_matches(password: str, stored: str) -> bool:
+    salt = stored.split("$")[-2]
+    return secrets.compare_digest(_fake_hash(password, base64.b64decode(salt + "=" * (-len(salt) % 4))), stored)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -358,7 +365,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "WWW-Authenticate": 'Basic realm="Nextcloud", charset="UTF-8"',
                     "Content-Type": "application/xml; charset=utf-8"})
             return _Dav(self, user).route(path[len("/remote.php/dav/"):])
-        return self._send(404, b"<html><body>Page not found</body></html>", {"Content-Type": "text/html; charset=UTF-8"})
+        if path.startswith(("/public.php/", "/index.php/s/")):
+            return _Public(self).route(path)
+        return self._not_found_page()
+
+    def _not_found_page(self) -> None:
+        self._send(404, b"<!DOCTYPE html><html><body>Page not found</body></html>",
+                   {"Content-type": "text/html; charset=UTF-8"})
 
 
 class _Ocs:
@@ -479,7 +492,7 @@ class _Ocs:
         with self.nc.lock:
             share = Share(self.nc.next_share_id, "/" + str(node.relative_to(self.nc.files_root(self.user))),
                           self.nc.file_id(node), secrets.token_urlsafe(12)[:15].replace("-", "a").replace("_", "b"),
-                          expiry, _fake_hash(password) if password else None, p.get("label", ""))
+                          expiry, _fake_hash(password) if password else None, p.get("label", ""), self.user)
             self.nc.shares[share.id] = share
             self.nc.next_share_id += 1
         data = self.share_json(share)
@@ -491,7 +504,7 @@ class _Ocs:
         with self.nc.lock:
             for share in [s for s in self.nc.shares.values() if self.nc.share_expired(s)]:
                 del self.nc.shares[share.id]
-            return list(self.nc.shares.values())
+            return [s for s in self.nc.shares.values() if s.uid == self.user]
 
     def list_shares(self, p: dict[str, str]) -> None:
         shares = self.live_shares()
@@ -661,7 +674,8 @@ class _Dav:
         if not node.exists() or not rel:
             return self.error(404, "NotFound", f"File with name /{rel} could not be located")
         with self.nc.lock:
-            for share in [s for s in self.nc.shares.values() if s.path == "/" + rel or s.path.startswith(f"/{rel}/")]:
+            for share in [s for s in self.nc.shares.values()
+                          if s.uid == self.user and (s.path == "/" + rel or s.path.startswith(f"/{rel}/"))]:
                 del self.nc.shares[share.id]
         shutil.rmtree(node) if node.is_dir() else node.unlink()
         self.h._send(204, b"", {"Content-type": "text/html; charset=UTF-8"})
@@ -749,3 +763,69 @@ class _Dav:
         os.replace(part, target)
         shutil.rmtree(folder)
         self.h._send(204 if existed else 201, b"", self.node_headers(target))
+
+
+class _Public:
+    """What a participant's browser or WebDAV client reaches: public WebDAV and the share page (g)."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.h, self.nc = handler, handler.nc
+
+    def share(self, token: str) -> Share | None:
+        """The live share with this token; an expired one is deleted on access, as Nextcloud does."""
+        with self.nc.lock:
+            share = next((s for s in self.nc.shares.values() if s.token == token), None)
+            if share is not None and self.nc.share_expired(share):
+                del self.nc.shares[share.id]
+                return None
+            return share
+
+    def unauthenticated(self, message: str) -> None:
+        self.h._send(401, _sabre("Sabre\\DAV\\Exception\\NotAuthenticated", message), {
+            "WWW-Authenticate": 'Basic realm="Nextcloud", charset="UTF-8"',
+            "Content-Type": "application/xml; charset=utf-8"})
+
+    def route(self, path: str) -> None:
+        if path.startswith("/index.php/s/"):
+            return self.page(path[len("/index.php/s/"):])
+        auth = self.h.headers.get("Authorization", "")
+        if not auth.startswith("Basic "):
+            return self.unauthenticated("No 'Authorization: Basic' header found. Either the client didn't send "
+                                        "one, or the server is misconfigured, No public access to this resource.")
+        login, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+        if path.startswith("/public.php/dav/files/"):  # newer endpoint: the token is in the path
+            token = path[len("/public.php/dav/files/"):].strip("/").split("/")[0]
+        elif path.rstrip("/") == "/public.php/webdav":  # older endpoint: the token is the user name
+            token = login
+        else:
+            return self.h._send(404, b"", {})
+        share = self.share(token)
+        if share is None or (share.password_hash and not _password_matches(password, share.password_hash)) or (
+                not share.password_hash and password):
+            return self.unauthenticated("Username or password was incorrect")
+        return self.serve(share)
+
+    def serve(self, share: Share, dav: bool = True) -> None:
+        node = self.nc.files_root(share.uid) / share.path.lstrip("/")
+        name = node.name
+        if self.h.command == "PROPFIND":
+            return _Dav(self.h, share.uid).propfind(node, "/public.php/webdav/")
+        headers = {"Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
+                   "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}; filename=\"{name}\""}
+        if dav:  # g #2, #7 carry ETags; the share page's /download (g #14, #16) does not
+            headers.update({"ETag": _etag(node), "OC-ETag": _etag(node)})
+        self.h._send(200, node.read_bytes(), headers)
+
+    def page(self, rest: str) -> None:
+        token, _, action = rest.partition("/")
+        share = self.share(token)
+        if share is None:
+            return self.h._not_found_page()
+        if share.password_hash:  # the password form (and its cookie dance) is not modelled
+            target = "downloadshare" if action == "download" else "showshare"
+            return self.h._send(303, b"", {"Location": f"/index.php/s/{token}/authenticate/{target}",
+                                           "Content-type": "text/html; charset=UTF-8"})
+        if action == "download":
+            return self.serve(share, dav=False)
+        return self.h._send(200, b"<!DOCTYPE html><html><body>share</body></html>",
+                            {"Content-type": "text/html; charset=UTF-8"})

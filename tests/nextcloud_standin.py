@@ -4,7 +4,10 @@ It reproduces what `../shared/data/nextcloud-29/` shows a real Nextcloud 29.0.6 
 envelopes (v1 reports 403/404 inside HTTP 200), capabilities, the current user with quota, WebDAV
 PROPFIND/MKCOL/PUT/MOVE/DELETE with `OC-FileId`/`OC-ETag`, chunked upload v2 (uploads/ MKCOL with
 `Destination`, chunk PUTs, MOVE of `.file`, 507 only at the MOVE), link shares with expiry, hashed
-password, label and password-policy rejection, 401, 412 without `OCS-APIRequest`, 503 in maintenance.
+password, label and password-policy rejection, 401, 412 without `OCS-APIRequest`, 503 in maintenance,
+and the participant's side: public WebDAV (`/public.php/webdav/`, `/public.php/dav/files/<token>/`)
+with the share password, expired links answering 401, the share page's redirects (its HTML password
+form with CSRF token and cookies is not modelled).
 Files live on disk in a temporary folder, so large benchmark uploads do not fill memory.
 
 Fault knobs (set attributes on the `StandinNextcloud` object while it runs):

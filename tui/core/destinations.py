@@ -17,11 +17,10 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tui.core.config import write_private
 from tui.core.errors import MrishareError
@@ -102,6 +101,10 @@ class Destination(Protocol):
         """Delete files whose links expired; return their remote paths."""
         ...
 
+    def close(self) -> None:
+        """Release connections (call when done with the destination)."""
+        ...
+
 
 def expiry_date(expire_days: int, today: date | None = None) -> date:
     """Expiry date giving `expire_days` full days: the link dies at 00:00 of today + N + 1."""
@@ -127,15 +130,14 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def copy_with_progress(src, dst, subject: str, total: int, cancel: Event | None,
-                       write: Callable[[bytes], object] | None = None) -> EventStream[int]:
+def copy_with_progress(src: BinaryIO, dst: BinaryIO, subject: str, total: int,
+                       cancel: Event | None) -> EventStream[int]:
     """Copy file object `src` into `dst` in large blocks, yielding throttled byte progress."""
     throttle, done = Throttle(), 0
-    write = write or dst.write
     while block := src.read(BLOCK):
         if cancel is not None and cancel.is_set():
             raise MrishareError("upload cancelled", subject)
-        write(block)
+        dst.write(block)
         done += len(block)
         if throttle.ready(done, total):
             yield StepProgress(subject, STEP, done, total, unit="bytes")
@@ -254,6 +256,9 @@ class FolderDestination:
                     removed.append(info.remote_path)
             self._write_index(index)
         return removed
+
+    def close(self) -> None:
+        """Nothing to release for a local folder."""
 
     def _remove(self, rel: str) -> None:
         target = self.root / rel

@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return 0
+        from tui.cli.app import run_app  # no command: open the app
+
+        handler = run_app
     try:
         return int(handler(args) or 0)
     except MrishareError as error:

@@ -1,0 +1,418 @@
+"""Pilot tests of every flow at 80x24: ledger, folder picker, participant/tags, reveal, mail, settings, help."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from textual.command import CommandPalette
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList, SelectionList
+
+from tests.app.conftest import FAKE_PASSPHRASE, NOW, SIZE
+from tui.app.app import TuiApp
+from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.folder_picker import FolderPickerScreen
+from tui.app.screens.help import HelpScreen
+from tui.app.screens.ledger import LedgerScreen, LedgerTable
+from tui.app.screens.participant import ParticipantScreen
+from tui.app.screens.reveal import RevealScreen
+from tui.app.screens.settings import SettingsScreen
+from tui.app.widgets.big_words import BigWord, big_lines
+from tui.app.widgets.image_preview import ImagePreview
+from tui.app.widgets.tag_table import TagGrid, TagTable
+from tui.core.ledger import Ledger
+
+
+async def settle(app: TuiApp, pilot: Pilot[None]) -> None:
+    """Let every worker finish and the UI catch up."""
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def shown_participants(app: TuiApp) -> list[str]:
+    """Participant column of the ledger table, top to bottom."""
+    screen = app.ledger_screen
+    return [e.participant for e in screen._shown[: screen.query_one(LedgerTable).row_count]]
+
+
+async def go_to_row(app: TuiApp, pilot: Pilot[None], predicate: Callable[..., bool]) -> None:
+    """Move the ledger cursor onto the first entry matching `predicate`."""
+    index = next(i for i, e in enumerate(app.ledger_screen._shown) if predicate(e))
+    app.ledger_screen.query_one(LedgerTable).move_cursor(row=index)
+    await pilot.pause()
+
+
+async def test_ledger_lists_rows_and_scanned_participants(make_app, demo_study: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        entries = app.ledger_screen.entries
+        assert [e.participant for e in entries if e.row is not None] == ["P0001", "P0002", "P0003", "P0004", "P0005"]
+        scanned = [e for e in entries if e.status == "scanned"]
+        assert len(scanned) == 2 and all(e.participant.startswith("p-") for e in scanned)
+        assert all(e.series == 3 for e in scanned)
+
+
+async def test_open_folder_with_the_keyboard_picker(make_app, demo_study: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert not [e for e in app.ledger_screen.entries if e.status == "scanned"]
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, FolderPickerScreen)
+        await pilot.press("tab")
+        box = app.screen.query_one("#picker-path", Input)
+        box.value = str(demo_study)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, LedgerScreen)
+        assert len([e for e in app.ledger_screen.entries if e.status == "scanned"]) == 2
+
+
+async def test_folder_tree_enter_picks_the_highlighted_folder(tmp_path: Path) -> None:
+    (tmp_path / "a_study").mkdir()
+    (tmp_path / "notes.txt").write_text("not a folder")
+    picked: list[Path | None] = []
+    app = TuiApp()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(FolderPickerScreen(tmp_path), picked.append)
+        await pilot.pause(0.3)
+        tree = app.screen.query_one("#picker-tree")
+        assert [child.label.plain for child in tree.root.children] == ["a_study"]
+        await pilot.press("down", "enter")
+        await pilot.pause()
+    assert picked == [tmp_path / "a_study"]
+
+
+async def test_filter_sort_and_multi_select(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", *"shared")
+        await pilot.pause()
+        assert shown_participants(app) == ["P0001", "P0005"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(shown_participants(app)) == 5
+        await pilot.press("escape")  # the filter box is closed: nothing else happens
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.ledger_screen.sort_by == "status"
+        assert shown_participants(app)[0] == "P0002"  # failed < revoked < shared < uploaded
+        await pilot.press("S")
+        await pilot.pause()
+        assert shown_participants(app)[0] == "P0004"
+        await pilot.press("home", "space", "space")
+        await pilot.pause()
+        assert app.ledger_screen.marked == {"s0000000004", "s0000000005"}  # uploaded, then shared P0005
+        assert "2 selected" in str(app.ledger_screen.query_one("#ledger-status").render())
+        await pilot.press("a")
+        await pilot.pause()
+        assert len(app.ledger_screen.marked) == 5
+        await pilot.press("a")
+        await pilot.pause()
+        assert not app.ledger_screen.marked
+
+
+async def test_inspect_series_and_toggle_an_option_recolours(make_app, demo_study: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ParticipantScreen)
+        table = screen.query_one(TagTable)
+        # participant-copy preset keeps full dates: StudyDate is K (kept) and its cell is green-ish
+        study_date = next(i for i, r in enumerate(table.shown) if r.keyword == "StudyDate")
+        grid = screen.query_one(TagGrid)
+        assert table.shown[study_date].decision.action == "K"
+        kept_style = grid.get_row_at(study_date)[4].style
+        await pilot.press("o")
+        await pilot.pause()
+        chooser = screen.query_one("#options-list", SelectionList)
+        assert "rtn_long_full_dates" in chooser.selected
+        chooser.deselect("rtn_long_full_dates")
+        await settle(app, pilot)
+        row = next(r for r in table.shown if r.keyword == "StudyDate")
+        assert row.decision.action != "K"
+        index = table.shown.index(row)
+        assert grid.get_row_at(index)[4].style != kept_style
+        assert grid.get_row_at(index)[4].plain == row.decision.action
+
+
+async def test_tag_table_masks_filters_and_shows_only_identifying(make_app, demo_study: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        table = app.screen.query_one(TagTable)
+        name = next(r for r in table.shown if r.keyword == "PatientName")
+        grid = app.screen.query_one(TagGrid)
+        cell = grid.get_row_at(table.shown.index(name))[3].plain
+        assert name.value and name.value not in cell and "chars" in cell
+        await pilot.press("m")
+        await pilot.pause()
+        assert grid.get_row_at(table.shown.index(name))[3].plain == name.value
+        everything = len(table.shown)
+        await pilot.press("i")
+        await pilot.pause()
+        assert 0 < len(table.shown) < everything and all("identifying" in r.flags for r in table.shown)
+        await pilot.press("slash", *"patientname")
+        await pilot.pause()
+        assert [r.keyword for r in table.shown] == ["PatientName"]
+        await pilot.press("escape")  # closes the filter first
+        await pilot.pause()
+        assert isinstance(app.screen, ParticipantScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, LedgerScreen)
+
+
+async def test_image_preview_slices_planes_and_window(make_app, demo_study: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("down")  # the sagittal T1
+        await settle(app, pilot)
+        await pilot.press("v")
+        await settle(app, pilot)
+        preview = app.screen.query_one(ImagePreview)
+        assert preview.volume is not None and preview.volume.shape[0] == 176
+        start = preview.index
+        await pilot.press("up")
+        assert preview.index == start + 1
+        await pilot.press("p")
+        assert preview.plane == 1 and preview.index == preview.volume.shape[1] // 2
+        low, high = preview.window
+        await pilot.press("w")
+        assert preview.window[1] - preview.window[0] < high - low
+        await pilot.pause()
+        rendered = "".join(seg.text for seg in preview.render_line(preview.size.height // 2))
+        assert "▀" in rendered
+
+
+async def test_dicom_value_with_markup_shows_literally(make_app, demo_study: Path, tmp_path: Path) -> None:
+    study = tmp_path / "markup" / "PERSON_A"
+    study.mkdir(parents=True)
+    source = next((demo_study).rglob("IM-0001-0001.dcm"))
+    ds = pydicom.dcmread(source)
+    ds.SeriesDescription = "[/bold] [red]x"
+    ds.StudyDescription = "[/bold]"
+    ds.save_as(study / "one.dcm")
+    app = make_app(study.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("m")
+        await pilot.pause()
+        screen_text = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "[/bold] [red]x" in screen_text  # the series description, as typed
+        table = app.screen.query_one(TagTable)
+        assert any(r.value == "[/bold]" for r in table.shown)
+
+
+async def test_reveal_shows_words_hides_on_key_and_records(make_app, ledger_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RevealScreen)
+        words = FAKE_PASSPHRASE.split("-")
+        assert screen.word == words[0]
+        assert big_lines(words[0])[1] in str(screen.query_one(BigWord).render())
+        await pilot.press("right")
+        assert screen.word == words[1]
+        await pilot.press("n")
+        await pilot.pause()
+        assert "Charlie" in str(screen.query_one("#reveal-spelling").render())
+        await pilot.press("x")  # any key that is not one of the reveal keys hides it
+        await settle(app, pilot)
+        assert isinstance(app.screen, LedgerScreen)
+        assert screen.word == ""
+    with Ledger.open(ledger_path) as ledger:
+        row = ledger.get("s0000000001")
+        assert row.revealed == NOW and row.communicated is None
+
+
+async def test_reveal_hides_itself_after_the_timeout(make_app) -> None:
+    app = make_app(reveal_seconds=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, RevealScreen)
+        await pilot.pause(1.5)
+        assert isinstance(app.screen, LedgerScreen)
+
+
+async def test_reveal_records_communicated_after_confirmation(make_app, ledger_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert isinstance(app.screen, LedgerScreen)
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.get("s0000000001").communicated == NOW
+
+
+async def test_reveal_refuses_a_row_without_passphrase(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "failed")
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, LedgerScreen)
+
+
+async def test_copy_mail_text_sends_link_never_passphrase(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        sent = app.clipboard
+        assert "https://cloud.example.org/s/Ab1Cd" in sent
+        assert not any(word in sent for word in FAKE_PASSPHRASE.split("-"))
+
+
+async def test_settings_edit_and_test_connection(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#set-expiry", Input).value = "30"
+        screen.query_one("#set-modalities", Input).value = "mr ct"
+        await pilot.press("ctrl+t")
+        await settle(app, pilot)
+        checked = str(screen.query_one("#settings-check").render())
+        assert "✓" in checked and "✗" not in checked
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert isinstance(app.screen, LedgerScreen)
+        assert app.settings.expiry_days == 30
+        assert app.settings.modalities == frozenset({"MR", "CT"})
+
+
+async def test_settings_never_show_the_password(make_app, settings) -> None:
+    from dataclasses import replace
+
+    from tui.core.credentials import Credentials
+
+    secret = "app-password-never-shown"
+    creds = Credentials(source=Path("x.json"), destination="nextcloud", nextcloud_baseurl="https://h", username="u",
+                        password=secret)
+    app = make_app(settings=replace(settings, credentials=creds))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        assert secret not in app.export_screenshot()
+
+
+async def test_help_lists_the_keys_of_the_current_screen(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        lines = dict((what, key) for key, what in app.screen.lines)
+        assert lines["Filter"] == "/" and lines["Reveal"] == "p" and "Revoke share" in lines
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, LedgerScreen)
+
+
+async def test_palette_finds_screen_actions(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert CommandPalette.is_open(app)
+        await pilot.press(*"revoke")
+        await pilot.pause(0.5)
+        prompts = [str(o.prompt) for o in app.screen.query_one(OptionList).options]
+        assert any("Revoke share" in p for p in prompts)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+
+
+async def test_palette_jumps_to_a_participant(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p", *"P0004")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.ledger_screen.current.participant == "P0004"
+
+
+async def test_batch_runs_one_participant_to_the_folder_destination(make_app, demo_study: Path,
+                                                                    ledger_path: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.screen is app.batch_screen
+        await settle(app, pilot)
+        line = app.batch_screen.lines[key]
+        assert line.state == "done", line.reason
+        assert "1/1 done" in str(app.batch_screen.query_one("#batch-summary").render())
+        assert app.batch_screen.query_one("#batch-log").lines
+        await pilot.press("escape")
+        await pilot.pause()
+        shared = [e for e in app.ledger_screen.entries if e.participant == key]
+        assert [e.status for e in shared] == ["shared"]
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.find_by_participant(key).status == "shared"
+
+
+async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.batch_running
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen is app.batch_screen and app.batch_running
+        await pilot.press("c", "y")
+        await settle(app, pilot)
+        assert not app.batch_running
+        assert "cancelled" in str(app.batch_screen.query_one("#batch-summary").render())

@@ -1,0 +1,1 @@
+"""The Textual app: a thin keyboard-driven shell over `tui.core`."""

@@ -1,0 +1,315 @@
+"""TuiApp: the keyboard-driven shell; workers relay core events as messages, screens show them."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from threading import Event as CancelEvent
+from typing import Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.app.commands import ParticipantCommands
+from tui.app.messages import (
+    BatchEnded,
+    BatchEventArrived,
+    LedgerLoaded,
+    RowActionDone,
+    ScanEventArrived,
+    ScanFinished,
+)
+from tui.app.paths import stylesheets
+from tui.app.screens.batch import BatchScreen
+from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.help import HelpScreen
+from tui.app.screens.ledger import LedgerScreen
+from tui.app.screens.settings import SettingsScreen
+from tui.app.services import Services
+from tui.core.errors import MrishareError
+
+
+def start_process_helpers() -> None:
+    """Start multiprocessing's forkserver with the real stderr (Textual's stand-in has no file descriptor)."""
+    from multiprocessing import forkserver
+
+    with contextlib.redirect_stderr(sys.__stderr__):
+        forkserver.ensure_running()
+
+
+class TuiApp(App[None]):
+    """mrishare: scan a study, inspect it, run the pipeline, reveal passphrases, keep the ledger."""
+
+    TITLE = "mrishare"
+    CSS_PATH = stylesheets()
+    COMMANDS = App.COMMANDS | {ParticipantCommands}
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "Help", id="help"),
+        Binding("f2", "settings", "Settings", show=False, id="settings"),
+        Binding("b", "show_batch", "Batch progress", show=False, id="show-batch"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, id="quit-ctrl-c", priority=True),
+    ]
+
+    def __init__(self, services: Services | None = None, study_dir: Path | None = None) -> None:
+        super().__init__()
+        self.services = services or Services()
+        self.study_dir = study_dir
+        self.settings: Any = self.services.settings
+        self.ledger: Any = None
+        self._ledger_lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self.scan_result: Any = None
+        self.ledger_screen = LedgerScreen()
+        self.batch_screen = BatchScreen()
+        self._cancel = CancelEvent()
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        """The ledger is the start screen (and stays at the bottom of the stack)."""
+        return self.ledger_screen
+
+    def on_mount(self) -> None:
+        """Open the ledger and scan the study folder in the background."""
+        self.install_screen(self.batch_screen, "batch")
+        self.open_ledger_worker(self.services.ledger_path)
+        if self.study_dir is not None:
+            self.open_folder(self.study_dir)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Every key of the current screen is also a palette command, plus the app's own."""
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or binding.action in seen or binding.action == "command_palette":
+                continue
+            seen.add(binding.action)
+            node = active.node
+            yield SystemCommand(
+                binding.description,
+                f"key: {self.get_key_display(binding)}",
+                lambda node=node, action=binding.action: self.call_later(node.run_action, action),
+            )
+        yield from super().get_system_commands(screen)
+
+    # -- app actions ----------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        """Show the keys of the screen in front."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_settings(self) -> None:
+        """Open the settings form."""
+        if not isinstance(self.screen, SettingsScreen):
+            self.push_screen(SettingsScreen(self.settings), self._settings_saved)
+
+    def _settings_saved(self, settings: Any) -> None:
+        if settings is not None:
+            self.settings = settings
+            self.notify("Settings saved.")
+
+    def action_show_batch(self) -> None:
+        """Bring the batch progress screen to the front (a run survives leaving it)."""
+        if self.batch_screen not in self.screen_stack:
+            self.push_screen("batch")
+
+    async def action_quit(self) -> None:
+        """Quit, asking first when a batch is still running."""
+        if not self.batch_running:
+            self.exit()
+            return
+        question = ConfirmScreen(
+            "A batch is still running.",
+            "Quit now? The current step is cancelled; finished steps stay in the ledger "
+            "and the next start resumes from there.",
+            yes="Quit",
+        )
+        self.push_screen(question, self._quit_confirmed)
+
+    def _quit_confirmed(self, yes: bool | None) -> None:
+        if yes:
+            self._cancel.set()
+            self.exit()
+
+    # -- ledger ---------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="ledger", exit_on_error=False)
+    def open_ledger_worker(self, path: Path) -> None:
+        """Open (lock) the ledger once for the app's lifetime; it is released on exit."""
+        from tui.core.ledger import Ledger
+
+        try:
+            self.post_message(LedgerLoaded(Ledger.open(path)))
+        except MrishareError as error:
+            self.post_message(LedgerLoaded(None, error=str(error)))
+
+    @on(LedgerLoaded)
+    def _ledger_loaded(self, message: LedgerLoaded) -> None:
+        if message.error:
+            self.notify(message.error, title="Ledger not opened", severity="error", timeout=30)
+            return
+        self.ledger = message.ledger
+        self.reload_ledger()
+
+    def reload_ledger(self) -> None:
+        """Show the ledger's rows (kept in memory by the open Ledger)."""
+        if self.ledger is not None:
+            self.ledger_screen.show_rows(self.ledger.rows())
+
+    def on_unmount(self) -> None:
+        """Release the ledger lock."""
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def update_row(self, row_id: str, **changes: Any) -> None:
+        """Change fields of one ledger row and save; waits for a running batch, which owns the file."""
+        self._pending.append((row_id, changes))
+        if not self.batch_running:
+            self.write_rows_worker()
+
+    @work(thread=True, group="ledger-write", exit_on_error=False)
+    def write_rows_worker(self) -> None:
+        """Write every pending row change into the ledger file."""
+        error = ""
+        with self._ledger_lock:
+            try:
+                while self._pending:
+                    row_id, changes = self._pending.pop(0)
+                    row = self.ledger.get(row_id) if self.ledger is not None else None
+                    if row is not None:
+                        self.ledger.upsert(dataclasses.replace(row, **changes))
+                if self.ledger is not None:
+                    self.ledger.save()
+            except MrishareError as failure:
+                error = str(failure)
+        self.post_message(RowActionDone("record", "", error))
+
+    def share_action(self, verb: str, row_id: str, days: int = 0) -> None:
+        """Revoke or extend one share (not while a batch writes the ledger)."""
+        if self.batch_running:
+            self.notify("Wait for the batch to finish (or cancel it) first.", severity="warning")
+            return
+        self.share_action_worker(verb, row_id, days)
+
+    @work(thread=True, group="row-action", exit_on_error=False)
+    def share_action_worker(self, verb: str, row_id: str, days: int) -> None:
+        """Revoke or extend through the core pipeline, at the row's own destination."""
+        from tui.core import pipeline
+        from tui.core.destinations import destination_from
+
+        error = ""
+        with self._ledger_lock:
+            try:
+                row = self.ledger.get(row_id)
+                credentials = getattr(self.settings, "credentials", None)
+                destination = destination_from(row.destination or "nextcloud", credentials)
+                if verb == "revoke":
+                    pipeline.revoke(self.ledger, row_id, destination)
+                else:
+                    pipeline.extend(self.ledger, row_id, days, destination)
+            except MrishareError as failure:
+                error = str(failure)
+        self.post_message(RowActionDone(verb, row_id, error))
+
+    @on(RowActionDone)
+    def _row_action_done(self, message: RowActionDone) -> None:
+        if message.error:
+            self.notify(message.error, title=f"{message.verb} failed", severity="error")
+        elif message.verb != "record":
+            self.notify(f"{message.verb}: done.")
+        self.reload_ledger()
+
+    # -- scanning -------------------------------------------------------------------------------
+
+    def open_folder(self, root: Path) -> None:
+        """Scan a study folder in a worker; its participants join the ledger screen."""
+        self.study_dir = root
+        self.ledger_screen.scan_started(root)
+        start_process_helpers()
+        self.scan_worker(root)
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def scan_worker(self, root: Path) -> None:
+        """Relay the scanner's events, then its result."""
+        stream = self.services.scan(root, cancel=self._cancel)
+        try:
+            while True:
+                try:
+                    self.post_message(ScanEventArrived(next(stream)))
+                except StopIteration as stop:
+                    self.post_message(ScanFinished(root, stop.value))
+                    return
+        except MrishareError as error:
+            self.post_message(ScanFinished(root, None, str(error)))
+
+    @on(ScanEventArrived)
+    def _scan_event(self, message: ScanEventArrived) -> None:
+        self.ledger_screen.scan_progress(message.event)
+
+    @on(ScanFinished)
+    def _scan_finished(self, message: ScanFinished) -> None:
+        if message.error:
+            self.notify(message.error, title="Scan failed", severity="error")
+        else:
+            self.scan_result = message.result
+        self.ledger_screen.show_scan(message.result)
+
+    # -- batch ----------------------------------------------------------------------------------
+
+    @property
+    def batch_running(self) -> bool:
+        """True while a pipeline worker is busy."""
+        return any(w.group == "batch" and w.is_running for w in self.workers)
+
+    def start_batch(self, participants: list[Any]) -> None:
+        """Run the pipeline for `participants` and show its progress."""
+        if self.batch_running:
+            self.notify("A batch is already running; wait for it or cancel it first.", severity="warning")
+            return
+        if self.ledger is None or self.settings is None:
+            self.notify("No ledger or no settings: see the error above, or press f2.", severity="error")
+            return
+        self._cancel = CancelEvent()
+        self.batch_screen.start([p.key for p in participants], self.services.clock())
+        self.action_show_batch()
+        self.run_batch_worker(participants, self._cancel)
+
+    def cancel_batch(self) -> None:
+        """Ask the running batch to stop after its current file."""
+        self._cancel.set()
+
+    @work(thread=True, exclusive=True, group="batch", exit_on_error=False)
+    def run_batch_worker(self, participants: list[Any], cancel: CancelEvent) -> None:
+        """Relay every pipeline event; the stream's return value ends the run."""
+        stream = self.services.run_batch(participants, self.settings, self.ledger, cancel)
+        try:
+            while True:
+                try:
+                    self.post_message(BatchEventArrived(next(stream)))
+                except StopIteration as stop:
+                    self.post_message(BatchEnded(stop.value, cancel.is_set()))
+                    return
+        except MrishareError as error:
+            self.post_message(BatchEnded(None, cancel.is_set(), str(error)))
+
+    @on(BatchEventArrived)
+    def _batch_event(self, message: BatchEventArrived) -> None:
+        self.batch_screen.apply(message.event, self.services.clock())
+
+    @on(BatchEnded)
+    def _batch_ended(self, message: BatchEnded) -> None:
+        self.batch_screen.finish(message.cancelled, message.error)
+        if self._pending:
+            self.write_rows_worker()
+        if message.error:
+            self.notify(message.error, title="Batch stopped", severity="error")
+        self.reload_ledger()

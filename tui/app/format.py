@@ -1,0 +1,27 @@
+"""Small display formatters shared by screens (sizes, dates)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+
+def human_size(size: int | None) -> str:
+    """Bytes as a short human number (1.2G, 340M)."""
+    if not size:
+        return ""
+    value = float(size)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1000:
+            return f"{value:.0f}{unit}" if unit == "B" or value >= 10 else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{value:.1f}T"
+
+
+def short_when(value: Any) -> str:
+    """A date or datetime as YYYY-MM-DD; strings pass through; None is empty."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return "" if value is None else str(value)

@@ -1,0 +1,1 @@
+"""The app's screens: ledger (start), participant, batch, reveal, settings and small dialogs."""

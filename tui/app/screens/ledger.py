@@ -1,0 +1,436 @@
+"""The start screen: one line per participant from the ledger plus freshly scanned folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label
+
+from tui.app.format import human_size, short_when
+from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.folder_picker import FolderPickerScreen
+from tui.app.screens.participant import ParticipantScreen
+from tui.app.screens.reveal import RevealScreen
+from tui.core.events import Event, StepNote, StepProgress
+
+CHUNK = 500
+"""Rows added to the table per refresh, so a 10,000-row ledger never blocks the UI."""
+
+SORTS = ("participant", "status", "expires", "last_action")
+
+
+@dataclass
+class Entry:
+    """One line of the ledger screen: a ledger row, a scanned participant, or both."""
+
+    id: str
+    participant: str
+    status: str
+    series: int | str
+    size: int | None
+    link: str = ""
+    expires: str = ""
+    last_action: str = ""
+    row: Any = None
+    scanned: Any = None
+
+    def matches(self, needle: str) -> bool:
+        """True if `needle` occurs in any visible column (case-insensitive)."""
+        hay = f"{self.participant} {self.status} {self.expires} {self.last_action} {self.link}".lower()
+        return needle.lower() in hay
+
+
+def series_count(participant: Any) -> int:
+    """How many series a scanned participant holds over all patients and studies."""
+    return sum(1 for _ in participant.series())
+
+
+def entry_from_row(row: Any) -> Entry:
+    """An Entry for a ledger row."""
+    return Entry(
+        id=str(row.id),
+        participant=str(row.participant),
+        status=str(row.status),
+        series=row.series if row.series not in (None, "") else "",
+        size=row.size if isinstance(row.size, int) else None,
+        link=row.link or "",
+        expires=short_when(row.expires),
+        last_action=str(row.last_action or ""),
+        row=row,
+    )
+
+
+def entry_from_scan(participant: Any) -> Entry:
+    """An Entry for a scanned participant that the ledger does not know yet."""
+    return Entry(
+        id=f"scan:{participant.key}",
+        participant=participant.key,
+        status="scanned",
+        series=series_count(participant),
+        size=participant.bytes,
+        scanned=participant,
+    )
+
+
+class LedgerTable(DataTable[Any]):
+    """The ledger grid; its component classes colour statuses from the theme."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "ledger-table--shared",
+        "ledger-table--failed",
+        "ledger-table--ended",
+        "ledger-table--busy",
+        "ledger-table--mark",
+    }
+
+    BINDINGS = [Binding("enter", "screen.inspect", "Inspect", id="ledger.inspect")]
+
+    def status_style(self, status: str) -> str:
+        """The component class for a status."""
+        if status == "shared":
+            return "ledger-table--shared"
+        if status == "failed":
+            return "ledger-table--failed"
+        if status in ("expired", "revoked"):
+            return "ledger-table--ended"
+        return "ledger-table--busy" if status not in ("new", "scanned") else ""
+
+
+class LedgerScreen(Screen[None]):
+    """Participants and their shares: filter, sort, select, run, reveal, copy, revoke."""
+
+    BINDINGS = [
+        Binding("space", "toggle_mark", "Select", id="ledger.select"),
+        Binding("slash", "filter", "Filter", id="ledger.filter"),
+        Binding("r", "run", "Run", id="ledger.run"),
+        Binding("p", "reveal", "Reveal", id="ledger.reveal"),
+        Binding("c", "copy_mail", "Copy e-mail text", show=False, id="ledger.copy-mail"),
+        Binding("o", "open_folder", "Open folder", show=False, id="ledger.open"),
+        Binding("s", "sort", "Sort by next column", show=False, id="ledger.sort"),
+        Binding("S", "reverse", "Reverse sort order", show=False, id="ledger.reverse"),
+        Binding("a", "mark_all", "Select all shown / none", show=False, id="ledger.select-all"),
+        Binding("x", "revoke", "Revoke share", show=False, id="ledger.revoke"),
+        Binding("e", "extend", "Extend expiry", show=False, id="ledger.extend"),
+        Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[Entry] = []
+        self.rows: list[Any] = []
+        self.scanned: list[Any] = []
+        self.marked: set[str] = set()
+        self.sort_by = "participant"
+        self.reverse = False
+        self._shown: list[Entry] = []
+        self._fill_at = 0
+        self._scan_note = ""
+        self._ready = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="ledger-top"):
+            yield Label("mrishare", id="ledger-title")
+            yield Label("", id="ledger-status", markup=False)
+        yield LedgerTable(id="ledger-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", id="ledger-detail", markup=False)
+        yield Input(placeholder="filter: participant, status, date…", id="ledger-filter")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(LedgerTable)
+        for key, label, width in (
+            ("mark", " ", 1),
+            ("participant", "Participant", 12),
+            ("status", "Status", 12),
+            ("series", "Series", 6),
+            ("size", "Size", 6),
+            ("expires", "Expires", 10),
+            ("last_action", "Last action", 17),
+        ):
+            table.add_column(label, key=key, width=width)
+        self.query_one("#ledger-filter").display = False
+        self._ready = True
+        self._refill()
+
+    # -- data in --------------------------------------------------------------------------------
+
+    def show_rows(self, rows: list[Any]) -> None:
+        """Replace the ledger rows (after a load or a change)."""
+        self.rows = rows
+        self._rebuild()
+
+    def show_scan(self, result: Any) -> None:
+        """Add the scanned participants of a finished folder scan."""
+        self._scan_note = ""
+        if result is not None:
+            self.scanned = list(result.participants)
+            skipped = len(result.skipped)
+            self._scan_note = f"{len(self.scanned)} participants found" + (f", {skipped} skipped" if skipped else "")
+        self._rebuild()
+
+    def scan_started(self, root: Path) -> None:
+        """Say that a folder is being scanned."""
+        self._scan_note = f"scanning {root.name}…"
+        self._refresh_status()
+
+    def scan_progress(self, event: Event) -> None:
+        """Show how far the scan got."""
+        if isinstance(event, StepProgress):
+            self._scan_note = f"scanning: {event.done} {event.unit}"
+        elif isinstance(event, StepNote) and event.level == "warning":
+            self._scan_note = event.message
+        self._refresh_status()
+
+    def _rebuild(self) -> None:
+        known = {str(row.participant) for row in self.rows}
+        entries = [entry_from_row(row) for row in self.rows]
+        by_key = {p.key: p for p in self.scanned}
+        for entry in entries:
+            entry.scanned = by_key.get(entry.participant)
+        entries += [entry_from_scan(p) for p in self.scanned if p.key not in known]
+        self.entries = entries
+        self.marked &= {e.id for e in entries}
+        self._refill()
+
+    # -- table ----------------------------------------------------------------------------------
+
+    def _refill(self) -> None:
+        """Filter and sort the entries, then fill the table in chunks."""
+        if not self._ready:
+            return
+        needle = self.query_one("#ledger-filter", Input).value.strip()
+        shown = [e for e in self.entries if e.matches(needle)] if needle else list(self.entries)
+        shown.sort(key=lambda e: (str(getattr(e, self.sort_by)), e.participant), reverse=self.reverse)
+        self._shown = shown
+        table = self.query_one(LedgerTable)
+        table.clear()
+        self._fill_at = 0
+        self._fill_chunk()
+        self._refresh_status()
+
+    def _fill_chunk(self) -> None:
+        table = self.query_one(LedgerTable)
+        end = min(self._fill_at + CHUNK, len(self._shown))
+        for entry in self._shown[self._fill_at : end]:
+            table.add_row(*self._cells(table, entry), key=entry.id)
+        self._fill_at = end
+        if end < len(self._shown):
+            self.call_after_refresh(self._fill_chunk)
+        else:
+            self._show_detail()
+
+    def _cells(self, table: LedgerTable, entry: Entry) -> list[Text]:
+        status_style = table.status_style(entry.status)
+        style = table.get_component_rich_style(status_style, partial=True) if status_style else ""
+        mark = Text("●", style=table.get_component_rich_style("ledger-table--mark", partial=True))
+        return [
+            mark if entry.id in self.marked else Text(" "),
+            Text(entry.participant),
+            Text(entry.status, style=style),
+            Text(str(entry.series), justify="right"),
+            Text(human_size(entry.size), justify="right"),
+            Text(entry.expires),
+            Text(entry.last_action),
+        ]
+
+    def _refresh_status(self) -> None:
+        if not self._ready:
+            return
+        total = len(self.entries)
+        shown = len(self._shown)
+        parts = [f"{shown}/{total} shown" if shown != total else f"{total} rows"]
+        if self.marked:
+            parts.append(f"{len(self.marked)} selected")
+        parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
+        if self._scan_note:
+            parts.append(self._scan_note)
+        self.query_one("#ledger-status", Label).update(" · ".join(parts))
+
+    @property
+    def current(self) -> Entry | None:
+        """The entry under the cursor."""
+        table = self.query_one(LedgerTable)
+        if not self._shown or table.cursor_row >= min(len(self._shown), table.row_count):
+            return None
+        return self._shown[table.cursor_row]
+
+    @on(DataTable.RowHighlighted)
+    def _show_detail(self) -> None:
+        entry = self.current
+        detail = ""
+        if entry is not None:
+            if entry.link:
+                detail = f"link: {entry.link}"
+            elif entry.row is not None and entry.row.note:
+                detail = f"note: {entry.row.note}"
+            elif entry.scanned is not None:
+                detail = f"{entry.participant}: {len(entry.scanned.patients)} patient(s), {entry.scanned.files} files"
+        self.query_one("#ledger-detail", Label).update(detail)
+
+    def selection(self) -> list[Entry]:
+        """The marked entries, or the one under the cursor when none is marked."""
+        if self.marked:
+            return [e for e in self.entries if e.id in self.marked]
+        return [self.current] if self.current is not None else []
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        """Select or unselect the row under the cursor, then move down."""
+        entry = self.current
+        if entry is None:
+            return
+        self.marked ^= {entry.id}
+        table = self.query_one(LedgerTable)
+        table.update_cell(entry.id, "mark", self._cells(table, entry)[0])
+        table.action_cursor_down()
+        self._refresh_status()
+
+    def action_mark_all(self) -> None:
+        """Select every shown row, or none if all are selected."""
+        ids = {e.id for e in self._shown}
+        self.marked = set() if ids <= self.marked else self.marked | ids
+        self._refill()
+
+    def action_filter(self) -> None:
+        """Show the filter box."""
+        box = self.query_one("#ledger-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Empty and hide the filter box."""
+        box = self.query_one("#ledger-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_one(LedgerTable).focus()
+            self._refill()
+
+    @on(Input.Changed, "#ledger-filter")
+    def _filter_changed(self) -> None:
+        self._refill()
+
+    @on(Input.Submitted, "#ledger-filter")
+    def _filter_done(self) -> None:
+        self.query_one(LedgerTable).focus()
+
+    def action_sort(self) -> None:
+        """Sort by the next column."""
+        self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]
+        self._refill()
+
+    def action_reverse(self) -> None:
+        """Reverse the sort order."""
+        self.reverse = not self.reverse
+        self._refill()
+
+    def action_reload(self) -> None:
+        """Show the ledger rows again."""
+        self.app.reload_ledger()
+
+    def action_open_folder(self) -> None:
+        """Pick a study folder with the keyboard and scan it."""
+        start = self.app.study_dir or Path.cwd()
+        self.app.push_screen(FolderPickerScreen(start), self._folder_picked)
+
+    def _folder_picked(self, folder: Path | None) -> None:
+        if folder is not None:
+            self.app.open_folder(folder)
+
+    def action_inspect(self) -> None:
+        """Open the participant's series and tags."""
+        entry = self.current
+        if entry is None:
+            return
+        if entry.scanned is None:
+            self.notify("Not scanned in this session: open its study folder first (o).", severity="warning")
+            return
+        self.app.push_screen(ParticipantScreen(entry.scanned))
+
+    def action_run(self) -> None:
+        """Run the pipeline for the selected participants."""
+        chosen = [e for e in self.selection() if e.scanned is not None]
+        if not chosen:
+            self.notify("Nothing to run: select scanned participants (open a folder with o).", severity="warning")
+            return
+        self.app.start_batch([e.scanned for e in chosen])
+
+    def _row_or_warn(self, need_passphrase: bool = False) -> Any:
+        entry = self.current
+        if entry is None or entry.row is None:
+            self.notify("This participant has no share yet: run the pipeline first (r).", severity="warning")
+            return None
+        if need_passphrase and not entry.row.passphrase:
+            self.notify("This row has no passphrase (not packed yet).", severity="warning")
+            return None
+        return entry.row
+
+    def action_reveal(self) -> None:
+        """Show the passphrase of the highlighted share in big letters."""
+        row = self._row_or_warn(need_passphrase=True)
+        if row is not None:
+            self.app.push_screen(RevealScreen(row))
+
+    def action_copy_mail(self) -> None:
+        """Copy the e-mail text (link, expiry, instructions; never the passphrase) via OSC 52."""
+        from tui.core.mailtext import mail_text
+
+        row = self._row_or_warn()
+        if row is None:
+            return
+        subject, body = mail_text(row, self.app.services.language)
+        self.app.copy_to_clipboard(f"Subject: {subject}\n\n{body}")
+        self.notify(f"E-mail text for {row.participant} copied (without the passphrase).")
+
+    def action_revoke(self) -> None:
+        """Revoke the share after saying what happens remotely."""
+        row = self._row_or_warn()
+        if row is not None:
+            self._confirm_then(
+                "Revoke this share?",
+                f"The share link for {row.participant} is deleted on the server together with the "
+                "uploaded package; the link stops working at once. The row stays, marked revoked; "
+                "the next run for this participant makes a new package, passphrase and link.",
+                "Revoke",
+                lambda: self.app.share_action("revoke", row.id),
+            )
+
+    def action_extend(self) -> None:
+        """Push the share's expiry date further out."""
+        row = self._row_or_warn()
+        if row is not None:
+            days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
+            self._confirm_then(
+                "Extend this share?",
+                f"The link for {row.participant} will work until {days} full days from today "
+                f"(currently: {short_when(row.expires) or 'never'}).",
+                "Extend",
+                lambda: self.app.share_action("extend", row.id, days),
+            )
+
+    def _confirm_then(self, title: str, text: str, yes: str, then: Any) -> None:
+        def done(ok: bool | None) -> None:
+            if ok:
+                then()
+
+        self.app.push_screen(ConfirmScreen(title, text, yes=yes), done)
+
+    def go_to(self, participant: str) -> None:
+        """Bring the ledger to the front with the cursor on `participant`."""
+        while self.app.screen is not self and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        self.action_clear_filter()
+        for index, entry in enumerate(self._shown):
+            if entry.participant == participant:
+                self.query_one(LedgerTable).move_cursor(row=index)
+                return

@@ -1,0 +1,251 @@
+"""One participant: its series, the tag table of the highlighted series, and an image preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, DataTable, Footer, Label, SelectionList
+from textual.widgets.selection_list import Selection
+
+from tui.app.format import human_size
+from tui.app.widgets.image_preview import ImagePreview
+from tui.app.widgets.tag_table import TagGrid, TagTable
+from tui.core.annex_e import OPTIONS
+
+OPTION_LABELS = {
+    "rtn_safe_priv": "Retain safe private",
+    "rtn_uids": "Retain UIDs",
+    "rtn_dev_id": "Retain device identity",
+    "rtn_inst_id": "Retain institution identity",
+    "rtn_pat_chars": "Retain patient characteristics",
+    "rtn_long_full_dates": "Retain full dates",
+    "rtn_long_modif_dates": "Retain modified dates",
+    "clean_desc": "Clean descriptors",
+    "clean_struct_cont": "Clean structured content",
+    "clean_graph": "Clean graphics",
+}
+"""PS3.15 Table E.1-1 option column -> the option's name in the standard."""
+
+
+def dimensions(series: Any) -> str:
+    """cols x rows x slices (or frames)."""
+    depth = max(series.slices, series.frames)
+    return f"{series.cols or '?'}×{series.rows or '?'}×{depth}"
+
+
+def series_flags(series: Any, found: dict[str, set[str]]) -> str:
+    """B burned-in, Q will be quarantined, P private tags, I identifying values (once tags were read)."""
+    flags = ""
+    if series.burned_in and series.burned_in.upper() != "NO":
+        flags += "B"
+    if getattr(series, "quarantine", False):
+        flags += "Q"
+    seen = found.get(series.series_uid, set())
+    flags += "P" if "private" in seen else ""
+    flags += "I" if "identifying" in seen else ""
+    return flags
+
+
+class ParticipantScreen(Screen[None]):
+    """Series on top, the highlighted series' tags (or pixels) below, profile options on the right."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="participant.back"),
+        Binding("slash", "filter", "Filter", id="participant.filter"),
+        Binding("i", "identifying", "Identifying", id="participant.identifying"),
+        Binding("m", "reveal_values", "Unmask", id="participant.unmask"),
+        Binding("o", "options", "Options", id="participant.options"),
+        Binding("v", "view", "Image", id="participant.view"),
+        Binding("tab", "app.focus_next", "Next pane", show=False, id="participant.next-pane"),
+        Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, id="participant.previous-pane"),
+    ]
+
+    class TagsRead(Message):
+        """A series' first header was read and flattened (or `error` says why not)."""
+
+        def __init__(self, series_uid: str, header: Any, rows: list[Any], error: str = "") -> None:
+            super().__init__()
+            self.series_uid = series_uid
+            self.header = header
+            self.rows = rows
+            self.error = error
+
+    def __init__(self, participant: Any) -> None:
+        super().__init__()
+        self.participant = participant
+        self.series = list(participant.series())
+        self.options: frozenset[str] = frozenset()
+        self.found: dict[str, set[str]] = {}
+        self._header: Any = None
+        self._header_uid = ""
+
+    def compose(self) -> ComposeResult:
+        p = self.participant
+        warn = []
+        if p.mixed_patients:
+            warn.append(f"{len(p.patients)} patients in one folder!")
+        if p.misfiled:
+            warn.append(f"{len(p.misfiled)} misfiled")
+        if p.skipped:
+            warn.append(f"{len(p.skipped)} skipped")
+        yield Label(
+            f"{p.key} · {len(self.series)} series · {p.files} files" + ("  ⚠ " + ", ".join(warn) if warn else ""),
+            id="participant-title",
+            markup=False,
+        )
+        yield DataTable(id="series-table", cursor_type="row")
+        with Horizontal(id="participant-lower"):
+            with ContentSwitcher(initial="tag-table", id="participant-switcher"):
+                yield TagTable(id="tag-table")
+                yield ImagePreview(id="image-preview")
+            with Vertical(id="options-panel"):
+                yield Label("Profile options", id="options-title")
+                yield SelectionList[str](
+                    *(Selection(OPTION_LABELS.get(o, o), o, False) for o in OPTIONS), id="options-list"
+                )
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#series-table", DataTable)
+        for key, label, width in (
+            ("number", "#", 4),
+            ("modality", "Mod", 3),
+            ("description", "Description", 24),
+            ("files", "Files", 5),
+            ("size", "Size", 5),
+            ("dims", "Dimensions", 11),
+            ("flags", "Flags", 5),
+        ):
+            table.add_column(label, key=key, width=width)
+        for series in self.series:
+            table.add_row(
+                Text(str(series.number if series.number is not None else ""), justify="right"),
+                Text(series.modality),
+                Text(series.description),
+                Text(str(len(series.files)), justify="right"),
+                Text(human_size(series.bytes), justify="right"),
+                Text(dimensions(series)),
+                Text(series_flags(series, self.found)),
+                key=series.series_uid,
+            )
+        self.query_one("#options-panel").display = False
+        settings = self.app.settings  # type: ignore[attr-defined]
+        if settings is not None:
+            self.options = frozenset(settings.profile.options)
+            chooser = self.query_one("#options-list", SelectionList)
+            for option in self.options:
+                chooser.select(option)
+        self.query_one("#tag-table").border_title = "Tags"
+        self.query_one("#image-preview").border_title = "Image"
+        table.focus()
+        if self.series:
+            self._open_series(self.series[0])
+
+    @property
+    def current_series(self) -> Any:
+        """The highlighted series."""
+        table = self.query_one("#series-table", DataTable)
+        return self.series[table.cursor_row] if self.series and table.cursor_row < len(self.series) else None
+
+    @on(DataTable.RowHighlighted, "#series-table")
+    def _series_highlighted(self) -> None:
+        series = self.current_series
+        if series is not None and series.series_uid != self._header_uid:
+            self._open_series(series)
+
+    def _open_series(self, series: Any) -> None:
+        self._header_uid = series.series_uid
+        self._header = None
+        self.query_one(TagTable).border_title = f"Tags · series {series.number or ''} {series.modality}"
+        self.read_tags_worker(series, self.options)
+        preview = self.query_one(ImagePreview)
+        if self.query_one(ContentSwitcher).current == "image-preview":
+            preview.load(series.files)
+        else:
+            preview.volume = None
+
+    @work(thread=True, exclusive=True, group="tags", exit_on_error=False)
+    def read_tags_worker(self, series: Any, options: frozenset[str], header: Any = None) -> None:
+        """Read the series' first header (unless given) and flatten it under `options`."""
+        from tui.core.dicom_scan import Skipped, read_header
+        from tui.core.tags import flatten
+
+        if header is None:
+            header = read_header(series.files[0])
+        if isinstance(header, Skipped):
+            self.post_message(self.TagsRead(series.series_uid, None, [], header.reason))
+            return
+        self.post_message(self.TagsRead(series.series_uid, header, flatten(header, options)))
+
+    @on(TagsRead)
+    def _tags_read(self, message: TagsRead) -> None:
+        if message.series_uid != self._header_uid:
+            return
+        if message.error:
+            self.notify(message.error, title="Header not read", severity="error")
+        self._header = message.header
+        self.query_one(TagTable).show(message.rows)
+        seen = set().union(*(row.flags for row in message.rows)) if message.rows else set()
+        self.found[message.series_uid] = seen
+        series = self.current_series
+        if series is not None and series.series_uid == message.series_uid:
+            flags = Text(series_flags(series, self.found))
+            self.query_one("#series-table", DataTable).update_cell(series.series_uid, "flags", flags)
+
+    @on(SelectionList.SelectedChanged, "#options-list")
+    def _options_changed(self, event: SelectionList.SelectedChanged[str]) -> None:
+        """Recolour the tag table at once under the new options."""
+        self.options = frozenset(event.selection_list.selected)
+        series = self.current_series
+        if series is not None and self._header is not None:
+            self.read_tags_worker(series, self.options, self._header)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        """Close the filter if open, otherwise go back to the ledger."""
+        if not self.query_one(TagTable).close_filter():
+            self.dismiss()
+
+    def action_filter(self) -> None:
+        """Filter the tags by text."""
+        self.query_one(ContentSwitcher).current = "tag-table"
+        self.query_one(TagTable).open_filter()
+
+    def action_identifying(self) -> None:
+        """Show only the identifying tags, or all."""
+        self.query_one(TagTable).toggle_identifying()
+
+    def action_reveal_values(self) -> None:
+        """Show identifying values in clear, or mask them again."""
+        self.query_one(TagTable).toggle_reveal()
+
+    def action_options(self) -> None:
+        """Show the profile options; toggling one recolours the table."""
+        panel = self.query_one("#options-panel")
+        panel.display = not panel.display
+        if panel.display:
+            self.query_one("#options-list").focus()
+        else:
+            self.query_one(TagGrid).focus()
+
+    def action_view(self) -> None:
+        """Switch the lower pane between tags and the image preview."""
+        switcher = self.query_one(ContentSwitcher)
+        preview = self.query_one(ImagePreview)
+        if switcher.current == "tag-table":
+            switcher.current = "image-preview"
+            series = self.current_series
+            if series is not None and preview.volume is None:
+                preview.load(series.files)
+            preview.focus()
+        else:
+            switcher.current = "tag-table"
+            self.query_one(TagGrid).focus()

@@ -1,0 +1,1 @@
+"""Widgets that screens reuse: the tag table, the image preview, the big-letter passphrase."""

@@ -1,0 +1,147 @@
+"""The tag table: every element with its Annex E action, coloured, masked until asked, filterable."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input, Label
+
+from tui.core.tags import TagRow, mask
+
+ACTIONS = {
+    "X": ("remove", "removed"),
+    "Z": ("zero", "emptied"),
+    "D": ("dummy", "dummy"),
+    "U": ("uid", "new UID"),
+    "C": ("clean", "cleaned"),
+    "K": ("keep", "kept"),
+}
+"""PS3.15 Table E.1-1a action code -> (component class suffix, legend word)."""
+
+
+class TagGrid(DataTable[Any]):
+    """The grid of tags; component classes give each Annex E action its theme colour."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {f"tag-grid--{name}" for name, _ in ACTIONS.values()} | {
+        "tag-grid--private",
+        "tag-grid--masked",
+    }
+
+    def action_style(self, action: str) -> Any:
+        """The rich style of an action code."""
+        name = ACTIONS.get(action[:1], ("keep", ""))[0]
+        return self.get_component_rich_style(f"tag-grid--{name}", partial=True)
+
+
+class TagTable(Vertical):
+    """Rows from `tui.core.tags.flatten`, with a text filter, an identifying-only toggle and masking."""
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows: list[TagRow] = []
+        self.shown: list[TagRow] = []
+        self.only_identifying = False
+        self.revealed = False
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter tags: keyword, tag, value…", id="tag-filter")
+        yield TagGrid(id="tag-grid", cursor_type="row", zebra_stripes=False)
+        yield Label("", id="tag-legend")
+
+    def on_mount(self) -> None:
+        grid = self.query_one(TagGrid)
+        grid.add_column("Tag", key="tag", width=11)
+        grid.add_column("Keyword", key="keyword", width=24)
+        grid.add_column("VR", key="vr", width=2)
+        grid.add_column("Value", key="value", width=25)
+        grid.add_column("Act", key="action", width=3)
+        self.query_one("#tag-filter").display = False
+        legend = Text("")
+        for code, (_, word) in ACTIONS.items():
+            legend.append(f" {code}", style=grid.action_style(code) + Style(bold=True))
+            legend.append(f" {word} ")
+        legend.append(" ? review")
+        self.query_one("#tag-legend", Label).update(legend)
+
+    def show(self, rows: list[TagRow]) -> None:
+        """Replace the rows (a new series, or new options), keeping the cursor line."""
+        self.rows = rows
+        self._refill()
+
+    def toggle_identifying(self) -> None:
+        """Show only identifying rows, or all."""
+        self.only_identifying = not self.only_identifying
+        self._refill()
+
+    def toggle_reveal(self) -> None:
+        """Show identifying values in clear, or masked again."""
+        self.revealed = not self.revealed
+        self._refill()
+
+    def open_filter(self) -> None:
+        """Show and focus the filter box."""
+        box = self.query_one("#tag-filter", Input)
+        box.display = True
+        box.focus()
+
+    def close_filter(self) -> bool:
+        """Empty and hide the filter box; False if it was not open."""
+        box = self.query_one("#tag-filter", Input)
+        if not box.display:
+            return False
+        box.value = ""
+        box.display = False
+        self.query_one(TagGrid).focus()
+        self._refill()
+        return True
+
+    @on(Input.Changed, "#tag-filter")
+    def _filter_changed(self) -> None:
+        self._refill()
+
+    @on(Input.Submitted, "#tag-filter")
+    def _filter_done(self) -> None:
+        self.query_one(TagGrid).focus()
+
+    def value_text(self, row: TagRow) -> str:
+        """The value as shown: masked if identifying and not revealed."""
+        return row.value if self.revealed or "identifying" not in row.flags else mask(row.value)
+
+    def _refill(self) -> None:
+        needle = self.query_one("#tag-filter", Input).value.strip().lower()
+        rows = [r for r in self.rows if "identifying" in r.flags] if self.only_identifying else self.rows
+        if needle:
+            rows = [r for r in rows if needle in f"{r.path} {r.keyword_path} {r.vr} {self.value_text(r)}".lower()]
+        self.shown = rows
+        grid = self.query_one(TagGrid)
+        cursor = grid.cursor_row
+        grid.clear()
+        private = grid.get_component_rich_style("tag-grid--private", partial=True)
+        masked = grid.get_component_rich_style("tag-grid--masked", partial=True)
+        for row in rows:
+            style = grid.action_style(row.decision.action)
+            value = self.value_text(row)
+            grid.add_row(
+                Text(f"({row.tag >> 16:04X},{row.tag & 0xFFFF:04X})", style=style),
+                Text("›" * row.depth + row.name, style=private if "private" in row.flags else ""),
+                Text(row.vr),
+                Text(value, style=masked if value != row.value else ""),
+                Text(row.decision.action + ("?" if row.decision.review else ""), style=style),
+            )
+        if rows:
+            grid.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+        counts = f"{len(rows)}/{len(self.rows)}" if len(rows) != len(self.rows) else str(len(rows))
+        self.border_subtitle = f"{counts} tags" + (" · identifying only" if self.only_identifying else "") + (
+            " · values shown" if self.revealed else ""
+        )
+
+    @property
+    def current(self) -> TagRow | None:
+        """The row under the cursor."""
+        grid = self.query_one(TagGrid)
+        return self.shown[grid.cursor_row] if self.shown and grid.cursor_row < len(self.shown) else None

@@ -33,6 +33,8 @@ import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -48,7 +50,7 @@ from tui.core import annex_e
 from tui.core.audit import AuditLog, new_run_id
 from tui.core.config import site_secret
 from tui.core.dateshift import offset_days, offset_seconds, shift
-from tui.core.dicom_scan import Participant, Skipped, read_header
+from tui.core.dicom_scan import Participant
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFailed, StepFinished, StepNote, StepProgress, StepStarted, Throttle
 from tui.core.leakcheck import (
@@ -57,11 +59,11 @@ from tui.core.leakcheck import (
     check_bytes,
     check_dataset,
     check_paths,
-    identifiers_from_datasets,
+    collect_identifiers,
 )
 from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
 from tui.core.quarantine import QuarantineStore, quarantine_reason
-from tui.core.uidmap import UidMap
+from tui.core.uidmap import UidMap, is_well_known
 
 STEP = "deid"
 DEFAULT_OPTIONS = frozenset({"rtn_long_modif_dates", "clean_desc"})
@@ -92,7 +94,10 @@ _DUMMY = {
 # File meta elements naming the sending station or carrying private information (PS3.10 7.1).
 META_REMOVE = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
 PIXEL_TAG = 0x7FE00010
+# PS3.5 7.1.2: explicit VRs with a 2-byte reserved field and a 4-byte length (12-byte header).
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 TIMEZONE_OFFSET = 0x00080201
+PLAIN_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 6", "ISO 2022 IR 100"})
 REFERENCED_IMAGES = 0x00081140
 # PS3.5 B.1: each overlay and curve repeating group is even, 6000-601E and 5000-501E.
 _OVERLAY = range(0x6000, 0x601F)
@@ -135,6 +140,8 @@ class ChangeReport:
 
     changes: list[tuple[str, str]] = field(default_factory=list)
     originals: dict[str, str] = field(default_factory=dict)
+    uids: set[str] = field(default_factory=set)
+    """Original UIDs that were replaced (the leak gate searches the output for them)."""
 
     def add(self, path: str, action: str, original: object = None, keep: bool = False) -> None:
         """Record one change (and its original value if `keep`)."""
@@ -201,21 +208,21 @@ class _Cleaner:
         """De-identify `ds` in place, recursing into sequences."""
         store = ds._dict
         creators: dict[tuple[int, int], str] = {}
-        for tag in list(store):
-            elem = store[tag]
+        for key in list(store):
+            elem = store[key]
+            tag = int(key)  # BaseTag compares in Python; plain ints are much faster
             group, number = tag >> 16, tag & 0xFFFF
-            path = prefix + _tag_text(tag)
             if number == 0 or (not group & 1 and (group in _OVERLAY or group in _CURVE)):
                 # Group lengths go stale; overlays/curves may hold burned-in text (E.1-1 60xx/50xx: X).
-                del store[tag]
-                report.add(path, "X")
+                del store[key]
+                report.add(prefix + _tag_text(tag), "X")
                 continue
             vr = elem.VR or _vr_of(tag)
             creator = None
             if group & 1:
                 if number < 0x10:
-                    del store[tag]
-                    report.add(path, "X")
+                    del store[key]
+                    report.add(prefix + _tag_text(tag), "X")
                     continue
                 if number <= 0xFF:
                     creator = _text_value(elem)
@@ -223,11 +230,18 @@ class _Cleaner:
                 else:
                     creator = creators.get((group, number >> 8)) or _creator_of(store, tag)
                     if creator is None:  # orphan private element: no creator, cannot be judged
-                        del store[tag]
-                        report.add(path, "X")
+                        del store[key]
+                        report.add(prefix + _tag_text(tag), "X")
                         continue
             decision = annex_e.lookup(tag, vr, creator, self.opts, None, sop_class)
-            self._apply(ds, store, tag, elem, vr, decision, path, report, sop_class)
+            action = decision.action
+            if action == "K" and vr != "SQ" and not decision.review and (not group & 1 or number <= 0xFF):
+                continue  # the common case: a kept, non-text standard element stays untouched (raw)
+            if action == "X" and tag != REFERENCED_IMAGES and not self.ctx.keep_originals:
+                del store[key]
+                report.add(prefix + _tag_text(tag), "X")
+                continue
+            self._apply(ds, store, key, elem, vr, decision, prefix + _tag_text(tag), report, sop_class)
 
     def _apply(self, ds: Dataset, store: dict, tag: int, elem: DataElement | RawDataElement, vr: str,
                decision: annex_e.Decision, path: str, report: ChangeReport, sop_class: str | None) -> None:
@@ -294,8 +308,10 @@ class _Cleaner:
         value = element.value
         if isinstance(value, (list, MultiValue)):
             element.value = [self.uids.remap(str(v)) for v in value]
+            report.uids.update(str(v).rstrip("\x00 ") for v in value)
         elif value:
             element.value = self.uids.remap(str(value))
+            report.uids.add(str(value).rstrip("\x00 "))
         report.add(path, "U", value, self.ctx.keep_originals)
 
     def _clean_value(self, ds: Dataset, tag: int, vr: str, path: str, report: ChangeReport) -> None:
@@ -408,6 +424,9 @@ def deidentify_dataset(ds: Dataset, ctx: DeidContext) -> ChangeReport:
     _mark(ds, ctx.options)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
+        original = str(meta.get("MediaStorageSOPInstanceUID", "") or "").rstrip("\x00 ")
+        if original and not is_well_known(original) and "rtn_uids" not in ctx.options:
+            report.uids.add(original)
         for tag in META_REMOVE:
             if tag in meta:
                 del meta[tag]
@@ -491,16 +510,24 @@ def _pixel_problem(ds: Dataset) -> str | None:
     return None
 
 
-def _serialize(ds: Dataset) -> tuple[bytes, tuple[int, int] | None]:
-    """The file bytes, and the byte range of the pixel data value (not searched as text)."""
-    meta = ds.file_meta if hasattr(ds, "file_meta") else FileMetaDataset()
-    syntax = str(meta.get("TransferSyntaxUID", "") or "")
+def _serialize(ds: Dataset, source: bytes | None = None) -> tuple[bytes, tuple[int, int] | None]:
+    """The file bytes, and the byte range of the pixel data value (not searched as text).
+
+    When `ds` was read from `source` in the same little-endian syntax it is written in, untouched
+    elements are copied from `source` byte for byte (fast, and pixel data stays identical by
+    construction); otherwise pydicom writes the whole dataset.
+    """
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    original = str(meta.get("TransferSyntaxUID", "") or "")
+    syntax = original
     if not syntax:
         syntax = ImplicitVRLittleEndian if ds.original_encoding[0] in (True, None) else ExplicitVRLittleEndian
     if syntax == DeflatedExplicitVRLittleEndian:
         syntax = ExplicitVRLittleEndian  # pixel data of a deflated file is native: same bytes, not deflated
     meta.TransferSyntaxUID = syntax
     ds.file_meta = meta
+    if source is not None and original == syntax and syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        return _splice(ds, source, syntax == ImplicitVRLittleEndian)
     buffer = BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     data = buffer.getvalue()
@@ -513,10 +540,51 @@ def _serialize(ds: Dataset) -> tuple[bytes, tuple[int, int] | None]:
     return data, (len(data) - length, len(data))
 
 
+def _splice(ds: Dataset, source: bytes, implicit: bool) -> tuple[bytes, tuple[int, int] | None]:
+    """Write preamble, new file meta, then each top-level element: raw (untouched) ones as runs of
+    the source bytes, changed ones encoded by pydicom."""
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+    fp.is_implicit_VR = implicit
+    encodings = ds._character_set
+    store = ds._dict
+    run: list[int] = []
+    pixels = None
+    for key in sorted(store):
+        elem = store[key]
+        if isinstance(elem, RawDataElement) and elem.value_tell is not None and elem.length != 0xFFFFFFFF:
+            head = 8 if implicit or elem.VR not in _LONG_VRS else 12
+            start, end = elem.value_tell - head, elem.value_tell + elem.length
+            if key == PIXEL_TAG:
+                _flush(fp, source, run)
+                pixels = (fp.tell() + head, fp.tell() + head + elem.length)
+            if run and run[1] == start:
+                run[1] = end
+            else:
+                _flush(fp, source, run)
+                run[:] = [start, end]
+            continue
+        _flush(fp, source, run)
+        write_data_element(fp, ds[key], encodings)
+    _flush(fp, source, run)
+    return fp.getvalue(), pixels
+
+
+def _flush(fp: DicomBytesIO, source: bytes, run: list[int]) -> None:
+    """Copy a pending run of untouched source bytes and clear it."""
+    if run:
+        fp.write(source[run[0]:run[1]])
+        run.clear()
+
+
 def process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozenset[str]) -> FileOutcome:
     """Read, check, de-identify, gate and write one file (runs in a worker process)."""
     try:
-        ds = pydicom.dcmread(job.source, force=True)
+        source = job.source.read_bytes()
+        ds = pydicom.dcmread(BytesIO(source), force=True)
     except Exception as error:  # noqa: BLE001 - any parser failure means: do not release
         return FileOutcome(job.source, "skipped", reason=f"unreadable ({type(error).__name__})")
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
@@ -529,13 +597,15 @@ def process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozense
         return FileOutcome(job.source, "skipped", reason=problem)
     try:
         report = deidentify_dataset(ds, ctx)
-        data, pixels = _serialize(ds)
+        data, pixels = _serialize(ds, source)
     except Exception as error:  # noqa: BLE001 - a value pydicom cannot handle: hold back, never crash
         return FileOutcome(job.source, "skipped", reason=f"cannot de-identify ({type(error).__name__})")
     name = str(job.target)
-    leaks = check_paths([job.target], ctx.identifiers)
-    leaks += check_bytes(data, ctx.identifiers, name, [pixels] if pixels else [])
-    leaks += check_dataset(ds, ctx.identifiers, name)
+    identifiers = ctx.identifiers.with_uids(uid for uid in report.uids if not is_well_known(uid))
+    leaks = check_paths([job.target], identifiers)
+    leaks += check_bytes(data, identifiers, name, [pixels] if pixels else [])
+    if not _bytes_cover_charset(ds):
+        leaks += check_dataset(ds, identifiers, name)
     if leaks:
         return FileOutcome(job.source, "held", target=job.target, reason="leak gate", leaks=tuple(leaks))
     target = out / job.target
@@ -546,6 +616,14 @@ def process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozense
 
 
 _CONTEXTS: dict[tuple, DeidContext] = {}
+
+
+def _bytes_cover_charset(ds: Dataset) -> bool:
+    """True if the text is ASCII, ISO-8859-1 or UTF-8: then the byte search sees every value as
+    the parsed search would; other character sets (ISO 2022...) need the parsed search."""
+    charsets = ds.get("SpecificCharacterSet") or ""
+    values = [charsets] if isinstance(charsets, str) else list(charsets)
+    return all(str(v).strip() in PLAIN_CHARSETS for v in values or [""])
 
 
 def _process_chunk(jobs: list[FileJob], ctx: DeidContext, out: Path, modalities: frozenset[str]) -> list[FileOutcome]:
@@ -572,17 +650,6 @@ def series_folder_name(index: int, description: str, identifiers: Identifiers, o
     if not cleaned or check_paths([cleaned], identifiers):
         return f"{index:02d}"
     return f"{index:02d}_{cleaned}"
-
-
-def collect_identifiers(participant: Participant, options: frozenset[str] = frozenset()) -> Identifiers:
-    """The participant's identifying values, from the headers of all its files (all its patients)."""
-    datasets = []
-    for series in participant.series():
-        for path in series.files:
-            header = read_header(path)
-            if not isinstance(header, Skipped):
-                datasets.append(header)
-    return identifiers_from_datasets(datasets, options)
 
 
 def _plan(participant: Participant, identifiers: Identifiers, options: frozenset[str], pseudonym: str) -> list[FileJob]:

@@ -28,6 +28,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import PersonName
 
 from tui.core import annex_e
+from tui.core.dicom_scan import Participant, Skipped, read_header
 from tui.core.uidmap import is_well_known
 
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UT", "UC", "UR", "CS"})
@@ -85,6 +86,14 @@ class Identifiers:
 
     def __repr__(self) -> str:
         return f"Identifiers({len(self.items)} values, {len(self.uids)} UIDs)"
+
+    def with_uids(self, extra: Iterable[str]) -> Identifiers:
+        """The same values plus more UIDs (one file's own), sharing the compiled searches."""
+        other = Identifiers(self.items, self.uids | frozenset(extra))
+        for name in ("_text_forms", "_text_regex", "_byte_forms", "_byte_regex"):
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
 
     @cached_property
     def token(self) -> str:
@@ -335,6 +344,20 @@ def identifiers_from_datasets(datasets: Iterable[Dataset], options: frozenset[st
     collector = IdentifierCollector(options)
     for ds in datasets:
         collector.add_dataset(ds)
+    return collector.result()
+
+
+def collect_identifiers(participant: Participant, options: frozenset[str] = frozenset()) -> Identifiers:
+    """The participant's identifying values, from the first header of every series of every patient
+    in the folder (misfiled ones too). Values that differ per file (each instance's own UIDs) are
+    added per file by the de-identification worker (`Identifiers.with_uids`)."""
+    collector = IdentifierCollector(options)
+    for patient in participant.patients:
+        for study in patient.studies:
+            for series in study.series:
+                header = read_header(series.files[0]) if series.files else None
+                if header is not None and not isinstance(header, Skipped):
+                    collector.add_dataset(header)
     return collector.result()
 
 

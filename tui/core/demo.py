@@ -71,7 +71,8 @@ class Person:
     @property
     def age(self) -> str:
         """PatientAge at the study date, e.g. `044Y`."""
-        years = self.study.year - self.birth.year - ((self.study.month, self.study.day) < (self.birth.month, self.birth.day))
+        before_birthday = (self.study.month, self.study.day) < (self.birth.month, self.birth.day)
+        years = self.study.year - self.birth.year - before_birthday
         return f"{years:03d}Y"
 
 
@@ -141,8 +142,8 @@ def sagittal_plane(head: HeadVolume, volume: np.ndarray, i: int) -> Plane:
 def coronal_plane(head: HeadVolume, volume: np.ndarray, j: int) -> Plane:
     """The coronal image at y index `j`: columns right->left, rows head->feet."""
     nx, _, nz = volume.shape
-    dx, _, dz = head.voxel_mm
-    return Plane(volume[::-1, j, ::-1].T, _lps(head, nx - 1, j, nz - 1), (1, 0, 0, 0, 0, -1), (dz, dx), head.voxel_mm[1])
+    dx, dy, dz = head.voxel_mm
+    return Plane(volume[::-1, j, ::-1].T, _lps(head, nx - 1, j, nz - 1), (1, 0, 0, 0, 0, -1), (dz, dx), dy)
 
 
 def axial_plane(head: HeadVolume, volume: np.ndarray, centre: float, thickness: float) -> Plane:

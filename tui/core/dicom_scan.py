@@ -25,6 +25,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -49,6 +50,7 @@ _KEYWORDS = (
 SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
+_US_TAGS = {0x00280002, 0x00280010, 0x00280011, 0x00280100}  # SamplesPerPixel, Rows, Columns, BitsAllocated
 _UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
                  "1.2.840.10008.1.2.2"}
 
@@ -346,27 +348,31 @@ def _text(ds: Dataset, tag: int) -> str:
 
 
 def _decoded(ds: Dataset, tag: int) -> str:
-    """A character-set dependent string (PN, LO, SH), decoded by pydicom."""
-    elem = ds.get(tag)
+    """A character-set dependent string (PN, LO, SH); plain ASCII is decoded directly, the rest by pydicom."""
+    elem = ds.get_item(tag)
     if elem is None or elem.value is None:
         return ""
-    value = elem.value
+    raw = elem.value
+    if isinstance(raw, bytes) and raw.isascii() and b"\x1b" not in raw:  # no ISO 2022 escapes
+        return raw.decode("ascii").strip(" \x00")
+    value = ds[tag].value
     if isinstance(value, bytes):
         return value.decode("latin-1").strip(" \x00")
-    return str(value).strip()
+    return "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value).strip()
 
 
 def _int(ds: Dataset, tag: int) -> int | None:
-    """An integer value (US via pydicom, IS from its text), or None if absent or malformed."""
+    """An integer value (US from its two bytes, IS from its text), or None if absent or malformed."""
     elem = ds.get_item(tag)
     if elem is None or elem.value in (None, b""):
         return None
-    if elem.VR in ("US", "SS") or (elem.VR is None and tag in (0x00280002, 0x00280010, 0x00280011, 0x00280100)):
-        try:
-            value = ds[tag].value
-            return int(value[0] if isinstance(value, list | tuple) else value)
-        except (TypeError, ValueError, IndexError):
-            return None
+    value = elem.value
+    if tag in _US_TAGS:
+        if isinstance(value, bytes):
+            if len(value) < 2:
+                return None
+            return int(struct.unpack("<H" if elem.is_little_endian else ">H", value[:2])[0])
+        return int(value[0] if isinstance(value, list | tuple) else value)
     text = _text(ds, tag).split("\\")[0]
     try:
         return int(float(text))
@@ -529,9 +535,16 @@ def participant_key(folder: Path, secret: bytes | None = None) -> str:
     return "p-" + digest[:10]
 
 
-def _under(path: Path, folder: Path) -> bool:
-    """True if `path` lies inside `folder`."""
-    return folder == path or folder in path.parents
+def _owner(path: Path, folders: dict[str, int]) -> int | None:
+    """Index of the folder in `folders` (str path -> index) that contains `path`, if any."""
+    text = str(path)
+    while True:
+        parent = os.path.dirname(text)
+        if parent == text:
+            return None
+        if parent in folders:
+            return folders[parent]
+        text = parent
 
 
 def _participant_folders(root: Path, instances: list[Instance], indexes: list[DicomDirIndex],
@@ -644,15 +657,25 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
     skipped.sort(key=lambda s: str(s.path))
     folders = _participant_folders(root, instances, indexes, as_participant)
     secret = site_secret() if folders else b""
+    index = {str(f): n for n, f in enumerate(folders)}
+    members: list[list[Instance]] = [[] for _ in folders]
+    unused: list[list[Skipped]] = [[] for _ in folders]
+    for inst in instances:
+        owner = _owner(inst.path, index)
+        if owner is not None:
+            members[owner].append(inst)
+    for item in skipped:
+        owner = index.get(str(item.path), _owner(item.path, index))
+        if owner is not None:
+            unused[owner].append(item)
     participants = []
-    for folder in folders:
-        mine = [i for i in instances if _under(i.path, folder)]
+    for folder, mine, their_skipped in zip(folders, members, unused, strict=True):
         patients = _patients(mine)
         main = patients[0].patient_id
         participants.append(Participant(
             folder=folder, key=participant_key(folder, secret), patients=patients,
             misfiled=sorted(i.path for i in mine if i.patient_id != main),
-            skipped=[s for s in skipped if _under(s.path, folder)],
+            skipped=their_skipped,
         ))
     series = sum(len(list(p.series())) for p in participants)
     yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {len(participants)} participants, "

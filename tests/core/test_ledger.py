@@ -22,11 +22,13 @@ SECRET = "quartz-walrus-tundra-lagoon-zephyr"
 
 
 def _row(row_id: str, **kw: object) -> LedgerRow:
-    base = dict(participant=f"P-{row_id}", pseudonym=f"ps{row_id}", source_folder=f"/data/{row_id}", series=3,
-                size=123456789, sha256="ab" * 32, destination="folder", remote_path=f"/share/{row_id}.zip",
-                share_id="42", link=f"https://cloud.example/s/{row_id}", passphrase=SECRET,
-                expires=date(2026, 12, 24), status="shared", mode="aes", created=datetime(2026, 11, 20, 9, 30),
-                last_action="share", note="")
+    base: dict[str, object] = {
+        "participant": f"P-{row_id}", "pseudonym": f"ps{row_id}", "source_folder": f"/data/{row_id}",
+        "series": 3, "size": 123456789, "sha256": "ab" * 32, "destination": "folder",
+        "remote_path": f"/share/{row_id}.zip", "share_id": "42", "link": f"https://cloud.example/s/{row_id}",
+        "passphrase": SECRET, "expires": date(2026, 12, 24), "status": "shared", "mode": "aes",
+        "created": datetime(2026, 11, 20, 9, 30), "last_action": "share", "note": "",
+    }
     base.update(kw)
     return LedgerRow(row_id, **base)  # type: ignore[arg-type]
 

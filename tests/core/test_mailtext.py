@@ -15,8 +15,10 @@ LINK = "https://cloud.example.org/s/Ab12Cd34"
 
 
 def _row(**kw: object) -> LedgerRow:
-    base = dict(participant="P01", pseudonym="7f3k", link=LINK, passphrase="quartz-walrus-tundra-lagoon-zephyr",
-                expires=date(2026, 12, 24), size=157_000_000, status="shared", mode="aes")
+    base: dict[str, object] = {
+        "participant": "P01", "pseudonym": "7f3k", "link": LINK, "passphrase": "quartz-walrus-tundra-lagoon-zephyr",
+        "expires": date(2026, 12, 24), "size": 157_000_000, "status": "shared", "mode": "aes",
+    }
     base.update(kw)
     return LedgerRow("x1", **base)  # type: ignore[arg-type]
 

@@ -72,27 +72,29 @@ def test_aes_package_layout_manifest_and_result(src: Path, tmp_path: Path) -> No
 
 def test_7z_opens_with_the_passphrase_and_refuses_a_wrong_one(src: Path, tmp_path: Path) -> None:
     out = _build(src, tmp_path / "p.zip").path
-    ok = subprocess.run(["7z", "t", f"-p{PASS.text()}", str(out)], capture_output=True, text=True)
+    ok = subprocess.run(["7z", "t", f"-p{PASS.text()}", str(out)], capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and "Everything is Ok" in ok.stdout
-    bad = subprocess.run(["7z", "t", f"-p{WRONG.text()}", str(out)], capture_output=True, text=True)
+    bad = subprocess.run(["7z", "t", f"-p{WRONG.text()}", str(out)], capture_output=True, text=True, check=False)
     assert bad.returncode != 0
     dest = tmp_path / "x7"
     subprocess.run(["7z", "x", f"-p{PASS.text()}", f"-o{dest}", str(out)], check=True, capture_output=True)
-    assert subprocess.run(["sha256sum", "-c", "--quiet", "MANIFEST-SHA256.txt"], cwd=dest / "sub-7f3k").returncode == 0
+    check = subprocess.run(["sha256sum", "-c", "--quiet", "MANIFEST-SHA256.txt"], cwd=dest / "sub-7f3k", check=False)
+    assert check.returncode == 0
 
 
 def test_bsdtar_opens_with_the_passphrase_and_refuses_a_wrong_one(src: Path, tmp_path: Path) -> None:
     out = _build(src, tmp_path / "p.zip").path
     dest = tmp_path / "xb"
     dest.mkdir()
-    ok = subprocess.run(["bsdtar", "-xf", str(out), "--passphrase", PASS.text(), "-C", str(dest)], capture_output=True)
+    ok = subprocess.run(["bsdtar", "-xf", str(out), "--passphrase", PASS.text(), "-C", str(dest)],
+                        capture_output=True, check=False)
     assert ok.returncode == 0
     extracted = _sources(dest / "sub-7f3k")
     assert extracted.pop("sub-7f3k/MANIFEST-SHA256.txt") and extracted == _sources(src)
     bad_dest = tmp_path / "xbad"
     bad_dest.mkdir()
     bad = subprocess.run(["bsdtar", "-xf", str(out), "--passphrase", WRONG.text(), "-C", str(bad_dest)],
-                         capture_output=True)
+                         capture_output=True, check=False)
     assert bad.returncode != 0
 
 

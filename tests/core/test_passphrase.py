@@ -8,9 +8,9 @@ import re
 
 import pytest
 
+from tui.assets import ASSETS
 from tui.core import passphrase as pp
 from tui.core.errors import MrishareError
-from tui.assets import ASSETS
 
 
 @pytest.mark.parametrize("language", pp.LANGUAGES)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import openpyxl
 from openpyxl.styles import Font
@@ -88,7 +89,8 @@ def _key(header: object) -> str:
     return re.sub(r"[^a-z0-9]", "", str(header).lower())
 
 
-_FIELD_BY_KEY = {_key(name): name for name in HEADERS} | {_key(label): name for name, label in HEADERS.items()} | ALIASES
+_FIELD_BY_KEY = ({_key(name): name for name in HEADERS} | {_key(label): name for name, label in HEADERS.items()}
+                 | ALIASES)
 
 
 class Ledger:
@@ -120,7 +122,7 @@ class Ledger:
             raise
         return ledger
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -28,7 +28,14 @@ from threading import Event
 import pyzipper
 
 from tui.core.errors import MrishareError
-from tui.core.events import EventStream, drain, StepFinished, StepProgress, StepStarted, Throttle
+from tui.core.events import (
+    EventStream,
+    StepFinished,
+    StepProgress,
+    StepStarted,
+    Throttle,
+    drain,
+)
 from tui.core.passphrase import Passphrase
 
 MODES = ("aes", "zipcrypto")

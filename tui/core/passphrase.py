@@ -23,13 +23,17 @@ _WORD = re.compile(r"[a-z]+")
 
 # ICAO/NATO spelling alphabet ("Alfa" and "Juliett" are the official spellings).
 NATO = dict(zip("abcdefghijklmnopqrstuvwxyz", (
-    "Alfa Bravo Charlie Delta Echo Foxtrot Golf Hotel India Juliett Kilo Lima Mike November Oscar "
-    "Papa Quebec Romeo Sierra Tango Uniform Victor Whiskey X-ray Yankee Zulu").split(), strict=True))
+    "Alfa", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliett",
+    "Kilo", "Lima", "Mike", "November", "Oscar", "Papa", "Quebec", "Romeo", "Sierra", "Tango",
+    "Uniform", "Victor", "Whiskey", "X-ray", "Yankee", "Zulu",
+), strict=True))
 # DIN 5009:2022, the German spelling table (city names).
 DIN_5009 = dict(zip("abcdefghijklmnopqrstuvwxyz", (
-    "Aachen Berlin Chemnitz Düsseldorf Essen Frankfurt Goslar Hamburg Ingelheim Jena Köln Leipzig "
-    "München Nürnberg Offenbach Potsdam Quickborn Rostock Salzwedel Tübingen Unna Völklingen "
-    "Wuppertal Xanten Ypsilon Zwickau").split(), strict=True))
+    "Aachen", "Berlin", "Chemnitz", "Düsseldorf", "Essen", "Frankfurt", "Goslar", "Hamburg",
+    "Ingelheim", "Jena", "Köln", "Leipzig", "München", "Nürnberg", "Offenbach", "Potsdam",
+    "Quickborn", "Rostock", "Salzwedel", "Tübingen", "Unna", "Völklingen", "Wuppertal", "Xanten",
+    "Ypsilon", "Zwickau",
+), strict=True))
 ALPHABETS = {"nato": NATO, "din5009": DIN_5009}
 
 

@@ -31,6 +31,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -103,7 +104,8 @@ class StandinNextcloud:
     """The server: users with passwords and quotas, files on disk, shares in memory."""
 
     def __init__(self, users: dict[str, str] | None = None, quotas: dict[str, int] | None = None,
-                 storage: Path | None = None) -> None:
+                 storage: Path | None = None, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls` = (certificate, key) PEM files to serve https instead of http."""
         self.users = dict(users or {"uploader": "app-password-for-tests-0123456789"})
         self.quotas = dict(quotas or {})  # user -> bytes; missing = unlimited (quota -3)
         self._tmp = tempfile.TemporaryDirectory(prefix="nc-standin-", dir=storage)
@@ -132,14 +134,19 @@ class StandinNextcloud:
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.standin = self  # type: ignore[attr-defined]
+        self.scheme = "https" if tls else "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        """`http://127.0.0.1:<port>`."""
+        """`http://127.0.0.1:<port>` (https with `tls`)."""
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self) -> StandinNextcloud:
         """Serve in a daemon thread."""
@@ -208,7 +215,7 @@ class _Server(ThreadingHTTPServer):
     """Quiet about clients that hang up (timeouts and resets are what the tests provoke)."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, TimeoutError)):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 

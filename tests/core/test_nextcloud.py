@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,25 @@ def test_destination_from_builds_nextcloud(server: StandinNextcloud) -> None:
     d = destination_from("nextcloud", creds)
     assert isinstance(d, NextcloudDestination) and d.kind == "nextcloud"
     d.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a test certificate")
+def test_tls_is_verified_and_a_lab_ca_bundle_is_accepted(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with StandinNextcloud(users={USER: PASSWORD}, tls=(cert, key)) as server:
+        assert server.base_url.startswith("https://")
+        untrusted = make_dest(server)
+        assert untrusted.check() == [("login", False, "TLS certificate not trusted (set ca_bundle for a lab CA)")]
+        with pytest.raises(MrishareError, match="TLS certificate not trusted"):
+            drain(untrusted.upload(blob(tmp_path, 10), "tls/sub-01.zip"))
+        untrusted.close()
+        trusted = make_dest(server, ca_bundle=str(cert))
+        assert ("login", True, "logged in as uploader") in trusted.check()
+        assert drain(trusted.upload(blob(tmp_path, 1000), "tls/sub-01.zip")).size == 1000
+        trusted.close()
 
 
 # -- uploads -------------------------------------------------------------------------------------------

@@ -305,7 +305,7 @@ def destination_from(spec: str, credentials: Credentials | None) -> Destination:
     if spec == "nextcloud":
         if credentials is None:
             raise MrishareError("the nextcloud destination needs a credentials file (--credentials)")
-        from tui.core.nextcloud import NextcloudDestination  # imports nc-py-api only when needed
+        from tui.core.nextcloud import NextcloudDestination  # loads the HTTP client only when needed
 
         return NextcloudDestination(credentials)
     raise MrishareError("destination must be 'folder:PATH' or 'nextcloud'", spec or None)

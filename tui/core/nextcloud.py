@@ -1,22 +1,21 @@
 """Nextcloud destination: checked, resumable uploads and expiring read-only link shares.
 
-nc-py-api (`AsyncNextcloud`, run in a private event loop) does what it does well: login, capabilities
-and the user's quota. Uploads and shares go over plain niquests calls, because nc-py-api 0.30.3
-(see ../shared/data/nextcloud-29/README.md) overwrites silently, has no progress callback, deletes its
-chunk folder on any error (no resume), surfaces timeouts as raw niquests exceptions, and puts the
-share password in the URL query string, where every web-server log keeps it. Here the password goes
-in a JSON body, chunked v2 uploads resume from the chunks already on the server, and every failure
-becomes one `MrishareError` line.
-
-TLS is always verified (`ca_bundle` adds a lab CA). Retries: network errors and 5xx, with exponential
-backoff, a bounded number of times. Expiry: see `destinations.expiry_date` (today + N + 1).
+Plain niquests calls to WebDAV and the OCS API; nc-py-api 0.30.3 is not used (measured against
+../shared/data/nextcloud-29/README.md and the stand-in server): its uploads overwrite silently, have
+no progress callback, delete their chunk folder on any error (no resume) and surface timeouts as raw
+niquests exceptions; its sharing calls put the share password in the URL query string, where every
+web-server log keeps it; importing it loads a `.env` from the working directory; and the CA bundle it
+is given (`npa_nc_cert` -> `session.verify`) is overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from
+the environment, so a lab CA cannot be trusted reliably. Here the password goes in a JSON body,
+chunked v2 uploads resume from the chunks already on the server, TLS verification is passed with
+every request (`ca_bundle` adds a lab CA; it is never switched off), and every failure becomes one
+`MrishareError` line. Retries: network errors and 5xx, exponential backoff, a bounded number of
+times. Expiry: see `destinations.expiry_date` (today + N + 1).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -46,29 +45,6 @@ if TYPE_CHECKING:
     from tui.core.credentials import Credentials
 
 T = TypeVar("T")
-_DOTENV_OFF = "PYTHON_DOTENV_DISABLED"
-
-
-def _import_nc_py_api() -> Any:
-    """Import nc-py-api with python-dotenv's import-time `.env` loading switched off.
-
-    nc_py_api.options calls `load_dotenv()` on import, which reads a `.env` from the working
-    directory (or any parent of the caller) into os.environ: credentials and `NPA_NC_CERT` could then
-    come from a file nobody meant to use.
-    """
-    previous = os.environ.get(_DOTENV_OFF)
-    os.environ[_DOTENV_OFF] = "1"
-    try:
-        import nc_py_api
-    finally:
-        if previous is None:
-            del os.environ[_DOTENV_OFF]
-        else:
-            os.environ[_DOTENV_OFF] = previous
-    return nc_py_api
-
-
-_npa = _import_nc_py_api()
 
 DAV_NS = {"d": "DAV:", "oc": "http://owncloud.org/ns"}
 PROPFIND_BODY = (
@@ -78,6 +54,7 @@ PROPFIND_BODY = (
 SLICE = 1 << 20  # body block handed to the socket
 ORPHAN_GRACE = timedelta(days=2)
 LINK_SHARE, READ = 3, 1
+SHARES = "/apps/files_sharing/api/v1/shares"
 
 
 class _Transient(Exception):
@@ -132,12 +109,8 @@ class NextcloudDestination:
         self.verify: str | bool = str(credentials.ca_bundle) if credentials.ca_bundle else True
         self._http = niquests.Session()
         self._http.auth = (self.user, credentials.password)
-        self._http.verify = self.verify
         self._dav = f"{self.base}/remote.php/dav/files/{quote(self.user)}"
         self._uploads = f"{self.base}/remote.php/dav/uploads/{quote(self.user)}"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_lock = threading.Lock()
-        self._client: Any = None
 
     # -- HTTP with retries -------------------------------------------------------------------------
     def _attempt(self, method: str, url: str, ok: set[int], wait_s: float | None = None,
@@ -145,7 +118,9 @@ class NextcloudDestination:
         """One request: the response if its status is in `ok`, `_Transient`, or `MrishareError`."""
         wait_s = wait_s or self.timeout
         try:
-            resp = self._http.request(method, url, timeout=(min(10.0, self.timeout), wait_s), **kwargs)
+            # verify per request: a session attribute would lose to REQUESTS_CA_BUNDLE from the environment
+            resp = self._http.request(method, url, timeout=(min(10.0, self.timeout), wait_s), verify=self.verify,
+                                      **kwargs)
         except niquests.exceptions.Timeout:
             raise _Transient(f"no answer within {wait_s:g} s") from None
         except niquests.exceptions.SSLError:
@@ -199,72 +174,49 @@ class NextcloudDestination:
         rel = check_remote_name(remote_name)
         return f"{self.root}/{rel}" if self.root else rel
 
-    # -- nc-py-api for login, capabilities, quota ---------------------------------------------------
-    def _nc(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run `await fn(AsyncNextcloud)` on this destination's private event loop, with retries."""
-
-        async def go() -> Any:
-            if self._client is None:  # created inside the loop, so its session belongs to it
-                self._client = _npa.AsyncNextcloud(
-                    nextcloud_url=self.base, nc_auth_user=self.user, nc_auth_pass=self.creds.password,
-                    npa_nc_cert=self.verify, npa_timeout=self.timeout, npa_timeout_dav=self.timeout,
-                )
-            return await fn(self._client)
-
-        def once() -> Any:
-            try:
-                return asyncio.run_coroutine_threadsafe(go(), self._event_loop()).result(self.timeout * 2)
-            except _npa.NextcloudException as exc:
-                if exc.status_code == 401:
-                    raise MrishareError("login refused: check username and app password", self.base) from None
-                if exc.status_code in (408, 502, 503, 504):
-                    raise _Transient(f"server unavailable ({exc.status_code})") from None
-                raise MrishareError(f"server answered {exc.status_code} {exc.reason}", self.base) from None
-            except niquests.exceptions.SSLError:
-                raise MrishareError("TLS certificate not trusted (set ca_bundle for a lab CA)", self.base) from None
-            except (niquests.exceptions.RequestException, TimeoutError):
-                raise _Transient("connection failed") from None
-
-        return self._retrying(what, once)
-
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        """The private loop (a daemon thread), so callers may be threads or inside another loop."""
-        with self._loop_lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="mrishare-nc-py-api", daemon=True).start()
-            return self._loop
-
     def close(self) -> None:
-        """Close connections and stop the private event loop."""
-        with self._loop_lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            if self._client is not None:
-                client, self._client = self._client, None
-                closing = asyncio.run_coroutine_threadsafe(client._session.adapter.close(), loop)
-                closing.result(5)  # nc-py-api has no public close()
-            loop.call_soon_threadsafe(loop.stop)
+        """Close pooled connections."""
         self._http.close()
 
-    def _quota(self) -> dict[str, Any]:
-        async def get(nc: Any) -> dict[str, Any]:
-            return (await nc.users.get_user(self.user)).quota
+    # -- OCS API (v1 reports failures inside HTTP 200) ------------------------------------------------
+    def _ocs(self, what: str, method: str, endpoint: str, body: dict[str, Any] | None = None,
+             params: dict[str, str] | None = None, retry: bool = True) -> Any:
+        """One OCS call returning `data`; `retry=False` for a share create, whose retry must clean up first."""
+        url = f"{self.base}/ocs/v1.php{endpoint}"
+        kwargs = {"json": body, "params": {**(params or {}), "format": "json"},
+                  "headers": {"OCS-APIRequest": "true", "Accept": "application/json"}}
+        if retry:
+            resp = self._request(what, method, url, {200}, **kwargs)
+        else:
+            resp = self._attempt(method, url, {200}, **kwargs)
+        try:
+            ocs = resp.json()["ocs"]
+            meta, data = ocs["meta"], ocs["data"]
+        except (ValueError, KeyError, TypeError):
+            raise MrishareError(f"{what}: the server's answer is not an OCS reply", self.base) from None
+        if meta.get("statuscode") not in (100, 200):
+            raise _OcsFailure(int(meta.get("statuscode") or 0), str(meta.get("message") or ""))
+        return data
 
-        return self._nc("quota", get)
+    def _quota(self, user: str | None = None) -> dict[str, Any]:
+        """`{"free", "used", "total", "relative", "quota"}`; quota -3 means unlimited (then free = disk)."""
+        try:
+            data = self._ocs("quota", "GET", f"/cloud/users/{quote(user or self.user)}")
+        except _OcsFailure as exc:
+            raise MrishareError(f"quota not readable: {exc.message}", self.base) from None
+        return data.get("quota") if isinstance(data.get("quota"), dict) else {}
 
     def check(self) -> list[tuple[str, bool, str]]:
         """Login, link-sharing rights, quota and the upload folder, in plain words."""
-
-        async def probe(nc: Any) -> tuple[str, list[str], dict[str, Any]]:
-            user = await nc.user
-            missing = await nc.check_capabilities("files_sharing.api_enabled")
-            return user, missing, (await nc.users.get_user(user)).quota
-
         try:
-            user, missing, quota = self._nc("connection test", probe)
-        except MrishareError as exc:
-            return [("login", False, exc.reason)]
+            user = self._ocs("connection test", "GET", "/cloud/user")["id"]
+            capabilities = self._ocs("connection test", "GET", "/cloud/capabilities")["capabilities"]
+            quota = self._quota(user)
+        except (MrishareError, _OcsFailure, KeyError, TypeError) as exc:
+            reason = exc.reason if isinstance(exc, MrishareError) else "unexpected answer from the server"
+            return [("login", False, reason)]
+        sharing = capabilities.get("files_sharing", {})
+        link_ok = bool(sharing.get("api_enabled")) and sharing.get("public", {}).get("enabled", True)
         result = [("login", True, f"logged in as {user}")]
         free = quota.get("free")
         if isinstance(free, int) and free >= 0:
@@ -274,8 +226,8 @@ class NextcloudDestination:
             result.append(("quota", free > 0, detail))
         else:
             result.append(("quota", True, "the server does not report free space"))
-        result.append(("share rights", not missing,
-                       "link sharing is enabled" if not missing else "link sharing is switched off on this server"))
+        result.append(("share rights", link_ok,
+                       "link sharing is enabled" if link_ok else "link sharing is switched off on this server"))
         try:
             found = self._stat(self.root) if self.root else {"dir": True}
         except MrishareError as exc:
@@ -478,25 +430,6 @@ class NextcloudDestination:
                     pass
 
     # -- shares (OCS v1, parameters in a JSON body) -------------------------------------------------
-    def _ocs(self, what: str, method: str, path: str, body: dict[str, Any] | None = None,
-             params: dict[str, str] | None = None, retry: bool = True) -> Any:
-        """One sharing-API call; `retry=False` for a create, whose retry must first clean up."""
-        url = f"{self.base}/ocs/v1.php/apps/files_sharing/api/v1/shares{path}"
-        kwargs = {"json": body, "params": {**(params or {}), "format": "json"},
-                  "headers": {"OCS-APIRequest": "true", "Accept": "application/json"}}
-        if retry:
-            resp = self._request(what, method, url, {200}, **kwargs)
-        else:
-            resp = self._attempt(method, url, {200}, **kwargs)
-        try:
-            meta = resp.json()["ocs"]["meta"]
-            data = resp.json()["ocs"]["data"]
-        except (ValueError, KeyError, TypeError):
-            raise MrishareError(f"{what}: the server's answer is not an OCS reply", self.base) from None
-        if meta.get("statuscode") not in (100, 200):  # v1 reports 403/404 inside HTTP 200
-            raise _OcsFailure(int(meta.get("statuscode") or 0), str(meta.get("message") or ""))
-        return data
-
     def _info(self, data: dict[str, Any]) -> ShareInfo:
         raw = data.get("expiration") or ""
         expires = date.fromisoformat(raw[:10]) if raw and not raw.startswith("1970-01-01") else None
@@ -518,7 +451,7 @@ class NextcloudDestination:
             tries += 1
             if tries > 1:  # the lost attempt may have created a share: remove it, no half shares
                 self._drop_shares(path, label)
-            return self._info(self._ocs("create link", "POST", "", body, retry=False))
+            return self._info(self._ocs("create link", "POST", SHARES, body, retry=False))
 
         try:
             return self._retrying("create link", create)
@@ -527,7 +460,7 @@ class NextcloudDestination:
 
     def _drop_shares(self, path: str, label: str) -> None:
         try:
-            found = self._ocs("list links", "GET", "", params={"path": path, "reshares": "false"})
+            found = self._ocs("list links", "GET", SHARES, params={"path": path, "reshares": "false"})
         except _OcsFailure:
             return
         for item in found:
@@ -536,7 +469,7 @@ class NextcloudDestination:
 
     def _delete_share(self, share_id: str) -> None:
         try:
-            self._ocs("delete link", "DELETE", f"/{quote(share_id)}")
+            self._ocs("delete link", "DELETE", f"{SHARES}/{quote(share_id)}")
         except _OcsFailure as exc:
             if exc.code != 404:  # already gone (deleted or expired)
                 raise MrishareError(f"link not deleted: {exc.message}", share_id) from None
@@ -560,7 +493,7 @@ class NextcloudDestination:
         """Set the link's expiry to give `expire_days` full days from today."""
         body = {"expireDate": expiry_date(expire_days).isoformat()}
         try:
-            return self._info(self._ocs("extend link", "PUT", f"/{quote(share_id)}", body))
+            return self._info(self._ocs("extend link", "PUT", f"{SHARES}/{quote(share_id)}", body))
         except _OcsFailure as exc:
             if exc.code == 404 and "share" in exc.message.lower():
                 raise MrishareError("link no longer exists (expired links are removed); share again",
@@ -570,7 +503,7 @@ class NextcloudDestination:
     def list_shares(self) -> list[ShareInfo]:
         """Live links on files below `remote_path` (Nextcloud drops expired ones when listing)."""
         try:
-            found = self._ocs("list links", "GET", "", params={"reshares": "false"})
+            found = self._ocs("list links", "GET", SHARES, params={"reshares": "false"})
         except _OcsFailure as exc:
             raise MrishareError(f"links not listed: {exc.message}", self.base) from None
         prefix = f"{self.root}/" if self.root else ""

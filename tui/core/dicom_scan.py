@@ -569,6 +569,8 @@ def _participant_folders(root: Path, instances: list[Instance], indexes: list[Di
         if (as_participant and folder == root) or folder in direct:
             return [folder]
         subs = sorted(children.get(folder, []))
+        if len(subs) == 1:  # a folder chain (study/P1/DICOM/...): the same answer wherever the user starts
+            return descend(subs[0])
         dominant = Counter(counts[s].most_common(1)[0][0] for s in subs)
         if len(dominant) >= 2 and dominant.most_common(1)[0][1] * 2 <= len(subs):
             return [p for s in subs for p in descend(s)]
@@ -635,10 +637,12 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
     """Scan `root` for DICOM and split it into participants.
 
     Participant rule: a folder that directly holds DICOM files or a DICOMDIR (or the root with
-    `as_participant`) is one participant. Otherwise each sub-folder holding DICOM gets its dominant
-    PatientID; if at least two distinct IDs exist and none is dominant in more than half of the
-    sub-folders, the folder is a study folder and each sub-folder is examined the same way;
-    otherwise the folder is one participant whose sub-folders are series or study folders.
+    `as_participant`) is one participant. A folder whose DICOM all sits in one sub-folder passes
+    on to it (so the participant folder does not depend on where the user starts). Otherwise each
+    sub-folder holding DICOM gets its dominant PatientID; if at least two distinct IDs exist and
+    none is dominant in more than half of the sub-folders, the folder is a study folder and each
+    sub-folder is examined the same way; otherwise the folder is one participant whose
+    sub-folders are series or study folders.
     """
     root = Path(root)
     if not root.is_dir():

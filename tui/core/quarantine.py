@@ -38,14 +38,14 @@ def quarantine_reason(ds: Dataset, modalities: Collection[str], options: Collect
     image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
     if burned == "YES":
         return "BurnedInAnnotation is YES (text in the pixels)"
-    if sop_class.startswith(SECONDARY_CAPTURE):
-        return "secondary capture (screen shots usually show text)"
-    if str(ds.get("ConversionType", "") or "").strip().upper() in SCREEN_CAPTURE_CONVERSION:
-        return "screen capture conversion type"
     if sop_class in DOCUMENT_CLASSES:
         return f"{DOCUMENT_CLASSES[sop_class]} document (its content is not de-identified)"
     if sop_class.startswith(SR_PREFIX) and "clean_struct_cont" not in options:
         return "structured report (choose option clean_struct_cont to de-identify its content)"
+    if sop_class.startswith(SECONDARY_CAPTURE):
+        return "secondary capture (screen shots usually show text)"
+    if str(ds.get("ConversionType", "") or "").strip().upper() in SCREEN_CAPTURE_CONVERSION:
+        return "screen capture conversion type"
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if not modality:
         return "no Modality"

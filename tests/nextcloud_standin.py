@@ -18,6 +18,7 @@ Fault knobs (set attributes on the `StandinNextcloud` object while it runs):
   delay_s            sleep this long before answering any request (timeouts)
   before_request     callable(method, path) run before each request (e.g. to shrink a quota mid-upload)
   enforce_password, max_expire_days   server-side share policy
+  ignored_share_params   share-create parameters the server silently drops (an odd or old server)
   today              the server's date (shares expire at 00:00 of their expiry date)
 `requests` records (method, path, query, headers) of every request.
 """
@@ -125,6 +126,7 @@ class StandinNextcloud:
         self.enforce_password = False
         self.max_expire_days: int | None = None
         self.today: date | None = None
+        self.ignored_share_params: set[str] = set()
         for user in self.users:
             home = self.files_root(user)
             home.mkdir(parents=True)
@@ -484,6 +486,8 @@ class _Ocs:
         return when, None
 
     def create_share(self, p: dict[str, str]) -> None:
+        for name in self.nc.ignored_share_params:
+            p.pop(name, None)
         node = self.nc.files_root(self.user) / p.get("path", "").strip("/")
         if not p.get("path") or not node.exists():
             return self.reply([], 404, "Wrong path, file/folder does not exist")

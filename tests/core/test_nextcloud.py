@@ -334,6 +334,15 @@ def test_weak_share_password_refused_and_no_share_left(server, dest, tmp_path: P
     assert server.shares == {} and dest.list_shares() == []
 
 
+@pytest.mark.parametrize("dropped", ["expireDate", "password"])
+def test_link_is_removed_if_the_server_drops_expiry_or_password(server, dest, tmp_path: Path, dropped: str) -> None:
+    rel = uploaded(dest, tmp_path, "d/sub-01.zip")
+    server.ignored_share_params = {dropped}
+    with pytest.raises(MrishareError, match="did not keep the link's expiry or password; link removed"):
+        dest.share(rel, 7, "row-10", password=SHARE_PW)
+    assert server.shares == {}
+
+
 def test_share_of_missing_file(server, dest) -> None:
     with pytest.raises(MrishareError, match="link refused: Wrong path"):
         dest.share("none/sub-01.zip", 7, "row-3")

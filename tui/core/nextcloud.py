@@ -440,8 +440,9 @@ class NextcloudDestination:
     def share(self, delivered_path: str, expire_days: int, label: str, password: str | None = None) -> ShareInfo:
         """Read-only link with expiry today + N + 1; the password travels in the body, never the URL."""
         path = self._full(delivered_path)
+        expires = expiry_date(expire_days)
         body: dict[str, Any] = {"path": path, "shareType": LINK_SHARE, "permissions": READ,
-                                "expireDate": expiry_date(expire_days).isoformat(), "label": label}
+                                "expireDate": expires.isoformat(), "label": label}
         if password:
             body["password"] = password
         tries = 0
@@ -454,9 +455,15 @@ class NextcloudDestination:
             return self._info(self._ocs("create link", "POST", SHARES, body, retry=False))
 
         try:
-            return self._retrying("create link", create)
+            info = self._retrying("create link", create)
         except _OcsFailure as exc:
             raise MrishareError(f"link refused: {exc.message}", delivered_path) from None
+        if info.expires != expires or info.has_password != bool(password):
+            # the server ignored a setting (an old or unusual server): no half-protected link stays
+            self._delete_share(info.share_id)
+            raise MrishareError("the server did not keep the link's expiry or password; link removed",
+                                delivered_path)
+        return info
 
     def _drop_shares(self, path: str, label: str) -> None:
         try:

@@ -205,3 +205,24 @@ def test_zipcrypto_mode_is_marked_breakable_and_keeps_the_passphrase_off_argv(
 def test_unknown_mode(src: Path, tmp_path: Path) -> None:
     with pytest.raises(MrishareError, match="mode"):
         _build(src, tmp_path / "m.zip", "rot13")
+
+
+def test_verify_catches_members_missing_from_or_differing_with_the_manifest(src: Path, tmp_path: Path) -> None:
+    import pyzipper
+    out = _build(src, tmp_path / "p.zip").path
+    with pyzipper.AESZipFile(out, "a", encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(PASS.text().encode())
+        zf.writestr("sub-7f3k/extra.txt", b"slipped in later")
+    with pytest.raises(MrishareError, match="1 member\\(s\\) do not match the manifest, e.g. sub-7f3k/extra.txt"):
+        package.verify_package(out, PASS)
+
+
+def test_verify_catches_a_member_whose_digest_differs(tmp_path: Path) -> None:
+    import pyzipper
+    out = tmp_path / "forged.zip"
+    with pyzipper.AESZipFile(out, "w", encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(PASS.text().encode())
+        zf.writestr("sub-x/a.txt", b"real content")
+        zf.writestr("sub-x/MANIFEST-SHA256.txt", f"{hashlib.sha256(b'other').hexdigest()}  a.txt\n")
+    with pytest.raises(MrishareError, match="do not match the manifest, e.g. sub-x/a.txt"):
+        package.verify_package(out, PASS)

@@ -214,3 +214,19 @@ def test_cancel_stops_before_the_next_series(shared_data: Path, tmp_path: Path) 
     assert drain(convert_series(series, tmp_path, "p01", cancel=cancel), events.append) == []
     assert any(isinstance(e, StepFailed) and e.reason == "cancelled" for e in events)
     assert not any(p.name.startswith(".convert-") for p in tmp_path.iterdir())
+
+
+def test_whitelist_drops_what_the_leak_gate_finds_in_raw_dcm2niix_output(shared_data: Path, tmp_path: Path) -> None:
+    from tui.core import leakcheck
+    from tui.core.nifti import filter_sidecar, read_header, write_clean_gz
+
+    # Philips puts the patient's name into ProcedureStepDescription/StudyDescription
+    files = sorted((shared_data / "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/dicom").iterdir())
+    identifiers = leakcheck.identifiers_from_datasets([read_header(files[0])])
+    [raw] = Dcm2niixEngine().convert(files, tmp_path / "work")
+    assert leakcheck.check_text(json.dumps(raw.sidecar), identifiers)
+    assert b"Time=" in raw.nifti.read_bytes()[148:228]  # descrip holds the time of day
+    assert leakcheck.check_text(json.dumps(filter_sidecar(raw.sidecar)), identifiers) == []
+    write_clean_gz(raw.nifti, tmp_path / "clean.nii.gz")
+    assert nib.load(tmp_path / "clean.nii.gz").header["descrip"].item() == b""
+    assert leakcheck.check_files([tmp_path / "clean.nii.gz"], identifiers, root=tmp_path) == []

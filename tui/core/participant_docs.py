@@ -1,0 +1,202 @@
+"""What a participant opens first: an offline `index.html` of the previews and a German/English README.
+
+Nothing here comes from DICOM headers: only our own BIDS file names (pseudonym, never a name)
+and fixed text, so the documents cannot carry an identifying value the images did not already.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from tui.core.nifti import Converted
+
+# BIDS suffix -> (German, English) plain-language description
+KINDS = {
+    "T1w": ("T1-gewichtete Aufnahme des Kopfes (Anatomie)", "T1-weighted image of the head (anatomy)"),
+    "T2w": ("T2-gewichtete Aufnahme des Kopfes (Anatomie)", "T2-weighted image of the head (anatomy)"),
+    "FLAIR": ("FLAIR-Aufnahme (T2-gewichtet, Nervenwasser dunkel)", "FLAIR image (T2-weighted, fluid dark)"),
+    "PDw": ("Protonendichte-gewichtete Aufnahme", "Proton-density-weighted image"),
+    "T2starw": ("T2*-gewichtete Aufnahme", "T2*-weighted image"),
+    "angio": ("Aufnahme der Blutgefäße (Angiographie)", "Image of the blood vessels (angiography)"),
+    "dwi": ("Diffusionsgewichtete Aufnahme", "Diffusion-weighted image"),
+    "bold": ("Funktionelle Aufnahme (BOLD-Zeitserie)", "Functional image (BOLD time series)"),
+}
+UNKNOWN_KIND = ("MRT-Aufnahme", "MRI image")
+
+VIEWERS = [
+    ("MRIcroGL", "Windows, macOS, Linux", "https://www.nitrc.org/projects/mricrogl"),
+    ("ITK-SNAP", "Windows, macOS, Linux", "http://www.itksnap.org"),
+    ("3D Slicer", "Windows, macOS, Linux", "https://www.slicer.org"),
+    ("FSLeyes", "macOS, Linux (Windows: WSL)", "https://open.win.ox.ac.uk/pages/fsl/fsleyes/fsleyes/userdoc/"),
+]
+
+README_DE = """\
+IHRE MRT-AUFNAHMEN
+==================
+
+Dieses Paket enthält die Magnetresonanztomographie-(MRT-)Aufnahmen, die im Rahmen
+einer Forschungsstudie von Ihnen gemacht wurden. Sie erhalten sie auf Ihren Wunsch
+(Auskunftsrecht, Art. 15 DSGVO).
+
+WICHTIG: Diese Forschungsaufnahmen waren keine diagnostische Untersuchung. Sie
+wurden nicht von einer Ärztin oder einem Arzt auf Krankheiten hin befundet und
+eignen sich nicht dafür, Krankheiten zu erkennen oder auszuschließen. Wenn Sie
+Fragen zu Ihrer Gesundheit haben, wenden Sie sich bitte an Ihre Hausärztin oder
+Ihren Hausarzt.
+{faces}
+Inhalt
+------
+{listing}
+- index.html: Vorschaubilder aller Aufnahmen. Öffnen Sie die Datei mit einem
+  beliebigen Webbrowser (Doppelklick); sie funktioniert ohne Internet.
+- previews/: die Vorschaubilder als PNG-Dateien.
+
+Die Bilder (.nii.gz) liegen im NIfTI-Format vor, dem üblichen Format der
+Hirnforschung. Die .json-Datei daneben nennt die technischen Aufnahmeparameter
+(z. B. Feldstärke, Echozeit). Die Vorschaubilder zeigen die radiologische
+Ansicht: Ihre rechte Körperseite ist links im Bild.
+
+NIfTI-Dateien öffnen
+--------------------
+Kostenlose Programme:
+{viewers}
+So geht es: Programm installieren, starten, "File > Open" (bzw. die Datei ins
+Fenster ziehen) und eine .nii.gz-Datei wählen.
+"""
+
+README_EN = """\
+YOUR MRI IMAGES
+===============
+
+This package holds the magnetic resonance imaging (MRI) images taken of you in a
+research study. You receive them at your request (right of access, Art. 15 GDPR).
+
+IMPORTANT: these research images were not a diagnostic examination. No doctor
+has reviewed them for disease, and they are not suitable for finding or ruling
+out any illness. If you have questions about your health, please ask your
+general practitioner.
+{faces}
+Contents
+--------
+{listing}
+- index.html: previews of all images. Open it with any web browser
+  (double-click); it works without internet.
+- previews/: the preview pictures as PNG files.
+
+The images (.nii.gz) are in NIfTI format, the common format of brain research.
+The .json file beside each one lists the technical acquisition parameters
+(e.g. field strength, echo time). The previews use the radiological view: your
+right side is on the left of the picture.
+
+Opening NIfTI files
+-------------------
+Free programs:
+{viewers}
+How: install a program, start it, use "File > Open" (or drag the file onto its
+window) and choose a .nii.gz file.
+"""
+
+FACES = (
+    "\nZum Schutz Ihrer Privatsphäre wurde der Gesichtsbereich in den Aufnahmen verändert\n"
+    "(entfernt oder durch ein Durchschnittsgesicht ersetzt). Das Gehirn ist unverändert.\n",
+    "\nTo protect your privacy, the face in the images was changed (removed or replaced\n"
+    "by an average face). The brain is unchanged.\n",
+)
+
+
+def _entry(item: Converted | Path) -> Converted:
+    """A Converted for a bare NIfTI path too (suffix = the last `_` part of its BIDS name)."""
+    if isinstance(item, Converted):
+        return item
+    path = Path(item)
+    stem = path.name.removesuffix(".gz").removesuffix(".nii")
+    return Converted(path.name, path, path.with_name(f"{stem}.json"), stem.rsplit("_", 1)[-1])
+
+
+def _kind(item: Converted) -> tuple[str, str]:
+    """(German, English) description of a series."""
+    return KINDS.get(item.suffix, UNKNOWN_KIND)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` relative to the participant folder, with forward slashes."""
+    return Path(path).resolve().relative_to(root.resolve()).as_posix()
+
+
+def readme_text(root: Path, items: Sequence[Converted | Path], language: str = "de+en",
+                faces_changed: bool = False) -> str:
+    """README.txt text: German and/or English (`de`, `en`, `de+en`)."""
+    items = [_entry(i) for i in items]
+    parts = []
+    for index, (code, template) in enumerate((("de", README_DE), ("en", README_EN))):
+        if code not in language:
+            continue
+        listing = "\n".join(f"- {_relative(i.nifti, root)}: {_kind(i)[index]}" for i in items) or "-"
+        viewers = "\n".join(f"- {name} ({systems}): {url}" for name, systems, url in VIEWERS)
+        parts.append(template.format(listing=listing, viewers=viewers, faces=FACES[index] if faces_changed else ""))
+    return ("\n" + "-" * 78 + "\n\n").join(parts)
+
+
+def index_html(root: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]]) -> str:
+    """A self-contained page (no scripts, no network) showing each series' previews.
+
+    `previews` is keyed by series key or by NIfTI file name.
+    """
+    sections = []
+    for item in map(_entry, items):
+        german, english = _kind(item)
+        name = html.escape(Path(item.nifti).name)
+        images = "".join(
+            f'<a href="{quote(_relative(p, root))}"><img src="{quote(_relative(p, root))}" '
+            f'alt="{html.escape(english)}: {html.escape(Path(p).stem.rsplit("_", 1)[-1])}"></a>'
+            for p in previews.get(item.series_key) or previews.get(Path(item.nifti).name) or []
+        )
+        sections.append(f'<section><h2><span lang="de">{html.escape(german)}</span> / '
+                        f'<span lang="en">{html.escape(english)}</span></h2>'
+                        f"<p class=file>{name}</p>{images}</section>")
+    return f"""<!DOCTYPE html>
+<html lang="de">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>MRT-Aufnahmen / MRI images</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 64rem; margin: 1rem auto; padding: 0 1rem;
+       background: #111; color: #eee; line-height: 1.4; }}
+.note {{ border: 2px solid #e0a030; padding: .5rem 1rem; border-radius: .4rem; }}
+img {{ max-width: 100%; display: block; margin: .5rem 0; }}
+.file {{ font-family: monospace; color: #bbb; }}
+section {{ border-top: 1px solid #444; margin-top: 1.5rem; }}
+</style>
+</head>
+<body>
+<h1><span lang="de">Ihre MRT-Aufnahmen</span> / <span lang="en">Your MRI images</span></h1>
+<div class="note">
+<p lang="de"><strong>Wichtig:</strong> Diese Forschungsaufnahmen waren keine diagnostische Untersuchung.
+Sie wurden nicht ärztlich auf Krankheiten hin befundet.</p>
+<p lang="en"><strong>Important:</strong> these research images were not a diagnostic examination.
+No doctor has reviewed them for disease.</p>
+</div>
+<p lang="de">Radiologische Ansicht: Ihre rechte Körperseite ist links im Bild. Die vollständigen
+Bilder (.nii.gz) öffnen Sie mit einem kostenlosen Programm, siehe README.txt.</p>
+<p lang="en">Radiological view: your right side is on the left of the picture. To open the full
+images (.nii.gz) use a free program, see README.txt.</p>
+{"".join(sections)}
+</body>
+</html>
+"""
+
+
+def write_participant_docs(out_dir: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]],
+                           language: str = "de+en", faces_changed: bool = False) -> list[Path]:
+    """Write `index.html` and `README.txt` into the participant folder `out_dir` (`.../sub-<s>`)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index, readme = out_dir / "index.html", out_dir / "README.txt"
+    index.write_text(index_html(out_dir, items, previews), encoding="utf-8")
+    # CRLF so that every Windows editor shows the lines; UTF-8 for the umlauts.
+    readme.write_text(readme_text(out_dir, items, language, faces_changed), encoding="utf-8", newline="\r\n")
+    return [index, readme]

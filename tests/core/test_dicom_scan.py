@@ -148,6 +148,23 @@ def test_series_details(corpus: Path, corpus_scan) -> None:
     assert series["MPR screen capture CANARY-A"].burned_in is None
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the odd encodings it reads
+def test_pydicom_test_files_all_accounted_for() -> None:
+    """pydicom's own odd files: big endian without meta, implicit pixel element in explicit VR, JPEG..."""
+    root = Path(pydicom.__file__).parent / "data" / "test_files"
+    result = scan(root, as_participant=True)
+    used = {f.name for s in result.participants[0].series() for f in s.files}
+    assert {"ExplVR_BigEndNoMeta.dcm", "SC_rgb_jpeg.dcm", "SC_ybr_full_422_uncompressed.dcm", "MR_small_bigendian.dcm",
+            "SC_rgb_small_odd_big_endian.dcm", "JPEG2000.dcm"} <= used
+    reasons = {s.path.name: s.reason for s in result.skipped}
+    assert reasons["rtplan_truncated.dcm"] == "truncated (header ends early)"
+    assert reasons["MR_truncated.dcm"] == "truncated in pixel data"
+    assert reasons["nested_priv_SQ.dcm"] == "DICOM without SOPClassUID and SeriesInstanceUID (not a stored object)"
+    on_disk = {p for p in root.rglob("*") if p.is_file()}
+    used_paths = {f for s in result.participants[0].series() for f in s.files}
+    assert on_disk == used_paths | ({s.path for s in result.skipped} & on_disk)
+
+
 def test_read_header_sniffs_content(corpus: Path) -> None:
     odd = corpus / "files" / A / "08_odd_files"
     raw = read_header(odd / "RAW_IMPLICIT_NO_META")

@@ -45,14 +45,12 @@ _KEYWORDS = (
     "SeriesTime", "AccessionNumber", "Modality", "StudyDescription", "SeriesDescription",
     "PatientName", "PatientID", "PatientBirthDate", "BodyPartExamined", "ProtocolName",
     "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "NumberOfFrames",
-    "SamplesPerPixel", "Rows", "Columns", "BitsAllocated", "BurnedInAnnotation",
+    "Rows", "Columns", "BurnedInAnnotation",
 )
 SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
-_US_TAGS = {0x00280002, 0x00280010, 0x00280011, 0x00280100}  # SamplesPerPixel, Rows, Columns, BitsAllocated
-_UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-                 "1.2.840.10008.1.2.2"}
+_US_TAGS = {0x00280010, 0x00280011}  # Rows, Columns
 
 
 @dataclass(frozen=True)
@@ -205,11 +203,14 @@ def _sniff(head: bytes, size: int) -> bool | None:
         return True
     if len(head) < 8:
         return None
+    vr = head[4:6]
+    explicit = vr.isalpha() and vr.isupper()
+    if explicit and struct.unpack(">H", head[:2])[0] in (0x0002, 0x0008):
+        return False  # explicit VR big endian (retired, still found in archives)
     group, _elem = struct.unpack("<HH", head[:4])
     if group not in (0x0002, 0x0008):
         return None
-    vr = head[4:6]
-    if vr.isalpha() and vr.isupper():
+    if explicit:
         return False
     (length,) = struct.unpack("<L", head[4:8])
     return False if length <= size else None
@@ -242,35 +243,28 @@ def _encapsulated_end(fp: BinaryIO, little: bool) -> bool:
 
 
 def _pixel_problem(fp: BinaryIO, ds: Dataset, size: int) -> str | None:
-    """Check the pixel data element at the file position against the file size and image size."""
-    implicit, little = ds.original_encoding
-    tag_bytes = fp.read(4)
-    if len(tag_bytes) < 4:
-        return None
-    group, elem = struct.unpack("<HH" if little else ">HH", tag_bytes)
+    """Check the pixel data element at the file position: does its value fit in the file?"""
+    little = ds.original_encoding[1]
+    end = "<" if little else ">"
+    header = fp.read(12)
+    if len(header) < 8:
+        return None if len(header) < 4 else "truncated in pixel data"
+    group, elem = struct.unpack(end + "HH", header[:4])
     if (group << 16 | elem) not in _PIXEL_TAGS:
         return None
-    end = "<" if little else ">"
-    if implicit:
-        raw = fp.read(4)
-        length = struct.unpack(end + "L", raw)[0] if len(raw) == 4 else None
+    vr = header[4:6]
+    if not (vr.isalpha() and vr.isupper()):  # implicit VR (also seen inside explicit-VR files)
+        (length,), start = struct.unpack(end + "L", header[4:8]), 8
+    elif vr in _LONG_VRS:
+        if len(header) < 12:
+            return "truncated in pixel data"
+        (length,), start = struct.unpack(end + "L", header[8:12]), 12
     else:
-        vr = fp.read(2)
-        raw = fp.read(6)[2:] if vr in _LONG_VRS else fp.read(2)
-        length = struct.unpack(end + ("L" if len(raw) == 4 else "H"), raw)[0] if len(raw) in (2, 4) else None
-    if length is None:
-        return "truncated in pixel data"
+        (length,), start = struct.unpack(end + "H", header[6:8]), 8
+    fp.seek(start - len(header), os.SEEK_CUR)
     if length == 0xFFFFFFFF:
         return None if _encapsulated_end(fp, little) else "truncated in pixel data"
-    if fp.tell() + length > size:
-        return "truncated in pixel data"
-    tsyntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if getattr(ds, "file_meta", None) else ""
-    if (group << 16 | elem) == 0x7FE00010 and (not tsyntax or tsyntax in _UNCOMPRESSED):
-        expected = (_int(ds, 0x00280010) or 0) * (_int(ds, 0x00280011) or 0) * max(1, _int(ds, 0x00280008) or 1)
-        expected *= (_int(ds, 0x00280002) or 1) * (_int(ds, 0x00280100) or 0) // 8
-        if length < expected:
-            return "pixel data shorter than Rows x Columns x frames"
-    return None
+    return "truncated in pixel data" if fp.tell() + length > size else None
 
 
 def _header_problem(fp: BinaryIO, ds: Dataset, size: int, deflated: bool) -> str | None:
@@ -425,7 +419,9 @@ def read_instance(path: Path) -> Instance | DicomDirIndex | Skipped:
     series_uid = _text(ds, 0x0020000E)
     if not sop_class or not series_uid:
         full = read_header(path)  # rare: say whether anything at all is there
-        return full if isinstance(full, Skipped) else Skipped(path, "DICOM without SOP class or series UID")
+        missing = " and ".join(name for name, value in (("SOPClassUID", sop_class), ("SeriesInstanceUID", series_uid))
+                               if not value)
+        return full if isinstance(full, Skipped) else Skipped(path, f"DICOM without {missing} (not a stored object)")
     implicit, little = ds.original_encoding
     tsyntax = str(meta.get("TransferSyntaxUID", "")) or (
         ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else "1.2.840.10008.1.2.2")

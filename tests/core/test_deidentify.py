@@ -201,3 +201,38 @@ def test_leak_gate_holds_back_what_the_profile_kept(folder_a: Path, tmp_path: Pa
     assert "PatientID" in reason and "98765432" not in reason
     assert not any("98765432" in repr(e) for e in events)
     assert site_secret()  # the run used this home's secret
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+def test_spliced_output_equals_a_full_rewrite(folder_a: Path, tmp_path: Path, syntax: str) -> None:
+    from pydicom.uid import UID
+
+    from tui.core.deidentify import FileJob, context_for, process_file
+
+    source = tmp_path / "in.dcm"
+    ds = pydicom.dcmread(folder_a / "01_t1_mprage_sag/IM0002")
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    ds.save_as(source, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=True)
+    ctx = context_for([pydicom.dcmread(source)], frozenset({"rtn_long_modif_dates", "clean_desc"}))
+    outcome = process_file(FileJob(source, Path("sub/01/0001.dcm")), ctx, tmp_path / "out", frozenset({"MR"}))
+    assert outcome.status == "released", outcome.reason
+    written = pydicom.dcmread(outcome.target)
+    expected = pydicom.dcmread(source)
+    deidentify_dataset(expected, ctx)
+    expected.save_as(tmp_path / "full.dcm", enforce_file_format=True)
+    assert written.file_meta.TransferSyntaxUID == syntax
+    assert written == pydicom.dcmread(tmp_path / "full.dcm")
+    assert written.PixelData == pydicom.dcmread(source).PixelData
+
+
+def test_cancel_stops_the_run(folder_a: Path, tmp_path: Path) -> None:
+    import threading
+
+    from tui.core.errors import MrishareError
+
+    participant = scan(folder_a, as_participant=True).participants[0]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(MrishareError, match="cancelled"):
+        drain(deidentify_participant(participant, tmp_path / "out", DeidSettings(), cancel))
+    assert not (tmp_path / "out").exists()

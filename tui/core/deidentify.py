@@ -60,6 +60,7 @@ from tui.core.leakcheck import (
     check_dataset,
     check_paths,
     collect_identifiers,
+    identifiers_from_datasets,
 )
 from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
 from tui.core.quarantine import QuarantineStore, quarantine_reason
@@ -85,11 +86,10 @@ CID_7050 = {
     "rtn_inst_id": ("113112", "Retain Institution Identity Option"),
 }
 TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UT", "UC", "AE", "CS", "UR"})
-STRING_VRS = TEXT_VRS | {"PN", "DA", "DT", "TM", "AS", "IS", "DS", "UI"}
 _DUMMY = {
     "PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED", "ST": "ANONYMIZED",
     "UT": "ANONYMIZED", "UC": "ANONYMIZED", "CS": "ANONYMIZED", "AE": "ANONYMIZED", "DA": "19000101",
-    "DT": "19000101000000", "TM": "000000", "AS": "000Y", "IS": "0", "DS": "0", "UR": "",
+    "DT": "19000101000000", "TM": "000000", "AS": "000Y", "IS": "0", "DS": "0", "UR": "urn:anonymized",
 }
 # File meta elements naming the sending station or carrying private information (PS3.10 7.1).
 META_REMOVE = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
@@ -132,6 +132,21 @@ class DeidContext:
     time_offset: int = 0
     """Seconds added (modulo 24 h) to every TM and to the time part of DT."""
     keep_originals: bool = False
+
+
+def context_for(datasets: list[Dataset], options: frozenset[str] = DEFAULT_OPTIONS, pseudonym: str = "keyed",
+                keep_originals: bool = False) -> DeidContext:
+    """A context for de-identifying single datasets of one patient (tag editor, DICOM-node sender):
+    identifiers from `datasets`, pseudonym and offsets from their PatientID and the site secret."""
+    options = annex_e.validate_options(options)
+    secret = site_secret()
+    patient_id = strip_padding(datasets[0].get("PatientID", "")) if datasets else ""
+    return DeidContext(
+        options=options, pseudonym=Pseudonymizer(parse_scheme(pseudonym), secret).pseudonym(patient_id),
+        identifiers=identifiers_from_datasets(datasets, options), secret=secret,
+        date_offset=offset_days(secret, patient_id), time_offset=offset_seconds(secret, patient_id),
+        keep_originals=keep_originals,
+    )
 
 
 @dataclass

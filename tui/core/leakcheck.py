@@ -355,9 +355,11 @@ def collect_identifiers(participant: Participant, options: frozenset[str] = froz
     for patient in participant.patients:
         for study in patient.studies:
             for series in study.series:
-                header = read_header(series.files[0]) if series.files else None
-                if header is not None and not isinstance(header, Skipped):
-                    collector.add_dataset(header)
+                for path in series.files:
+                    header = read_header(path)
+                    if not isinstance(header, Skipped):
+                        collector.add_dataset(header)
+                        break
     return collector.result()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -416,3 +417,45 @@ async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
         await settle(app, pilot)
         assert not app.batch_running
         assert "cancelled" in str(app.batch_screen.query_one("#batch-summary").render())
+
+
+async def test_tag_editing_saves_a_copy_with_new_uids(make_app, demo_study: Path, tmp_path: Path) -> None:
+    study = tmp_path / "edit" / "PERSON_B" / "loc"
+    study.mkdir(parents=True)
+    for source in sorted(demo_study.rglob("01_localizer/*.dcm"))[:3]:
+        shutil.copy(source, study / source.name)
+    originals = {p.name: p.read_bytes() for p in study.iterdir()}
+    app = make_app(study.parent.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        table = screen.query_one(TagTable)
+        grid = screen.query_one(TagGrid)
+        grid.focus()
+        grid.move_cursor(row=next(i for i, r in enumerate(table.shown) if r.keyword == "PatientName"))
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#edit-value", Input).value = "Anon^Edited"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert str(grid.get_row_at(grid.cursor_row)[3]) == "✎ Anon^Edited"
+        grid.move_cursor(row=next(i for i, r in enumerate(table.shown) if r.keyword == "PatientID"))
+        await pilot.press("delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)  # PatientID is Type 2 in the MR Image IOD
+        await pilot.press("y", "W")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert not table.edits
+    copies = sorted((study.parent / "loc-edited").iterdir())
+    assert len(copies) == 3
+    for copy in copies:
+        ds = pydicom.dcmread(copy)
+        assert str(ds.PatientName) == "Anon^Edited" and "PatientID" not in ds
+        assert ds.SOPInstanceUID != pydicom.dcmread(study / copy.name).SOPInstanceUID
+    assert originals == {p.name: p.read_bytes() for p in study.iterdir()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -15,9 +16,14 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Label, Selection
 from textual.widgets.selection_list import Selection
 
 from tui.app.format import human_size
+from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.edit_element import EditElementScreen
 from tui.app.widgets.image_preview import ImagePreview
 from tui.app.widgets.tag_table import TagGrid, TagTable
 from tui.core.annex_e import OPTIONS
+from tui.core.errors import MrishareError
+from tui.core.events import drain
+from tui.core.tag_edit import Edit, required_by_iod, save_edited_copy
 
 OPTION_LABELS = {
     "rtn_safe_priv": "Retain safe private",
@@ -63,6 +69,10 @@ class ParticipantScreen(Screen[None]):
         Binding("m", "reveal_values", "Unmask", id="participant.unmask"),
         Binding("o", "options", "Options", id="participant.options"),
         Binding("v", "view", "Image", id="participant.view"),
+        Binding("e", "edit", "Edit value", show=False, id="participant.edit"),
+        Binding("plus", "add", "Add element", show=False, id="participant.add"),
+        Binding("delete", "delete", "Delete element", show=False, id="participant.delete"),
+        Binding("W", "save_copy", "Save edited copy", show=False, id="participant.save-copy"),
         Binding("tab", "app.focus_next", "Next pane", show=False, id="participant.next-pane"),
         Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, id="participant.previous-pane"),
     ]
@@ -75,6 +85,15 @@ class ParticipantScreen(Screen[None]):
             self.series_uid = series_uid
             self.header = header
             self.rows = rows
+            self.error = error
+
+    class CopySaved(Message):
+        """An edited copy was written (or `error` says why not)."""
+
+        def __init__(self, folder: Path, count: int, error: str = "") -> None:
+            super().__init__()
+            self.folder = folder
+            self.count = count
             self.error = error
 
     def __init__(self, participant: Any) -> None:
@@ -163,6 +182,10 @@ class ParticipantScreen(Screen[None]):
     def _open_series(self, series: Any) -> None:
         self._header_uid = series.series_uid
         self._header = None
+        table = self.query_one(TagTable)
+        if table.edits:
+            self.notify(f"{len(table.edits)} unsaved edits dropped (W saves a copy first).", severity="warning")
+            table.edits = []
         self.query_one(TagTable).border_title = f"Tags · series {series.number or ''} {series.modality}"
         self.read_tags_worker(series, self.options)
         preview = self.query_one(ImagePreview)
@@ -249,3 +272,84 @@ class ParticipantScreen(Screen[None]):
         else:
             switcher.current = "tag-table"
             self.query_one(TagGrid).focus()
+
+    # -- tag editing (a copy with new SOP Instance UIDs; originals never change) -----------------
+
+    def _editable_row(self) -> Any:
+        row = self.query_one(TagTable).current
+        if row is None or row.depth > 0 or row.vr == "SQ" or row.tag >> 16 == 0x0002:
+            self.notify("Only top-level data elements (not file meta, not sequences) can be edited.",
+                        severity="warning")
+            return None
+        return row
+
+    def action_edit(self) -> None:
+        """Change the highlighted element's value."""
+        row = self._editable_row()
+        if row is not None:
+            self.app.push_screen(EditElementScreen(row.tag, row.name, row.value), self._edited)
+
+    def action_add(self) -> None:
+        """Add an element by tag or keyword."""
+        self.app.push_screen(EditElementScreen(), self._edited)
+
+    def _edited(self, edit: Edit | None) -> None:
+        if edit is not None:
+            self.query_one(TagTable).add_edit(edit)
+
+    def action_delete(self) -> None:
+        """Delete the highlighted element, warning first if the IOD requires it."""
+        row = self._editable_row()
+        if row is None:
+            return
+        sop_class = str(self._header.get("SOPClassUID", "")) if self._header is not None else None
+        required = required_by_iod(row.tag, sop_class)
+        if required is None:
+            self._edited(Edit(row.tag, None))
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._edited(Edit(row.tag, None))
+
+        self.app.push_screen(ConfirmScreen(
+            f"{row.name} is required ({required}).",
+            "Without it the edited copy is not a valid DICOM object of this kind; other programs may refuse it. "
+            "Delete it anyway?", yes="Delete"), answered)
+
+    def action_save_copy(self) -> None:
+        """Write the series with the edits into a sibling folder, each file with a new SOP Instance UID."""
+        edits = self.query_one(TagTable).edits
+        series = self.current_series
+        if not edits or series is None:
+            self.notify("No edits to save (e edit · + add · delete remove).")
+            return
+        source = Path(series.files[0]).parent
+        target = source.parent / f"{source.name}-edited"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.save_copy_worker(list(series.files), list(edits), target)
+
+        self.app.push_screen(ConfirmScreen(
+            "Save an edited copy?",
+            f"{len(series.files)} files with {len(edits)} edits and new SOP Instance UIDs go to {target}. "
+            "The original files stay as they are.", yes="Save copy"), answered)
+
+    @work(thread=True, exclusive=True, group="save-copy", exit_on_error=False)
+    def save_copy_worker(self, files: list[Path], edits: list[Edit], target: Path) -> None:
+        """Write the copy; say how it went."""
+        try:
+            written = drain(save_edited_copy(files, edits, target))
+        except MrishareError as error:
+            self.post_message(self.CopySaved(target, 0, str(error)))
+            return
+        self.post_message(self.CopySaved(target, len(written)))
+
+    @on(CopySaved)
+    def _copy_saved(self, message: CopySaved) -> None:
+        if message.error:
+            self.notify(message.error, title="Copy not saved", severity="error")
+            return
+        self.query_one(TagTable).clear_edits()
+        self.notify(f"Saved {message.count} files to {message.folder.name}.")

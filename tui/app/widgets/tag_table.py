@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Label
 
+from tui.core.tag_edit import Edit
 from tui.core.tags import TagRow, mask
 
 ACTIONS = {
@@ -30,6 +31,7 @@ class TagGrid(DataTable[Any]):
     COMPONENT_CLASSES: ClassVar[set[str]] = {f"tag-grid--{name}" for name, _ in ACTIONS.values()} | {
         "tag-grid--private",
         "tag-grid--masked",
+        "tag-grid--edited",
     }
 
     def action_style(self, action: str) -> Any:
@@ -47,6 +49,7 @@ class TagTable(Vertical):
         self.shown: list[TagRow] = []
         self.only_identifying = False
         self.revealed = False
+        self.edits: list[Edit] = []
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter tags: keyword, tag, value…", id="tag-filter")
@@ -71,6 +74,16 @@ class TagTable(Vertical):
     def show(self, rows: list[TagRow]) -> None:
         """Replace the rows (a new series, or new options), keeping the cursor line."""
         self.rows = rows
+        self._refill()
+
+    def add_edit(self, edit: Edit) -> None:
+        """Queue a hand edit (shown at once; written only by saving a copy)."""
+        self.edits = [e for e in self.edits if e.tag != edit.tag] + [edit]
+        self._refill()
+
+    def clear_edits(self) -> None:
+        """Forget the queued edits (after saving, or for another series)."""
+        self.edits = []
         self._refill()
 
     def toggle_identifying(self) -> None:
@@ -123,21 +136,37 @@ class TagTable(Vertical):
         grid.clear()
         private = grid.get_component_rich_style("tag-grid--private", partial=True)
         masked = grid.get_component_rich_style("tag-grid--masked", partial=True)
+        edited = grid.get_component_rich_style("tag-grid--edited", partial=True)
+        by_tag = {e.tag: e for e in self.edits}
+        top = {r.tag for r in self.rows if r.depth == 0}
         for row in rows:
             style = grid.action_style(row.decision.action)
+            edit = by_tag.get(row.tag) if row.depth == 0 else None
             value = self.value_text(row)
+            if edit is not None:
+                value_cell = Text("‹deleted›" if edit.value is None else f"✎ {edit.value}", style=edited)
+            else:
+                value_cell = Text(value, style=masked if value != row.value else "")
             grid.add_row(
                 Text(f"({row.tag >> 16:04X},{row.tag & 0xFFFF:04X})", style=style),
                 Text("›" * row.depth + row.name, style=private if "private" in row.flags else ""),
                 Text(row.vr),
-                Text(value, style=masked if value != row.value else ""),
+                value_cell,
                 Text(row.decision.action + ("?" if row.decision.review else ""), style=style),
             )
+        for edit in self.edits:
+            if edit.tag not in top and edit.value is not None:
+                grid.add_row(Text(f"({edit.tag >> 16:04X},{edit.tag & 0xFFFF:04X})", style=edited),
+                             Text("+ added", style=edited), Text(edit.vr), Text(f"✎ {edit.value}", style=edited),
+                             Text("+", style=edited))
         if rows:
             grid.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         counts = f"{len(rows)}/{len(self.rows)}" if len(rows) != len(self.rows) else str(len(rows))
-        self.border_subtitle = f"{counts} tags" + (" · identifying only" if self.only_identifying else "") + (
-            " · values shown" if self.revealed else ""
+        self.border_subtitle = (
+            f"{counts} tags"
+            + (" · identifying only" if self.only_identifying else "")
+            + (" · values shown" if self.revealed else "")
+            + (f" · {len(self.edits)} edits, W saves a copy" if self.edits else "")
         )
 
     @property

@@ -1,0 +1,61 @@
+"""A small form to change an element's value, or to add an element (tag or keyword, VR, value)."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+from tui.core.errors import MrishareError
+from tui.core.tag_edit import Edit, parse_tag
+
+
+class EditElementScreen(ModalScreen[Edit | None]):
+    """Dismisses with an Edit, or None when cancelled; a fixed `tag` means "change this one"."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="edit.cancel")]
+
+    def __init__(self, tag: int | None = None, name: str = "", value: str = "") -> None:
+        super().__init__()
+        self._tag = tag
+        self._name = name
+        self._value = value
+
+    def compose(self) -> ComposeResult:
+        adding = self._tag is None
+        title = "Add an element" if adding else f"Change {self._name}"
+        with Vertical(id="edit-box"):
+            yield Label(f"{title}  (enter: keep · esc: cancel; saved only with W, as a copy)", id="edit-title",
+                        markup=False)
+            if adding:
+                with Horizontal(classes="edit-row"):
+                    yield Label("Tag / keyword", classes="edit-label")
+                    yield Input(placeholder="(0010,4000) or PatientComments", id="edit-tag")
+                with Horizontal(classes="edit-row"):
+                    yield Label("VR", classes="edit-label")
+                    yield Input(placeholder="only for private tags, e.g. LO", id="edit-vr", max_length=2)
+            with Horizontal(classes="edit-row"):
+                yield Label("Value", classes="edit-label")
+                yield Input(self._value, id="edit-value")
+
+    def on_mount(self) -> None:
+        self.query_one("#edit-tag" if self._tag is None else "#edit-value", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "edit-value":
+            self.focus_next()
+            return
+        value = self.query_one("#edit-value", Input).value
+        if self._tag is not None:
+            self.dismiss(Edit(self._tag, value))
+            return
+        try:
+            tag = parse_tag(self.query_one("#edit-tag", Input).value)
+        except MrishareError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.dismiss(Edit(tag, value, self.query_one("#edit-vr", Input).value.strip().upper()))

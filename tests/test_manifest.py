@@ -1,7 +1,6 @@
 """The phi-corpus answer key, row by row: `mrishare deid` on the whole tree must leave nothing behind.
 
-One real CLI run (in-process: the `deid` subcommand's own parser and handler, so that another
-command module's import problems cannot mask ours) over `phi-corpus/files` into a temporary folder.
+One real CLI run (in-process, `tui.cli.main`) over `phi-corpus/files` into a temporary folder.
 Every MANIFEST.csv row is then checked against its `check` column on the released output (a
 file that was not released satisfies every row about its content). A second, engine-level pass
 de-identifies every parseable input file in memory, released or not, and checks the same rows:
@@ -13,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -23,9 +24,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-import argparse
-
-from tui.cli import deid as deid_cli
+from tui.cli import main
 from tui.core import annex_e
 from tui.core.config import site_secret
 from tui.core.deidentify import DeidContext, deidentify_dataset
@@ -35,6 +34,8 @@ from tui.core.uidmap import UidMap
 # The answer key asks descriptors to be "removed_or_replaced" even where Clean Descriptors would
 # keep their non-identifying rest, so the run uses the options whose results the key can judge.
 OPTIONS = ("rtn_long_modif_dates", "rtn_safe_priv")
+SHARED = Path(os.environ.get("MRISHARE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+CORPUS = SHARED / "data" / "phi-corpus"
 _STEP = re.compile(r"\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)(?:\[(\d+)\])?")
 
 
@@ -61,7 +62,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phi-corpus"
+    corpus = CORPUS
     base = tmp_path_factory.mktemp("manifest")
     home, out = base / "home", base / "out"
     printed = io.StringIO()
@@ -74,10 +75,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
             patch.setenv("MRISHARE_HOME", str(home))
             patch.setenv("COLUMNS", "200")
             args = ["deid", str(corpus / "files"), str(out)] + [a for o in OPTIONS for a in ("--option", o)]
-            parser = argparse.ArgumentParser(prog="mrishare")
-            deid_cli.register(parser.add_subparsers())
-            parsed = parser.parse_args(args)
-            code = parsed.handler(parsed)
+            code = main(args)
     finally:
         logging.getLogger().removeHandler(handler)
     secret = site_secret(home / "config" / "site-secret")
@@ -89,8 +87,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 def manifest_rows() -> list[dict[str, str]]:
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phi-corpus" / "MANIFEST.csv"
-    with path.open(encoding="utf-8") as handle:
+    with (CORPUS / "MANIFEST.csv").open(encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -263,6 +260,11 @@ def test_review_rows_are_scrubbed_or_held_back_and_the_reason_is_recorded(run: R
         else:
             element = _element(pydicom.dcmread(output), row["tag_path"])
             assert element is None or "Kanarienvogel" not in _text(element.value)
+            records = [json.loads(line) for audit in (run.home / "data" / "audit").glob("*.jsonl")
+                       for line in audit.read_text(encoding="utf-8").splitlines()]
+            changes = {tuple(c) for r in records if r.get("output") == str(output.relative_to(run.out))
+                       for c in r["changes"]}
+            assert (row["tag_path"], "X") in changes, "the audit says what happened to the element"
 
 
 def test_references_resolve_and_pixels_are_byte_identical(run: Run) -> None:

@@ -177,6 +177,7 @@ def test_skips_by_series_kind_without_running_an_engine(shared_data: Path, tmp_p
     assert [r.reason for r in results] == ["secondary capture", "localizer", "localizer", "single image"]
 
 
+@pytest.mark.slow
 def test_crashing_engine_falls_back_and_a_broken_series_does_not_stop_the_batch(
         shared_data: Path, tmp_path: Path) -> None:
     aborting = tmp_path / "dcm2niix-aborts"
@@ -230,3 +231,18 @@ def test_whitelist_drops_what_the_leak_gate_finds_in_raw_dcm2niix_output(shared_
     write_clean_gz(raw.nifti, tmp_path / "clean.nii.gz")
     assert nib.load(tmp_path / "clean.nii.gz").header["descrip"].item() == b""
     assert leakcheck.check_files([tmp_path / "clean.nii.gz"], identifiers, root=tmp_path) == []
+
+
+@pytest.mark.slow
+def test_cli_convert_on_a_phi_laden_folder_passes_the_leak_gate(shared_data: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    from tui.cli import main
+
+    source = shared_data / "phi-corpus/files/synthetic/KANARIENVOGEL_ADELHEID_19230405"
+    assert main(["convert", str(source), str(tmp_path), "--subject", "A1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "leak gate passed" in out and "skipped: secondary capture" in out
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert "sub-A1/ses-1/anat/sub-A1_ses-1_T1w.nii.gz" in names and "sub-A1/README.txt" in names
+    assert not any("ROI" in n or n.endswith((".bval", ".bvec")) and "/anat/" in n for n in names)
+    assert not any("KANARIENVOGEL" in n.upper() for n in names)

@@ -28,6 +28,7 @@ import numpy as np
 import pydicom
 from isal import igzip
 
+from tui.core.dicom_scan import Series
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFailed, StepFinished, StepNote, StepProgress, StepStarted
 
@@ -178,7 +179,8 @@ class Dcm2niixEngine:
                                   text=True, errors="replace", timeout=ENGINE_TIMEOUT_S)
         except subprocess.TimeoutExpired as error:
             raise EngineFailed(f"dcm2niix timed out after {ENGINE_TIMEOUT_S} s") from error
-        images = sorted(out.glob("s*.nii"))
+        # Overlays (60xx) come out as `_ROI<n>` images: annotations, often burned-in text, never released.
+        images = sorted(p for p in out.glob("s*.nii") if "_ROI" not in p.name)
         if proc.returncode < 0:
             raise EngineFailed(f"dcm2niix killed by signal {-proc.returncode}")
         if proc.returncode != 0 or not images:
@@ -598,7 +600,7 @@ def _place(staged: list[_Staged], out_dir: Path, subject: str, session: str) -> 
         nifti, sidecar = folder / f"{name}.nii.gz", folder / f"{name}.json"
         os.replace(item.nifti, nifti)
         sidecar.write_text(json.dumps(item.sidecar, indent=2) + "\n")
-        for extra in item.extras:
+        for extra in item.extras if item.suffix == "dwi" else ():  # b-values mean nothing elsewhere
             shutil.copyfile(extra, folder / f"{name}{extra.suffix}")
         placed.append(Converted(item.series_key, nifti, sidecar, item.suffix))
     return placed
@@ -637,6 +639,7 @@ def convert_series(series: list[SeriesInput], out_dir: Path, subject: str, sessi
     return results
 
 
-def nifti_files(results: Iterable[Result]) -> list[Path]:
-    """Every file a conversion wrote (NIfTI and sidecars), for the leak gate and packaging."""
-    return [p for r in results if isinstance(r, Converted) for p in (r.nifti, r.sidecar)]
+def inputs_from_scan(series: Iterable[Series]) -> list[SeriesInput]:
+    """SeriesInputs for scanned series (`dicom_scan.Series`), keyed 1, 2, ... in scan order."""
+    return [SeriesInput(str(n), list(s.files), s.description, s.modality, s.image_type, set(s.sop_classes))
+            for n, s in enumerate(series, 1)]

@@ -1,7 +1,8 @@
 """What a participant opens first: an offline `index.html` of the previews and a German/English README.
 
 Nothing here comes from DICOM headers: only our own BIDS file names (pseudonym, never a name)
-and fixed text, so the documents cannot carry an identifying value the images did not already.
+and fixed text. The leak gate matches short name parts as whole words, so the fixed text avoids
+words that are also first names (CSS `max-width` tripped it on an operator called Max).
 """
 
 from __future__ import annotations
@@ -164,10 +165,9 @@ def index_html(root: Path, items: Sequence[Converted | Path], previews: dict[str
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>MRT-Aufnahmen / MRI images</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 64rem; margin: 1rem auto; padding: 0 1rem;
-       background: #111; color: #eee; line-height: 1.4; }}
+body {{ font-family: system-ui, sans-serif; margin: 1rem 6%; background: #111; color: #eee; line-height: 1.4; }}
 .note {{ border: 2px solid #e0a030; padding: .5rem 1rem; border-radius: .4rem; }}
-img {{ max-width: 100%; display: block; margin: .5rem 0; }}
+img {{ width: 100%; height: auto; display: block; margin: .5rem 0; }}
 .file {{ font-family: monospace; color: #bbb; }}
 section {{ border-top: 1px solid #444; margin-top: 1.5rem; }}
 </style>

@@ -18,17 +18,20 @@ def files(shared_data: Path) -> Path:
     return shared_data / "phi-corpus/files"
 
 
+A = "synthetic/KANARIENVOGEL_ADELHEID_19230405/"
+
+
 @pytest.mark.parametrize(
     ("name", "options", "expected"),
     [
-        ("synthetic/KANARIENVOGEL_ADELHEID_19230405/03_localizer_screensave/SC_burned_in_YES.dcm", (), "BurnedInAnnotation"),
-        ("synthetic/KANARIENVOGEL_ADELHEID_19230405/04_mpr_capture_no_flag/MR_burned_in_flag_missing.dcm", (), "secondary"),
-        ("synthetic/KANARIENVOGEL_ADELHEID_19230405/05_report_sr/SR_basic_text.dcm", (), "structured report"),
-        ("synthetic/KANARIENVOGEL_ADELHEID_19230405/06_consent_pdf/DOC_encapsulated_pdf.dcm", (), "BurnedInAnnotation"),
+        (A + "03_localizer_screensave/SC_burned_in_YES.dcm", (), "BurnedInAnnotation"),
+        (A + "04_mpr_capture_no_flag/MR_burned_in_flag_missing.dcm", (), "secondary"),
+        (A + "05_report_sr/SR_basic_text.dcm", (), "structured report"),
+        (A + "06_consent_pdf/DOC_encapsulated_pdf.dcm", (), "BurnedInAnnotation"),
         ("found/deid-data/humans/ctbrain1.dcm", (), "secondary capture"),
         ("found/deid-data/ultrasounds/GREYSCALE_IMAGE.dcm", (), "BurnedInAnnotation"),
-        ("synthetic/KANARIENVOGEL_ADELHEID_19230405/01_t1_mprage_sag/IM0001", (), None),
-        ("synthetic/KANARIENVOGEL_ADELHEID_19230405/05_report_sr/SR_basic_text.dcm", ("clean_struct_cont",), None),
+        (A + "01_t1_mprage_sag/IM0001", (), None),
+        (A + "05_report_sr/SR_basic_text.dcm", ("clean_struct_cont",), None),
     ],
 )
 def test_rules(files: Path, name: str, options: tuple[str, ...], expected: str | None) -> None:
@@ -37,13 +40,13 @@ def test_rules(files: Path, name: str, options: tuple[str, ...], expected: str |
 
 
 def test_pdf_without_burned_in_flag_is_still_a_document(files: Path) -> None:
-    ds = pydicom.dcmread(files / "synthetic/KANARIENVOGEL_ADELHEID_19230405/06_consent_pdf/DOC_encapsulated_pdf.dcm")
+    ds = pydicom.dcmread(files / A / "06_consent_pdf/DOC_encapsulated_pdf.dcm")
     del ds.BurnedInAnnotation
     assert "encapsulated PDF" in quarantine_reason(ds, MR, ())
 
 
 def test_modality_allow_list(files: Path) -> None:
-    ds = pydicom.dcmread(files / "synthetic/KANARIENVOGEL_ADELHEID_19230405/01_t1_mprage_sag/IM0002")
+    ds = pydicom.dcmread(files / A / "01_t1_mprage_sag/IM0002")
     ds.Modality = "CT"
     assert "modality CT" in quarantine_reason(ds, MR, ())
     assert quarantine_reason(ds, frozenset({"MR", "CT"}), ()) is None
@@ -52,7 +55,7 @@ def test_modality_allow_list(files: Path) -> None:
 
 
 def test_store_copies_unchanged_with_reason_and_private_modes(files: Path, tmp_path: Path) -> None:
-    source = files / "synthetic/KANARIENVOGEL_ADELHEID_19230405/07_misfiled_other_patient/IM0001.dcm"
+    source = files / A / "07_misfiled_other_patient/IM0001.dcm"
     store = QuarantineStore(tmp_path / "q", "run1")
     first = store.put(source, "another patient", "p-123")
     second = store.put(source, "another patient", "p-123")

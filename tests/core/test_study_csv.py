@@ -16,7 +16,11 @@ from tui.core.errors import MrishareError
 from tui.core.pseudonym import keyed_pseudonym, mapping_path
 from tui.core.study_csv import deidentify_csv, shift_cell
 
-ROWS = "pid;visit;scan_date;birthday;score\nPID-CANARY-0815 ;1;20230110;02.01.1987;17\nPID-CANARY-0815;2;2024-02-15;;18\n"
+ROWS = (
+    "pid;visit;scan_date;birthday;score\n"
+    "PID-CANARY-0815 ;1;20230110;02.01.1987;17\n"
+    "PID-CANARY-0815;2;2024-02-15;;18\n"
+)
 
 
 def test_same_pseudonym_and_offset_as_dicom(tmp_path: Path) -> None:

@@ -625,7 +625,9 @@ def process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozense
         return FileOutcome(job.source, "held", target=job.target, reason="leak gate", leaks=tuple(leaks))
     target = out / job.target
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    partial = target.with_name(target.name + ".part")
+    partial.write_bytes(data)
+    os.replace(partial, target)  # no half-written file under the released name
     return FileOutcome(job.source, "released", target=target, changes=tuple(report.changes),
                        originals=tuple(report.originals.items()))
 
@@ -714,7 +716,7 @@ def deidentify_participant(participant: Participant, out: Path, settings: DeidSe
     subject = participant.key
     options = annex_e.validate_options(settings.options)
     main = participant.main_patient
-    yield StepStarted(subject, STEP, participant.files)
+    yield StepStarted(subject, STEP, main.files if main is not None else 0)
     if main is None:
         raise MrishareError("participant has no usable DICOM files", subject)
     secret = site_secret()

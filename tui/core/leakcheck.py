@@ -310,7 +310,8 @@ class IdentifierCollector:
         except ValueError:
             return
         for fmt in formats:
-            self._items.setdefault((kind, when.strftime(fmt)), Identifier(f"{kind} ({_fmt_name(fmt)})", when.strftime(fmt), True))
+            text = when.strftime(fmt)
+            self._items.setdefault((kind, text), Identifier(f"{kind} ({_fmt_name(fmt)})", text, True))
 
     def result(self) -> Identifiers:
         """The collected identifiers, minus values an element the profile keeps also holds."""

@@ -1,5 +1,8 @@
 """`mrishare scan DIR`: show the participants, series and unused files found under a folder.
 
+Per series: number, modality, description, files, size, rows x cols x slices, and the
+BurnedInAnnotation flag (`BURNED-IN TEXT` = YES, `burned-in?` = not stated).
+
 Patient values (name, ID, birth date, study description, dates, accession) and participant folder
 names are masked unless `--reveal`: the participant key and "patient 1 of 2" stand in for them.
 """
@@ -66,14 +69,14 @@ def shown_path(path: Path, result: ScanResult, reveal: bool) -> str:
 
 def series_line(series: Series) -> Text:
     """One series: number, modality, description, files, size, dimensions, burned-in flag."""
-    dims = f"{series.rows}x{series.cols}x{series.slices}" if series.rows else f"{series.slices} objects"
+    dims = f"{series.rows}x{series.cols}x{series.slices}" if series.rows else count(series.slices, "object")
     text = Text(f"#{series.number if series.number is not None else '?'} {series.modality or '??'} ")
     text.append(series.description or "(no description)", style="bold")
     text.append(f"  {count(len(series.files), 'file')}, {human_size(series.bytes)}, {dims}")
     if series.burned_in == "YES":
-        text.append("  burned-in text: YES", style="red")
+        text.append("  BURNED-IN TEXT", style="red")
     elif series.burned_in is None and series.modality not in ("SR", "DOC"):
-        text.append("  burned-in: not stated", style="yellow")
+        text.append("  burned-in?", style="yellow")
     return text
 
 

@@ -158,17 +158,33 @@ def test_originals_only_when_opted_in(folder_a: Path, tmp_path: Path) -> None:
 
 
 def test_nothing_identifying_in_events_logs_or_errors(shared_data: Path, folder_a: Path, tmp_path: Path) -> None:
+    import shutil
+    import warnings
+
+    # A copy of participant A plus a file whose invalid values pydicom would quote in a warning.
+    folder = tmp_path / "a_copy"
+    shutil.copytree(folder_a, folder)
+    odd = pydicom.dcmread(folder_a / "01_t1_mprage_sag/IM0002")
+    odd.PatientSex = "Kanarienvogel!"
+    odd.SOPInstanceUID = "1.2.3.4.5.66"
+    odd.file_meta.MediaStorageSOPInstanceUID = odd.SOPInstanceUID
+    odd.ImageType = ["ORIGINAL", "PID-CANARY-4711"]
+    odd.StudyInstanceUID = odd.StudyInstanceUID + ".KANARIENVOGEL"  # invalid UI: remapping converts it
+    odd.save_as(folder / "01_t1_mprage_sag/IM0099")
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logging.getLogger().addHandler(handler)
     try:
-        _, events = _run(folder_a, tmp_path / "a")
-        phantom = shared_data / "phi-corpus/files/synthetic/PHANTOM_QA"
-        with pytest.raises(Exception) as error:
-            _run(phantom, tmp_path / "c")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _, events = _run(folder, tmp_path / "a")
+            phantom = shared_data / "phi-corpus/files/synthetic/PHANTOM_QA"
+            with pytest.raises(Exception) as error:
+                _run(phantom, tmp_path / "c")
     finally:
         logging.getLogger().removeHandler(handler)
     text = stream.getvalue() + "\n".join(repr(e) for e in events) + str(error.value)
+    text += "\n".join(str(w.message) for w in caught)
     assert "empty PatientID" in str(error.value)
     found = [c for c in _canaries(shared_data) if c.lower() in text.lower()]
     assert not found, found

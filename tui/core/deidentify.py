@@ -18,11 +18,14 @@ not copied.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -595,8 +598,33 @@ def _flush(fp: DicomBytesIO, source: bytes, run: list[int]) -> None:
         run.clear()
 
 
+@contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's validation warnings and log records: they quote element values
+    ("Invalid value for VR CS: '<a name>'"), which must not reach a terminal or a log file."""
+    logger = logging.getLogger("pydicom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logger.addFilter(_drop_record)
+        try:
+            yield
+        finally:
+            logger.removeFilter(_drop_record)
+
+
+def _drop_record(record: logging.LogRecord) -> bool:
+    """A logging filter that lets nothing through."""
+    return False
+
+
 def process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozenset[str]) -> FileOutcome:
     """Read, check, de-identify, gate and write one file (runs in a worker process)."""
+    with quiet_pydicom():
+        return _process_file(job, ctx, out, modalities)
+
+
+def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozenset[str]) -> FileOutcome:
+    """`process_file` without the warning guard."""
     try:
         source = job.source.read_bytes()
         ds = pydicom.dcmread(BytesIO(source), force=True)
@@ -726,7 +754,8 @@ def deidentify_participant(participant: Participant, out: Path, settings: DeidSe
     except MrishareError as error:
         yield StepFailed(subject, STEP, error.reason)
         raise
-    identifiers = collect_identifiers(participant, options)
+    with quiet_pydicom():
+        identifiers = collect_identifiers(participant, options)
     ctx = DeidContext(options=options, pseudonym=pseudonym, identifiers=identifiers, secret=secret,
                       date_offset=offset_days(secret, strip_padding(main.patient_id)),
                       time_offset=offset_seconds(secret, strip_padding(main.patient_id)),

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tui.cli.output import run_with_progress, stderr, stdout
 from tui.core import annex_e
-from tui.core.deidentify import DEFAULT_OPTIONS, DeidResult, DeidSettings, deidentify_participant
+from tui.core.deidentify import DEFAULT_OPTIONS, DeidResult, DeidSettings, deidentify_participant, quiet_pydicom
 from tui.core.dicom_scan import scan_events
 from tui.core.errors import MrishareError
 from tui.core.study_csv import deidentify_csv
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out.resolve() == args.source.resolve() or args.source.resolve() in args.out.resolve().parents:
         raise MrishareError("OUT must not be inside SRC", args.out)
-    found = run_with_progress(scan_events(args.source, workers=args.workers, as_participant=args.participant))
+    with quiet_pydicom():  # pydicom warnings quote values: never on the terminal
+        found = run_with_progress(scan_events(args.source, workers=args.workers, as_participant=args.participant))
     results: list[tuple[str, DeidResult | str]] = []
     for participant in found.participants:
         try:

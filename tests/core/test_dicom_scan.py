@@ -218,19 +218,26 @@ def test_study_folder_yields_one_participant_per_subfolder(tmp_path: Path) -> No
     assert keys[0] == participant_key(tmp_path / "DOE_S01")
 
 
-def test_participant_folder_does_not_depend_on_the_starting_folder(tmp_path: Path) -> None:
-    for series in (1, 2):
-        write_mr(tmp_path / "study" / "DOE_P1" / "DICOM" / f"S{series}" / "IM1", "P1", f"1.2.{series}")
-    expected = tmp_path / "study" / "DOE_P1" / "DICOM"
-    for start in (tmp_path, tmp_path / "study", tmp_path / "study" / "DOE_P1", expected):
-        assert [p.folder for p in scan(start).participants] == [expected]
+def test_participant_folder_is_the_same_from_the_study_or_its_own_folder(tmp_path: Path) -> None:
+    for pid in ("P1", "P2"):
+        for series in (1, 2):
+            write_mr(tmp_path / "top" / "study" / f"DOE_{pid}" / "DICOM" / f"S{series}" / "IM1", pid,
+                     f"1.2.{pid[1]}.{series}")
+    study = tmp_path / "top" / "study"
+    expected = [study / "DOE_P1", study / "DOE_P2"]
+    for start in (tmp_path, tmp_path / "top", study):  # single-folder chains above the study are looked through
+        assert [p.folder for p in scan(start).participants] == expected
+    assert [p.folder for p in scan(study / "DOE_P1").participants] == [study / "DOE_P1"]
+    (study / "DOE_P1" / "consent.pdf").write_bytes(b"%PDF-1.4")
+    owner = scan(study).participants[0]
+    assert [s.path.name for s in owner.skipped] == ["consent.pdf"]
 
 
 def test_whole_shared_data_folder(shared_data: Path) -> None:
     result = scan(shared_data)
     folders = {str(p.folder.relative_to(shared_data)) for p in result.participants}
     assert f"phi-corpus/files/{A}" in folders and "phi-corpus/files/found/dicognito" in folders
-    assert "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/dicom" in folders
+    assert "head-mri/philips_ingenia_elitionx_adni_mprage_1mm" in folders
     assert len(folders) == 7 + 6
 
 
@@ -257,7 +264,7 @@ def test_as_participant_and_direct_files(tmp_path: Path) -> None:
 
 def test_head_mri_series(shared_data: Path) -> None:
     result = scan(shared_data / "head-mri")
-    series = {p.folder.parent.name: list(p.series()) for p in result.participants}  # <scan>/dicom
+    series = {p.folder.name: list(p.series()) for p in result.participants}
     (philips,) = series["philips_ingenia_elitionx_adni_mprage_1mm"]
     assert (len(philips.files), philips.rows, philips.cols, philips.slices) == (170, 256, 256, 170)
     numbers = [pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber for f in philips.files[:5]]
@@ -272,8 +279,8 @@ def test_head_mri_series(shared_data: Path) -> None:
 def test_multivendor(shared_data: Path) -> None:
     result = scan(shared_data / "multivendor")
     counts = {str(p.folder.relative_to(shared_data / "multivendor")): p.files for p in result.participants}
-    assert counts["siemens_prisma_t1_fl2d_sag_35sl/dicom"] == 35
-    assert counts["ge_signa_pioneer_3d_t1_mprage_130sl/dicom"] == 130
+    assert counts["siemens_prisma_t1_fl2d_sag_35sl"] == 35
+    assert counts["ge_signa_pioneer_3d_t1_mprage_130sl"] == 130
     assert counts["d2n_tiny"] == 16  # four vendors' files of one PatientID: one participant
     assert sum(counts.values()) == 183
 

@@ -564,9 +564,12 @@ def _participant_folders(root: Path, instances: list[Instance], indexes: list[Di
     def descend(folder: Path) -> list[Path]:
         if (as_participant and folder == root) or folder in direct:
             return [folder]
-        subs = sorted(children.get(folder, []))
-        if len(subs) == 1:  # a folder chain (study/P1/DICOM/...): the same answer wherever the user starts
-            return descend(subs[0])
+        branch = folder  # follow a chain of single sub-folders (P1/DICOM/...) to where it branches
+        while branch not in direct and len(children.get(branch, [])) == 1:
+            branch = children[branch][0]
+        if branch in direct:
+            return [folder]
+        subs = sorted(children.get(branch, []))
         dominant = Counter(counts[s].most_common(1)[0][0] for s in subs)
         if len(dominant) >= 2 and dominant.most_common(1)[0][1] * 2 <= len(subs):
             return [p for s in subs for p in descend(s)]
@@ -633,12 +636,12 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
     """Scan `root` for DICOM and split it into participants.
 
     Participant rule: a folder that directly holds DICOM files or a DICOMDIR (or the root with
-    `as_participant`) is one participant. A folder whose DICOM all sits in one sub-folder passes
-    on to it (so the participant folder does not depend on where the user starts). Otherwise each
-    sub-folder holding DICOM gets its dominant PatientID; if at least two distinct IDs exist and
-    none is dominant in more than half of the sub-folders, the folder is a study folder and each
-    sub-folder is examined the same way; otherwise the folder is one participant whose
-    sub-folders are series or study folders.
+    `as_participant`) is one participant. Otherwise each sub-folder holding DICOM gets its dominant
+    PatientID; if at least two distinct IDs exist and none is dominant in more than half of the
+    sub-folders, the folder is a study folder and each sub-folder is examined the same way;
+    otherwise the folder is one participant whose sub-folders are series or study folders.
+    A chain of single sub-folders is looked through: the rule applies where it branches, so a
+    folder above a study folder (data/corpus/files/...) still finds the participants inside.
     """
     root = Path(root)
     if not root.is_dir():

@@ -252,3 +252,18 @@ def test_cancel_stops_the_run(folder_a: Path, tmp_path: Path) -> None:
     with pytest.raises(MrishareError, match="cancelled"):
         drain(deidentify_participant(participant, tmp_path / "out", DeidSettings(), cancel))
     assert not (tmp_path / "out").exists()
+
+
+def test_dummy_sequences_keep_only_remapped_references() -> None:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR: the PPS reference is Type 1C there
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.3"
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.19230405.9"
+    item.PerformedProcedureStepDescription = "Kanarienvogel"
+    ds.ReferencedPerformedProcedureStepSequence = [item]
+    ctx = DeidContext(frozenset(), "subtest", identifiers_from_datasets([ds]), SECRET)
+    deidentify_dataset(ds, ctx)
+    (kept,) = ds.ReferencedPerformedProcedureStepSequence
+    assert set(kept.dir()) == {"ReferencedSOPClassUID", "ReferencedSOPInstanceUID"}
+    assert kept.ReferencedSOPInstanceUID == UidMap(SECRET).remap("1.2.826.0.1.3680043.8.498.19230405.9")

@@ -284,8 +284,7 @@ class _Cleaner:
                 report.add(path, "Z")
                 return
             if action == "D":
-                # A dummy sequence: one empty item (nothing of the original content survives).
-                ds[tag].value = Sequence([Dataset()])
+                ds[tag].value = self._dummy_sequence(ds[tag].value or ())
                 report.add(path, "D")
                 return
             # K, C, U on a sequence: keep its items and apply the profile inside (E.1-1a "K").
@@ -307,6 +306,19 @@ class _Cleaner:
             self._clean_value(ds, tag, vr, path, report)
         elif decision.review or ((tag >> 16) & 1 and tag & 0xFFFF > 0xFF):
             self._unlisted(ds, tag, elem, vr, path, report)
+
+    def _dummy_sequence(self, items: Sequence) -> Sequence:
+        """D on a sequence: items keep only their SOP reference (class kept, instance UID remapped),
+        so reference macros stay valid; items without one become a single empty item."""
+        dummies = []
+        for item in items:
+            if "ReferencedSOPInstanceUID" in item:
+                dummy = Dataset()
+                if "ReferencedSOPClassUID" in item:
+                    dummy.ReferencedSOPClassUID = item.ReferencedSOPClassUID
+                dummy.ReferencedSOPInstanceUID = self.uids.remap(str(item.ReferencedSOPInstanceUID))
+                dummies.append(dummy)
+        return Sequence(dummies or [Dataset()])
 
     def _dummy(self, vr: str, original: object) -> object:
         """A non-empty dummy of the right VR (dates are shifted instead when dates are modified)."""

@@ -356,11 +356,10 @@ def _temp_name(out: Path) -> Path:
 
 def _write_like(source: nib.Nifti1Image, raw: np.ndarray, out: Path) -> None:
     """Write `raw` (unscaled) with `source`'s header, dtype and scl_slope/inter, atomically."""
-    header = source.header.copy()
-    slope, inter = source.header.get_slope_inter()
-    image = type(source)(raw.reshape(source.shape), source.affine, header)
-    # Keep the stored values and the original scaling (nibabel would otherwise rescale on save).
-    image.header.set_slope_inter(1.0 if slope is None else slope, 0.0 if inter is None else inter)
+    image = type(source)(raw.reshape(source.shape), source.affine, source.header.copy())
+    # nibabel moves scl_slope/inter from the header to the array proxy on load; putting them back
+    # makes it store `raw` as is (it would otherwise compute a new scaling).
+    image.header.set_slope_inter(float(source.dataobj.slope), float(source.dataobj.inter))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(out)
     try:

@@ -5,8 +5,9 @@ multivendor (183 files) and copies of the Philips series up to --files in all. T
 same files, in one run (each timing the best of --repeat):
   pydicom   for f in files: dcmread(f, stop_before_pixels=True)    (one process; the file list is given)
   scan      tui.core.dicom_scan.scan(root): walk + sniff + headers + truncation check + grouping,
-            worker processes above 200 files (default: all cores)
-  scan-1    the same with workers=1 (one process), for comparison
+            worker processes above 200 files, one per idle core (the default)
+  scan-1    the same with workers=1 (one process)
+  scan-2    the same with workers=2 (two processes, even when the machine is busy)
 Cold cache = `sync; echo 3 > /proc/sys/vm/drop_caches` before each timing (needs root; the
 script says when it cannot). Run:  python tests/bench/bench_scan.py [--files 1000] [--repeat 3]
 """
@@ -105,15 +106,18 @@ def main() -> None:
             for f in files:
                 pydicom.dcmread(f, stop_before_pixels=True)
 
-        runs = {"pydicom": plain, "scan": lambda: scan(root), "scan-1": lambda: scan(root, workers=1)}
-        print(f"{'cache':<6}{'pydicom files/s':>17}{'scan files/s':>15}{'ratio':>8}{'scan-1 files/s':>17}{'ratio':>8}")
+        runs = {"pydicom": plain, "scan": lambda: scan(root), "scan-1": lambda: scan(root, workers=1),
+                "scan-2": lambda: scan(root, workers=2)}
+        print("files/s (ratio to pydicom)")
+        print(f"{'cache':<6}" + "".join(f"{name:>16}" for name in runs))
         for cold in (True, False):
             if not cold:
                 plain()  # warm the cache
             rate = {name: len(files) / t for name, t in best(runs, args.repeat, cold).items()}
-            print(f"{'cold' if cold else 'warm':<6}{rate['pydicom']:>17.0f}{rate['scan']:>15.0f}"
-                  f"{rate['scan'] / rate['pydicom']:>8.2f}{rate['scan-1']:>17.0f}"
-                  f"{rate['scan-1'] / rate['pydicom']:>8.2f}")
+            cells = [f"{rate[name]:.0f}" + ("" if name == "pydicom" else f" ({rate[name] / rate['pydicom']:.2f})")
+                     for name in runs]
+            print(f"{'cold' if cold else 'warm':<6}" + "".join(f"{c:>16}" for c in cells))
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Only headers are read (stop before pixel data); truncation is still found by comparing the
 declared element lengths with the file size. Every file that is not used gets a one-line reason.
-Above a few hundred files the headers are read in worker processes (pydicom is CPU-bound).
+Above a few hundred files the headers are read in worker processes (pydicom is CPU-bound), as
+many as there are idle cores.
 """
 
 from __future__ import annotations
@@ -581,6 +582,13 @@ def _participant_folders(root: Path, instances: list[Instance], indexes: list[Di
 # ---------------------------------------------------------------- the scan
 
 
+def _idle_cores() -> int:
+    """Cores this scan can use: all of them on an idle machine, one when others keep them busy
+    (extra reader processes then only add start-up and hand-over cost)."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, cores - int(os.getloadavg()[0]) + 1))
+
+
 def _context() -> multiprocessing.context.BaseContext:
     """`fork` when this process has no other thread (children start at once, modules loaded);
     else `forkserver` (forking a threaded process can deadlock), preloading this module."""
@@ -597,7 +605,7 @@ def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | 
     total = len(files)
     throttle = Throttle()
     results: list[Instance | DicomDirIndex | Skipped] = []
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or _idle_cores()
     if total < PARALLEL_MIN_FILES or workers < 2:
         for done, path in enumerate(files, 1):
             if cancel is not None and cancel.is_set():

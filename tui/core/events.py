@@ -91,3 +91,24 @@ class Throttle:
             self._next = now + self._interval
             return True
         return False
+
+
+def relabel(stream: Generator[Event, None, T], subject: str, step: str) -> Generator[Event, None, T]:
+    """Re-emit an inner job's events as one pipeline stage of `subject`; return the job's result.
+
+    Progress keeps flowing under (`subject`, `step`); the inner job's own start/finish
+    markers become notes, so a stage shows one bar however many sub-steps it has.
+    """
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, StepProgress):
+            yield StepProgress(subject, step, event.done, event.total, event.unit)
+        elif isinstance(event, StepFinished) and event.summary:
+            yield StepNote(subject, step, f"{event.step}: {event.summary}")
+        elif isinstance(event, StepFailed):
+            yield StepNote(subject, step, f"{event.step} failed: {event.reason}", "warning")
+        elif isinstance(event, StepNote):
+            yield StepNote(subject, step, event.message, event.level)

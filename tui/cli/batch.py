@@ -1,0 +1,92 @@
+"""`mrishare batch STUDY_DIR` and `mrishare share PARTICIPANT_DIR`: the whole pipeline, headless."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from tui.cli.output import run_with_progress, stdout
+from tui.core import annex_e
+from tui.core.config import data_dir
+from tui.core.credentials import load_credentials
+from tui.core.dicom_scan import scan_events
+from tui.core.errors import MrishareError
+from tui.core.ledger import Ledger
+from tui.core.pipeline import PRESETS, PipelineSettings, run_batch
+
+
+def default_ledger() -> Path:
+    """Where the ledger lives unless `--ledger` says otherwise."""
+    return data_dir() / "share-list.xlsx"
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by `batch`, `share` and `demo`."""
+    p.add_argument("--dest", default=None, metavar="folder:PATH|nextcloud",
+                   help="where packages go (default: the credentials file's destination, else a local folder)")
+    p.add_argument("--ledger", type=Path, default=None, help=f"share list (default: {default_ledger()})")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="participant-copy")
+    p.add_argument("--option", action="append", default=None, choices=annex_e.OPTIONS, metavar="NAME",
+                   help="Annex E option (repeatable); replaces the preset's options")
+    p.add_argument("--deface", choices=("reface", "deface", "off"), default=None, help="override the preset")
+    p.add_argument("--pseudonym", default="keyed", help="keyed | adit | csv:FILE | fixed:VALUE")
+    p.add_argument("--modalities", default="MR", help="comma-separated allow-list (default MR)")
+    p.add_argument("--engine", choices=("dcm2niix", "dicom2nifti"), default="dcm2niix")
+    p.add_argument("--encryption", choices=("aes", "zipcrypto"), default="aes")
+    p.add_argument("--expiry-days", type=int, default=None, help="full days the link works (default 14)")
+    p.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
+    p.add_argument("--workers", type=int, default=2, help="participants processed at once")
+    p.add_argument("--keep-work", action="store_true", help="keep de-identified DICOM and unpacked packages")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `batch` and `share` subcommands."""
+    batch = subparsers.add_parser("batch", help="run the pipeline for every participant under a study folder")
+    batch.add_argument("folder", type=Path, metavar="STUDY_DIR")
+    add_pipeline_arguments(batch)
+    batch.set_defaults(handler=run, as_participant=False)
+    share = subparsers.add_parser("share", help="run the pipeline for one participant's folder")
+    share.add_argument("folder", type=Path, metavar="PARTICIPANT_DIR")
+    add_pipeline_arguments(share)
+    share.set_defaults(handler=run, as_participant=True)
+
+
+def settings_from(args: argparse.Namespace) -> PipelineSettings:
+    """Pipeline settings from the command line, falling back to the credentials file."""
+    credentials = None
+    if args.dest in (None, "nextcloud") or args.credentials is not None:
+        try:
+            credentials = load_credentials(args.credentials)
+        except MrishareError:
+            if args.dest == "nextcloud" or args.credentials is not None:
+                raise
+    dest = args.dest or (credentials.destination if credentials else f"folder:{data_dir() / 'outbox'}")
+    if dest.startswith("folder:"):
+        Path(dest.removeprefix("folder:")).expanduser().mkdir(parents=True, exist_ok=True)
+    expiry = args.expiry_days or (credentials.expiration_days if credentials else 14)
+    return PipelineSettings(
+        destination=dest, work_dir=data_dir() / "work", preset=args.preset,
+        options=annex_e.validate_options(args.option) if args.option else None, deface_mode=args.deface,
+        pseudonym=args.pseudonym, modalities=frozenset(m.strip().upper() for m in args.modalities.split(",")),
+        engine=args.engine, encryption=args.encryption, expiry_days=expiry, keep_work=args.keep_work,
+        credentials=credentials)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Scan, run every participant, print one line each; exit 1 if any failed."""
+    settings = settings_from(args)
+    scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
+    if not scanned.participants:
+        raise MrishareError("no DICOM participant found", args.folder)
+    ledger_path = args.ledger or default_ledger()
+    with Ledger.open(ledger_path) as ledger:
+        result = run_with_progress(run_batch(scanned.participants, settings, ledger, workers=args.workers))
+    table = Table("participant", "row", "status", "reason", title=f"ledger: {ledger_path}")
+    for outcome in result.outcomes:
+        table.add_row(Text(outcome.key), Text(outcome.row_id), Text(outcome.status), Text(outcome.reason))
+    stdout.print(table)
+    stdout.print(Text("Passphrases are in the ledger only; show one with `mrishare shares reveal ROW`."))
+    return 1 if result.failed else 0

@@ -1,0 +1,127 @@
+"""`mrishare shares list|revoke|extend|cleanup|reveal` and `mrishare mail ROW`: the life of a share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from tui.cli.batch import default_ledger
+from tui.cli.output import stdout
+from tui.core import pipeline
+from tui.core.credentials import load_credentials
+from tui.core.destinations import Destination, destination_from
+from tui.core.errors import MrishareError
+from tui.core.ledger import Ledger, LedgerRow
+from tui.core.mailtext import mail_text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `shares ...` and `mail`."""
+    shares = subparsers.add_parser("shares", help="list, revoke, extend, clean up shares in the ledger")
+    shares.add_argument("--ledger", type=Path, default=None, help=f"share list (default: {default_ledger()})")
+    shares.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
+    verbs = shares.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs.add_parser("list", help="one line per ledger row").set_defaults(handler=list_rows)
+    revoke = verbs.add_parser("revoke", help="delete the link and the remote file")
+    revoke.add_argument("row")
+    revoke.set_defaults(handler=revoke_row)
+    extend = verbs.add_parser("extend", help="give the participant more days")
+    extend.add_argument("row")
+    extend.add_argument("days", type=int)
+    extend.set_defaults(handler=extend_row)
+    cleanup = verbs.add_parser("cleanup", help="delete remote files whose links expired")
+    cleanup.set_defaults(handler=cleanup_rows)
+    reveal = verbs.add_parser("reveal", help="print a row's passphrase (terminal only; prefer the app's reveal screen)")
+    reveal.add_argument("row")
+    reveal.set_defaults(handler=reveal_row)
+    mail = subparsers.add_parser("mail", help="print the e-mail text for a row (link and expiry, never the passphrase)")
+    mail.add_argument("row")
+    mail.add_argument("--ledger", type=Path, default=None)
+    mail.add_argument("--language", choices=("de", "en", "de+en"), default="de+en")
+    mail.set_defaults(handler=print_mail)
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    return Ledger.open(args.ledger or default_ledger())
+
+
+def _row(ledger: Ledger, row_id: str) -> LedgerRow:
+    row = ledger.get(row_id)
+    if row is None:
+        raise MrishareError("no such row in the ledger", row_id)
+    return row
+
+
+def _destination(args: argparse.Namespace, row: LedgerRow) -> Destination:
+    """The destination a row was delivered to (its `destination` column holds the spec)."""
+    if row.destination.startswith("folder:"):
+        return destination_from(row.destination, None)
+    return destination_from(row.destination or "nextcloud", load_credentials(args.credentials))
+
+
+def list_rows(args: argparse.Namespace) -> int:
+    """Print the ledger (never the passphrase)."""
+    with _ledger(args) as ledger:
+        table = Table("row", "participant", "status", "expires", "link", "last action")
+        for r in ledger.rows():
+            table.add_row(*(Text(str(v)) for v in (r.id, r.participant, r.status, r.expires or "", r.link,
+                                                   r.last_action)))
+    stdout.print(table)
+    return 0
+
+
+def revoke_row(args: argparse.Namespace) -> int:
+    """Revoke one row's share and remote file."""
+    with _ledger(args) as ledger:
+        row = pipeline.revoke(ledger, args.row, _destination(args, _row(ledger, args.row)))
+    stdout.print(Text(f"{row.id}: revoked"))
+    return 0
+
+
+def extend_row(args: argparse.Namespace) -> int:
+    """Extend one row's link."""
+    with _ledger(args) as ledger:
+        row = pipeline.extend(ledger, args.row, args.days, _destination(args, _row(ledger, args.row)))
+    stdout.print(Text(f"{row.id}: link now expires {row.expires}"))
+    return 0
+
+
+def cleanup_rows(args: argparse.Namespace) -> int:
+    """Remove expired remote files for every destination the ledger mentions."""
+    with _ledger(args) as ledger:
+        specs = {row.destination: row for row in ledger.rows() if row.status == "shared"}
+        removed = [path for row in specs.values()
+                   for path in pipeline.cleanup_expired(ledger, _destination(args, row))]
+    stdout.print(Text(f"removed {len(removed)} expired remote file(s)"))
+    return 0
+
+
+def reveal_row(args: argparse.Namespace) -> int:
+    """Print a passphrase to an interactive terminal only, and record that it was revealed."""
+    if not sys.stdout.isatty():
+        raise MrishareError("refusing to print a passphrase into a pipe or file; run it in a terminal")
+    with _ledger(args) as ledger:
+        row = _row(ledger, args.row)
+        if not row.passphrase:
+            raise MrishareError("this row has no passphrase yet", row.id)
+        print(row.passphrase)
+        ledger.upsert(replace(row, revealed=datetime.now().replace(microsecond=0)))
+        ledger.save()
+    return 0
+
+
+def print_mail(args: argparse.Namespace) -> int:
+    """Print subject and body of the e-mail for one row."""
+    with _ledger(args) as ledger:
+        row = _row(ledger, args.row)
+    if not row.link:
+        raise MrishareError(f"row has no link (status {row.status})", row.id)
+    subject, body = mail_text(row, args.language)
+    print(f"Subject: {subject}\n\n{body}")
+    return 0

@@ -1,0 +1,497 @@
+"""Per-participant orchestration, resumable at every step.
+
+scan (done by the caller) -> de-identify -> convert -> deface -> previews/README -> leak gate
+-> pack -> upload -> share -> ledger. Each finished step is written to a journal
+(`tui/core/journal.py`); after a crash or kill -9 the next run skips what is done,
+reuses a remote file that already arrived and a share that was already made, so
+there are no duplicates and no orphaned remote files. A ledger row that the user
+deleted means "share again": the old remote file is revoked and a new attempt starts.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import secrets
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+
+from tui.core import deface as deface_mod
+from tui.core import leakcheck, nifti, package, passphrase, preview
+from tui.core.credentials import Credentials
+from tui.core.deidentify import DeidSettings, deidentify_participant
+from tui.core.destinations import Delivered, Destination, ShareInfo, destination_from
+from tui.core.dicom_scan import Participant, scan
+from tui.core.errors import MrishareError
+from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
+from tui.core.facecheck import face_check
+from tui.core.journal import Journal
+from tui.core.ledger import Ledger, LedgerRow
+from tui.core.participant_docs import write_participant_docs
+
+STAGES = ("deidentify", "convert", "deface", "pack", "upload", "share")
+ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a preset decides: Annex E options, defacing mode, and whether a failed face check blocks."""
+
+    options: frozenset[str]
+    deface: str
+    face_check_blocks: bool
+
+
+PRESETS = {
+    # Art. 15 copy for the participant: their own dates and characteristics stay, faces stay.
+    "participant-copy": Preset(frozenset({"rtn_long_full_dates", "rtn_pat_chars", "clean_desc"}), "off", False),
+    # Leaves the lab for research: shifted dates, refaced anatomy, a face found is a hard stop.
+    "research": Preset(frozenset({"rtn_long_modif_dates", "clean_desc"}), "reface", True),
+}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything a batch needs besides the participants and the ledger."""
+
+    destination: str
+    """`folder:PATH` or `nextcloud`."""
+    work_dir: Path
+    preset: str = "participant-copy"
+    options: frozenset[str] | None = None
+    """Annex E options; None takes the preset's."""
+    deface_mode: str | None = None
+    """reface | deface | off; None takes the preset's."""
+    pseudonym: str = "keyed"
+    modalities: frozenset[str] = frozenset({"MR"})
+    engine: str = "dcm2niix"
+    encryption: str = "aes"
+    expiry_days: int = 14
+    language: str = "en"
+    """Language of the passphrase words."""
+    keep_work: bool = False
+    """Keep de-identified DICOM and the unpacked package after a successful share."""
+    credentials: Credentials | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise MrishareError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.expiry_days < 1:
+            raise MrishareError("expiry must be at least 1 day")
+
+    @property
+    def profile(self) -> Preset:
+        """The preset with this run's overrides applied."""
+        base = PRESETS[self.preset]
+        return Preset(self.options if self.options is not None else base.options,
+                      self.deface_mode or base.deface, base.face_check_blocks)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one participant ended: its ledger row, final status and, on failure, the reason."""
+
+    key: str
+    row_id: str
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """All outcomes of a batch, in the order the participants were given."""
+
+    outcomes: list[Outcome]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """The participants that did not reach `shared`."""
+        return [o for o in self.outcomes if o.status != "shared"]
+
+
+class LedgerGate:
+    """A ledger shared by worker threads: every change is saved at once, under one lock."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._lock = threading.Lock()
+
+    def get(self, row_id: str) -> LedgerRow | None:
+        """The row with `row_id`, or None if the user deleted it (or it never existed)."""
+        with self._lock:
+            return self.ledger.get(row_id)
+
+    def update(self, row: LedgerRow, **changes: object) -> LedgerRow:
+        """Store `row` with `changes`, stamp the last action, save atomically; return the new row."""
+        new = replace(row, **changes)
+        with self._lock:
+            self.ledger.upsert(new)
+            self.ledger.save()
+        return new
+
+
+def new_share_id() -> str:
+    """A random, non-identifying id for one share attempt (ledger row id and remote folder)."""
+    return "s" + secrets.token_hex(5)
+
+
+def bids_label(pseudonym: str) -> str:
+    """The pseudonym as a BIDS label (letters and digits only)."""
+    label = re.sub(r"[^A-Za-z0-9]", "", pseudonym)
+    if not label:
+        raise MrishareError("pseudonym has no letters or digits for a BIDS label")
+    return label
+
+
+def run_batch(participants: list[Participant], settings: PipelineSettings, ledger: Ledger,
+              cancel: threading.Event | None = None, workers: int = 2) -> EventStream[BatchResult]:
+    """Run the pipeline for each participant, `workers` at a time, and return every outcome.
+
+    Events of all participants arrive interleaved; `subject` is the participant key.
+    """
+    cancel = cancel or threading.Event()
+    destination = destination_from(settings.destination, settings.credentials)
+    gate = LedgerGate(ledger)
+    events: queue.Queue[Event | None] = queue.Queue()
+
+    def one(participant: Participant) -> Outcome:
+        try:
+            return drain(run_participant(participant, settings, gate, destination, cancel), events.put)
+        finally:
+            events.put(None)
+
+    outcomes: list[Outcome] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(participants)))) as pool:
+        futures = [pool.submit(one, p) for p in participants]
+        finished = 0
+        while finished < len(futures):
+            event = events.get()
+            if event is None:
+                finished += 1
+            else:
+                yield event
+        outcomes = [f.result() for f in futures]
+    return BatchResult(outcomes)
+
+
+def run_participant(participant: Participant, settings: PipelineSettings, gate: LedgerGate,
+                    destination: Destination, cancel: threading.Event | None = None) -> EventStream[Outcome]:
+    """All stages for one participant; failures become a `failed` ledger row and a StepFailed event."""
+    run = _Run(participant, settings, gate, destination, cancel or threading.Event())
+    stage = "deidentify"
+    try:
+        run.start()
+        for stage in STAGES:
+            if run.cancel.is_set():
+                raise MrishareError("cancelled")
+            yield StepStarted(run.subject, stage)
+            summary = yield from getattr(run, stage)()
+            yield StepFinished(run.subject, stage, summary)
+        run.finish()
+        return Outcome(run.subject, run.journal.share_id, "shared")
+    except MrishareError as error:
+        reason = str(error)
+    except Exception as error:  # a bug or a library failure: never let its message (maybe PHI) out
+        reason = f"internal error ({type(error).__name__}) during {stage}"
+    yield StepFailed(run.subject, stage, reason)
+    run.fail(stage, reason)
+    return Outcome(run.subject, run.journal.share_id if run.journal else "", "failed", reason)
+
+
+class _Run:
+    """One participant's pass through the stages; each stage method is resumable."""
+
+    def __init__(self, participant: Participant, settings: PipelineSettings, gate: LedgerGate,
+                 destination: Destination, cancel: threading.Event) -> None:
+        self.participant = participant
+        self.settings = settings
+        self.profile = settings.profile
+        self.gate = gate
+        self.destination = destination
+        self.cancel = cancel
+        self.subject = participant.key
+        self.home = settings.work_dir / participant.key
+        self.journal: Journal | None = None
+        self.row: LedgerRow | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load or begin the journal; a row the user deleted starts a fresh attempt."""
+        journal = Journal.load(self.home / "journal.json")
+        if journal is not None and "row" in journal.done and self.gate.get(journal.share_id) is None:
+            self._withdraw(journal)
+            journal = None
+        if journal is None:
+            journal = Journal(self.subject, new_share_id(), path=self.home / "journal.json")
+            journal.save()
+        self.journal = journal
+        self.row = self.gate.get(journal.share_id) or LedgerRow(
+            id=journal.share_id, participant=self.participant.folder.name,
+            source_folder=str(self.participant.folder), status="scanned",
+            destination=self.settings.destination, created=datetime.now().replace(microsecond=0),
+            series=sum(1 for _ in self.participant.series()), size=self.participant.bytes)
+        self._save_row(last_action="pipeline started")
+        journal.mark("row")
+
+    def _withdraw(self, journal: Journal) -> None:
+        """Remove what an abandoned attempt left remotely and locally (the user asked to share again)."""
+        upload = journal.done.get("upload")
+        if upload:
+            share = journal.done.get("share", {})
+            self.destination.revoke(str(share.get("share_id", "")), str(upload["remote_path"]))
+        shutil.rmtree(self.home / journal.share_id, ignore_errors=True)
+
+    def _save_row(self, **changes: object) -> None:
+        assert self.row is not None
+        self.row = self.gate.update(self.row, **changes)
+
+    @property
+    def attempt(self) -> Path:
+        """Working folder of the current share attempt."""
+        assert self.journal is not None
+        return self.home / self.journal.share_id
+
+    @property
+    def label(self) -> str:
+        """The BIDS subject label of this participant."""
+        assert self.journal is not None
+        return bids_label(self.journal.pseudonym)
+
+    @property
+    def package_root(self) -> Path:
+        """The folder that is packed: `<attempt>/package/sub-<label>`."""
+        return self.attempt / "package" / f"sub-{self.label}"
+
+    @property
+    def zip_path(self) -> Path:
+        """The encrypted package of this attempt."""
+        return self.attempt / "out" / f"sub-{self.label}.zip"
+
+    def finish(self) -> None:
+        """Drop bulky intermediates once shared (unless asked to keep them)."""
+        if not self.settings.keep_work:
+            for name in ("deid", "package"):
+                shutil.rmtree(self.attempt / name, ignore_errors=True)
+
+    def fail(self, stage: str, reason: str) -> None:
+        """Record the failure in the ledger (best effort: the ledger itself may be the problem)."""
+        if self.row is None:
+            return
+        try:
+            self._save_row(status="failed", last_action=f"{stage} failed", note=reason)
+        except MrishareError:
+            pass
+
+    def _done(self, step: str, *outputs: Path) -> bool:
+        """True if the journal has `step` and its outputs are still there; otherwise forget it."""
+        assert self.journal is not None
+        if step in self.journal.done and all(p.exists() for p in outputs):
+            return True
+        self.journal.forget(step)
+        return False
+
+    # -- stages (each returns a one-line summary) -----------------------------------------
+
+    def deidentify(self) -> EventStream[str]:
+        """De-identify into `<attempt>/deid`; quarantined files never go further."""
+        out = self.attempt / "deid"
+        if self._done("deidentify", out):
+            return "done earlier"
+        shutil.rmtree(out, ignore_errors=True)
+        deid_settings = DeidSettings(options=self.profile.options, pseudonym=self.settings.pseudonym,
+                                     modalities=self.settings.modalities)
+        result = yield from relabel(deidentify_participant(self.participant, out, deid_settings, self.cancel),
+                                    self.subject, "deidentify")
+        if not result.released:
+            raise MrishareError(f"nothing released ({len(result.quarantined)} quarantined, "
+                                f"{len(result.skipped)} skipped)")
+        assert self.journal is not None
+        self.journal.pseudonym = result.pseudonym
+        self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined))
+        self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified")
+        return f"{len(result.released)} released, {len(result.quarantined)} quarantined"
+
+    def convert(self) -> EventStream[str]:
+        """Convert every de-identified series to NIfTI + sidecar under the package folder."""
+        if self._done("convert", self.package_root):
+            return "done earlier"
+        shutil.rmtree(self.attempt / "package", ignore_errors=True)
+        released = scan(self.attempt / "deid", as_participant=True)
+        inputs = [nifti.SeriesInput(key=f"{n}", files=s.files, description=s.description, modality=s.modality,
+                                    image_type=s.image_type, sop_classes=set(s.sop_classes))
+                  for n, s in enumerate(released.participants[0].series(), 1)] if released.participants else []
+        results = yield from relabel(nifti.convert_series(inputs, self.attempt / "package", self.label,
+                                                          engine=self.settings.engine, cancel=self.cancel),
+                                     self.subject, "convert")
+        converted = [r for r in results if isinstance(r, nifti.Converted)]
+        for skipped in (r for r in results if isinstance(r, nifti.NotConverted)):
+            yield StepNote(self.subject, "convert", f"series {skipped.series_key} not converted: {skipped.reason}")
+        if not converted:
+            raise MrishareError("no series could be converted to NIfTI")
+        assert self.journal is not None
+        self.journal.mark("convert", files=[str(c.nifti.relative_to(self.attempt)) for c in converted],
+                          suffixes=[c.suffix for c in converted])
+        self._save_row(status="converted", series=len(converted), last_action="converted")
+        return f"{len(converted)} series converted, {len(results) - len(converted)} skipped"
+
+    def _converted(self) -> list[tuple[Path, str]]:
+        assert self.journal is not None
+        facts = self.journal.done["convert"]
+        return [(self.attempt / f, s) for f, s in zip(facts["files"], facts["suffixes"], strict=True)]  # type: ignore[call-overload]
+
+    def deface(self) -> EventStream[str]:
+        """Reface/deface anatomical series in place; a failed face check holds a series back if the preset says so."""
+        mode = self.profile.deface
+        if mode == "off":
+            return "off"
+        assert self.journal is not None
+        if self._done("deface"):
+            return "done earlier"
+        done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))  # type: ignore[union-attr]
+        reference = None
+        held = 0
+        for path, suffix in self._converted():
+            rel = str(path.relative_to(self.attempt))
+            if suffix not in ANATOMICAL or rel in done or not path.exists():
+                continue
+            out = path.with_name(f".defaced-{path.name}")
+            job = (deface_mod.deface(path, out, mode, self.cancel, subject=self.subject) if reference is None
+                   else deface_mod.apply_to_other(reference, path, out, self.cancel, subject=self.subject))
+            result = yield from relabel(job, self.subject, "deface")
+            reference = reference or result
+            check = face_check(out, mode, original=path, png_dir=self.home / "facecheck" / path.name.split(".")[0])
+            if not check.passed:
+                yield StepNote(self.subject, "deface", f"face check failed on {suffix}: renders in "
+                               f"{self.home / 'facecheck'}", "warning")
+                if self.profile.face_check_blocks:
+                    out.unlink()
+                    path.unlink()
+                    path.with_name(path.name.replace(".nii.gz", ".json")).unlink(missing_ok=True)
+                    held += 1
+                    done.append(rel)
+                    self.journal.mark("deface-files", files=done)
+                    continue
+            out.replace(path)
+            done.append(rel)
+            self.journal.mark("deface-files", files=done)
+        if not any(path.exists() for path, _ in self._converted()):
+            raise MrishareError("every series was held back by the face check")
+        self.journal.mark("deface", mode=mode, held=held)
+        self._save_row(status="defaced", last_action=f"{mode} done")
+        return f"{mode}: {len(done) - held} series, {held} held back"
+
+    def pack(self) -> EventStream[str]:
+        """Previews and README, the leak gate over everything, then the verified encrypted zip."""
+        assert self.journal is not None and self.row is not None
+        zip_path = self.zip_path
+        if self._done("pack", zip_path) and self.row.passphrase:
+            return "done earlier"
+        zip_path.unlink(missing_ok=True)
+        self._write_docs()
+        self._leak_gate()
+        phrase = passphrase.generate(self.settings.language)
+        result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
+                                                          self.settings.encryption, self.cancel),
+                                    self.subject, "pack")
+        self._save_row(passphrase=phrase.text(), sha256=result.sha256, size=result.size, mode=result.mode,
+                       status="packed", last_action="packed and verified")
+        self.journal.mark("pack", size=result.size)
+        return f"{result.members} files, {result.size / 1e6:.1f} MB, {result.mode}"
+
+    def _write_docs(self) -> None:
+        items = [p for p, _ in self._converted() if p.exists()]
+        previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
+        write_participant_docs(self.package_root, items, previews)
+
+    def _leak_gate(self) -> None:
+        """Refuse to pack if any identifier of the participant is found in a file or a name."""
+        identifiers = leakcheck.collect_identifiers(self.participant)
+        files = sorted(p for p in self.package_root.rglob("*") if p.is_file())
+        leaks = (leakcheck.check_paths(files, identifiers, root=self.package_root.parent)
+                 + leakcheck.check_files(files, identifiers, root=self.package_root.parent))
+        if leaks:
+            where = ", ".join(sorted({str(leak) for leak in leaks})[:3])
+            raise MrishareError(f"leak gate: {len(leaks)} identifying value(s) found ({where}); nothing released")
+
+    def upload(self) -> EventStream[str]:
+        """Send the zip; a file that already arrived before a crash is taken as delivered."""
+        assert self.journal is not None
+        if self._done("upload"):
+            return "done earlier"
+        remote_name = f"{self.journal.share_id}/{self.zip_path.name}"
+        size = self.zip_path.stat().st_size
+        if self.destination.exists(remote_name):
+            delivered = Delivered(remote_name, size, None)
+            yield StepNote(self.subject, "upload", "already at the destination from an earlier run")
+        else:
+            delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
+                                           self.subject, "upload")
+        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
+        self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
+        return f"{delivered.size / 1e6:.1f} MB"
+
+    def share(self) -> EventStream[str]:
+        """Create the expiring link (or find the one made before a crash) and complete the ledger row."""
+        assert self.journal is not None
+        if self._done("share"):
+            return "done earlier"
+        remote_path = str(self.journal.done["upload"]["remote_path"])
+        label = self.journal.share_id
+        info = next((s for s in self.destination.list_shares() if s.label == label), None)
+        if info is None:
+            info = self.destination.share(remote_path, self.settings.expiry_days, label)
+        self.journal.mark("share", share_id=info.share_id)
+        self._save_row(share_id=info.share_id, link=info.url, expires=info.expires, status="shared",
+                       last_action="link shared")
+        yield from ()
+        return f"link expires {info.expires}" if info.expires else "link without expiry"
+
+
+# -- lifecycle of existing shares ------------------------------------------------------------
+
+
+def _row(ledger: Ledger, row_id: str) -> LedgerRow:
+    row = ledger.get(row_id)
+    if row is None:
+        raise MrishareError("no such ledger row", row_id)
+    return row
+
+
+def revoke(ledger: Ledger, row_id: str, destination: Destination) -> LedgerRow:
+    """Delete the share and the remote file; the row stays, marked revoked."""
+    row = _row(ledger, row_id)
+    if row.remote_path:
+        destination.revoke(row.share_id, row.remote_path)
+    new = replace(row, status="revoked", link="", last_action="revoked")
+    ledger.upsert(new)
+    ledger.save()
+    return new
+
+
+def extend(ledger: Ledger, row_id: str, days: int, destination: Destination) -> LedgerRow:
+    """Give the participant `days` more full days from today."""
+    row = _row(ledger, row_id)
+    if row.status not in ("shared", "expired") or not row.share_id:
+        raise MrishareError(f"cannot extend a share in status {row.status}", row_id)
+    info: ShareInfo = destination.extend(row.share_id, days)
+    new = replace(row, expires=info.expires, status="shared", last_action=f"extended by {days} days")
+    ledger.upsert(new)
+    ledger.save()
+    return new
+
+
+def cleanup_expired(ledger: Ledger, destination: Destination, today: date | None = None) -> list[str]:
+    """Delete remote files whose links expired and mark their rows expired; returns the remote paths."""
+    today = today or date.today()
+    removed = destination.cleanup_expired(today)
+    for row in ledger.rows():
+        if row.status == "shared" and row.expires is not None and row.expires <= today:
+            ledger.upsert(replace(row, status="expired", link="", last_action="expired; remote file removed"))
+    ledger.save()
+    return removed
+

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from tui.core.events import StepNote, StepProgress, drain
 from tui.core.nextcloud import NextcloudDestination
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import nextcloud_standin  # noqa: E402
 from nextcloud_standin import StandinNextcloud  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,12 +96,21 @@ def test_destination_from_builds_nextcloud(server: StandinNextcloud) -> None:
     d.close()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a test certificate")
-def test_tls_is_verified_and_a_lab_ca_bundle_is_accepted(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+def self_signed(folder: Path, name: str = "cert") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key: a lab server's own CA, in effect."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}-key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
+    return cert, key
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+@needs_openssl
+def test_tls_is_verified_and_a_lab_ca_bundle_is_accepted(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
     with StandinNextcloud(users={USER: PASSWORD}, tls=(cert, key)) as server:
         assert server.base_url.startswith("https://")
         untrusted = make_dest(server)
@@ -109,6 +122,117 @@ def test_tls_is_verified_and_a_lab_ca_bundle_is_accepted(tmp_path: Path) -> None
         assert ("login", True, "logged in as uploader") in trusted.check()
         assert drain(trusted.upload(blob(tmp_path, 1000), "tls/sub-01.zip")).size == 1000
         trusted.close()
+
+
+@needs_openssl
+def test_lab_ca_bundle_wins_over_ca_bundle_variables_in_the_environment(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """niquests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE replace a session's `verify` (how nc-py-api passes it)."""
+    cert, key = self_signed(tmp_path)
+    other, _ = self_signed(tmp_path, "other-ca")
+    with StandinNextcloud(users={USER: PASSWORD}, tls=(cert, key)) as server:
+        for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.setenv(variable, str(other))
+        trusted = make_dest(server, ca_bundle=str(cert))
+        assert ("login", True, "logged in as uploader") in trusted.check()  # nc-py-api
+        rel = drain(trusted.upload(blob(tmp_path, 1000), "tls/sub-01.zip")).remote_path  # our own WebDAV
+        info = trusted.share(rel, 7, "row-tls", password=SHARE_PW)
+        assert trusted.extend(info.share_id, 9).expires == date.today() + timedelta(days=10)
+        assert [s.label for s in trusted.list_shares()] == ["row-tls"]
+        trusted.revoke(info.share_id, rel)
+        assert server.shares == {}
+        trusted.close()
+        without = make_dest(server)  # no ca_bundle: the environment's bundle applies, as niquests does it
+        assert without.check() == [("login", False, "TLS certificate not trusted (set ca_bundle for a lab CA)")]
+        without.close()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        from_environment = make_dest(server)
+        assert ("login", True, "logged in as uploader") in from_environment.check()
+        assert from_environment.exists(rel) is False
+        from_environment.close()
+
+
+DOTENV_CHECK = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from tui.core.credentials import parse_credentials
+from tui.core.nextcloud import NextcloudDestination
+creds = parse_credentials({"nextcloud_baseurl": sys.argv[2], "username": "uploader", "password": sys.argv[3]},
+                          Path("c.json"))
+dest = NextcloudDestination(creds, attempts=1)
+login = dest.check()[0]
+import nc_py_api
+print(json.dumps([login, os.environ.get("NC_AUTH_USER"), os.environ.get("NEXTCLOUD_URL"),
+                  os.environ.get("MRISHARE_CREDENTIALS"), nc_py_api.options.NPA_NC_CERT,
+                  os.environ.get("PYTHON_DOTENV_DISABLED")]))
+dest.close()
+"""
+
+
+def test_dotenv_in_working_directory_changes_nothing_when_nc_py_api_runs(server, tmp_path: Path) -> None:
+    """nc-py-api calls load_dotenv() on import; tui.core.nextcloud imports it with that switched off."""
+    (tmp_path / ".env").write_text("NC_AUTH_USER=from-dotenv\nNEXTCLOUD_URL=http://127.0.0.1:9\n"
+                                   "NPA_NC_CERT=False\nMRISHARE_CREDENTIALS=/tmp/x\n")
+    script = tmp_path / "check.py"
+    script.write_text(DOTENV_CHECK)
+    names = ("NC_AUTH_USER", "NEXTCLOUD_URL", "NPA_NC_CERT", "MRISHARE_CREDENTIALS", "PYTHON_DOTENV_DISABLED")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    out = subprocess.run([sys.executable, "-c", script.read_text(), str(REPO), server.base_url, PASSWORD],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [["login", True, "logged in as uploader"], None, None, None, True, None]
+    # `-c` counts as interactive for python-dotenv, which then reads the working directory's .env
+    control = subprocess.run([sys.executable, "-c", "import os, nc_py_api; print(os.environ.get('NC_AUTH_USER'))"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert control.stdout.strip() == "from-dotenv"  # proves the first run would have shown a leak
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_nc_py_api_failures_become_one_line_errors(server: StandinNextcloud) -> None:
+    gone = NextcloudDestination(parse_credentials({"nextcloud_baseurl": f"http://127.0.0.1:{closed_port()}",
+                                                   "username": USER, "password": PASSWORD}, Path("c.json")),
+                                attempts=2, backoff_s=0.05)
+    assert gone.check() == [("login", False, "connection test: connection failed (gave up after 2 tries)")]
+    with pytest.raises(MrishareError) as raised:
+        gone.list_shares()
+    assert raised.value.reason == "list links: connection failed (gave up after 2 tries)"
+    gone.close()
+    slow = make_dest(server, timeout_s=0.3)
+    server.delay_s = 0.6
+    assert slow.check() == [("login", False, "connection test: no answer within 0.3 s (gave up after 4 tries)")]
+    server.delay_s = 0
+    assert ("login", True, "logged in as uploader") in slow.check()
+    slow.close()
+    d = make_dest(server)
+    server.maintenance = True
+    assert d.check() == [("login", False, "connection test: server is in maintenance mode (gave up after 4 tries)")]
+    with pytest.raises(MrishareError, match="quota: server is in maintenance mode"):
+        d._quota()
+    server.maintenance = False
+    server.fail_503 = 2  # a short outage is retried
+    assert ("login", True, "logged in as uploader") in d.check()
+    d.close()
+
+
+def test_check_reports_link_sharing_switched_off(server, dest, monkeypatch: pytest.MonkeyPatch) -> None:
+    sharing = nextcloud_standin.CAPABILITIES["capabilities"]["files_sharing"]
+    monkeypatch.setitem(sharing, "public", {**sharing["public"], "enabled": False})
+    assert ("share rights", False, "link sharing is switched off on this server") in dest.check()
+    monkeypatch.setitem(sharing, "api_enabled", False)
+    with pytest.raises(MrishareError, match="link sharing is switched off on this server"):
+        dest.list_shares()
+
+
+def test_threads_share_one_destination(server, dest) -> None:
+    """The pipeline calls one destination from several worker threads."""
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: dest.check()[0], range(8)))
+    assert results == [("login", True, "logged in as uploader")] * 8
 
 
 # -- uploads -------------------------------------------------------------------------------------------
@@ -376,6 +500,34 @@ def test_extend_revoke_and_extend_after_delete(server, dest, tmp_path: Path) -> 
     with pytest.raises(MrishareError, match="share again"):
         dest.extend(info.share_id, 3)
     dest.revoke(info.share_id, rel)  # revoking twice is harmless
+
+
+def test_share_calls_go_through_nc_py_api_and_no_password_in_any_url(server, dest, tmp_path: Path) -> None:
+    rel = uploaded(dest, tmp_path, "api/sub-01.zip")
+    sent_before = len(server.requests)
+    info = dest.share(rel, 7, "row-11", password=SHARE_PW)
+    dest.extend(info.share_id, 14)
+    assert dest.list_shares()[0].expires == date.today() + timedelta(days=15)
+    dest.revoke(info.share_id, rel)
+    ocs = [(r.method, r.path.rsplit("/", 1)[-1], r.query) for r in server.requests[sent_before:] if "/ocs/" in r.path]
+    capabilities = ("GET", "capabilities", "format=json")  # a fresh client's first files_sharing call
+    assert ocs == [  # nc-py-api's requests as recorded in e-share-lifecycle (the create as in e2)
+        ("POST", "shares", "format=json"),
+        capabilities, ("PUT", info.share_id, f"expireDate={date.today() + timedelta(days=15)}&format=json"),
+        capabilities, ("GET", "shares", "shared_with_me=false&reshares=false&subfiles=false&format=json"),
+        capabilities, ("DELETE", info.share_id, "format=json"),
+    ]
+    assert not any(SHARE_PW in r.query or "password" in r.query for r in server.requests)
+
+
+def test_revoke_without_link_removes_the_file(server, dest, tmp_path: Path) -> None:
+    """An upload whose link was never made (the pipeline withdraws it with an empty share id)."""
+    rel = uploaded(dest, tmp_path, "nolink/sub-01.zip")
+    dest.revoke("", rel)
+    assert not on_server(server, "nolink").exists()
+    assert not any("/shares" in r.path for r in server.requests)
+    with pytest.raises(MrishareError, match="not a Nextcloud link id"):
+        dest.extend("../7", 3)
 
 
 def test_share_without_expiry_reads_back_none(server, dest, tmp_path: Path) -> None:

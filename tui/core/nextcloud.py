@@ -1,28 +1,39 @@
 """Nextcloud destination: checked, resumable uploads and expiring read-only link shares.
 
-Plain niquests calls to WebDAV and the OCS API; nc-py-api 0.30.3 is not used (measured against
-../shared/data/nextcloud-29/README.md and the stand-in server): its uploads overwrite silently, have
-no progress callback, delete their chunk folder on any error (no resume) and surface timeouts as raw
-niquests exceptions; its sharing calls put the share password in the URL query string, where every
-web-server log keeps it; importing it loads a `.env` from the working directory; and the CA bundle it
-is given (`npa_nc_cert` -> `session.verify`) is overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from
-the environment, so a lab CA cannot be trusted reliably. Here the password goes in a JSON body,
-chunked v2 uploads resume from the chunks already on the server, TLS verification is passed with
-every request (`ca_bundle` adds a lab CA; it is never switched off), and every failure becomes one
-`MrishareError` line. Retries: network errors and 5xx, exponential backoff, a bounded number of
-times. Expiry: see `destinations.expiry_date` (today + N + 1).
+Two clients, each where it is the better one (measured against ../shared/data/nextcloud-29/README.md
+and the stand-in server):
+
+- nc-py-api (`AsyncNextcloud`, on a private event loop per call, see `_NcPyApi`) does the OCS API: login,
+  capabilities, the user's quota, and the link shares (list, change expiry, delete, and create through
+  its generic `ocs()` call with a JSON body).
+- Our own niquests calls do WebDAV: nc-py-api's `upload_stream` overwrites silently, has no progress
+  callback and deletes its chunk folder on any error (no resume), so uploads use If-None-Match /
+  `Overwrite: F`, byte progress and chunking v2 that resumes from the chunks already on the server.
+  The look-ups, folders and deletes around an upload share that code.
+- `sharing.create()`/`update(password=...)` would put the share password in the URL query string, where
+  every web-server log keeps it; the create therefore sends the same request with a JSON body (e2).
+
+TLS is always verified; `ca_bundle` adds a lab CA and wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in
+the environment on both paths. Every failure (nc-py-api's `NextcloudException`, raw niquests errors,
+timeouts) becomes one `MrishareError` line. Retries: network errors and 5xx, exponential backoff, a
+bounded number of times. Expiry: see `destinations.expiry_date` (today + N + 1).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib
+import os
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -54,7 +65,46 @@ PROPFIND_BODY = (
 SLICE = 1 << 20  # body block handed to the socket
 ORPHAN_GRACE = timedelta(days=2)
 LINK_SHARE, READ = 3, 1
-SHARES = "/apps/files_sharing/api/v1/shares"
+SHARES = "/ocs/v1.php/apps/files_sharing/api/v1/shares"
+NO_EXPIRY = date(1970, 1, 1)  # how nc-py-api reads back a share without expiry (`"expiration": null`)
+DOTENV_OFF = "PYTHON_DOTENV_DISABLED"  # python-dotenv >= 1.2
+_import_lock = threading.Lock()
+
+
+def nc_py_api() -> ModuleType:
+    """Import nc-py-api on first use, with python-dotenv's `.env` loading switched off.
+
+    nc_py_api.options calls `load_dotenv()` on import, which reads a `.env` from the working directory
+    (or a parent folder) into os.environ: credentials, NPA_NC_CERT=False or REQUESTS_CA_BUNDLE could then
+    come from a file nobody meant to use. Only the nextcloud destination needs the package.
+    """
+    with _import_lock:
+        if "nc_py_api" in sys.modules:  # imported already: its load_dotenv() has run (or was skipped)
+            return sys.modules["nc_py_api"]
+        previous = os.environ.get(DOTENV_OFF)
+        os.environ[DOTENV_OFF] = "1"
+        try:
+            return importlib.import_module("nc_py_api")
+        finally:
+            if previous is None:
+                del os.environ[DOTENV_OFF]
+            else:
+                os.environ[DOTENV_OFF] = previous
+
+
+def _share_number(share_id: str) -> int:
+    """Nextcloud's share ids are numbers (nc-py-api takes them as int)."""
+    if not share_id.isdigit():
+        raise MrishareError("not a Nextcloud link id", share_id or None)
+    return int(share_id)
+
+
+def _is_link(share: Any) -> bool:
+    """True for a public link share (nc-py-api's ShareType rejects types it does not know)."""
+    try:
+        return share.share_type == LINK_SHARE
+    except ValueError:
+        return False
 
 
 class _Transient(Exception):
@@ -93,6 +143,49 @@ class _Body:
                 yield block
 
 
+class _NcPyApi:
+    """nc-py-api's `AsyncNextcloud`, one client per call on its own event loop, for the sync Destination methods.
+
+    The client is built from explicit settings only (never from os.environ or a `.env`) and closed after
+    the call, so no connection-pool task outlives it and threads need not take turns. The calls are a
+    few short OCS requests per participant; the price is a capabilities fetch per sharing call.
+    Call it from a worker thread, not from inside a running event loop.
+    """
+
+    def __init__(self, base: str, user: str, password: str, ca_bundle: str | None, timeout_s: float) -> None:
+        self.settings = {  # every option explicit, so nothing comes from os.environ
+            "nextcloud_url": base, "dav_url_suffix": "remote.php/dav", "nc_auth_user": user, "nc_auth_pass": password,
+            "npa_nc_cert": ca_bundle or True, "npa_timeout": timeout_s, "npa_timeout_dav": timeout_s,
+            "xdebug_session": "", "chunked_upload_v2": True,
+        }
+        self.ca_bundle = ca_bundle
+
+    def run(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """`await call(client)` on a fresh event loop; exceptions pass through unchanged."""
+        return asyncio.run(self._run(call))
+
+    async def _run(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        client = self._connect()
+        try:
+            return await call(client)
+        finally:  # nc-py-api has no public close()
+            await client._session.adapter.close()
+            await client._session.adapter_dav.close()
+
+    def _connect(self) -> Any:
+        client = nc_py_api().AsyncNextcloud(**self.settings)
+        if self.ca_bundle:
+            # nc-py-api hands npa_nc_cert to niquests as `session.verify`, and niquests replaces a session's
+            # verify with REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE unless the session ignores the environment
+            # (sessions.merge_environment_settings). So: trust_env off, and the environment's proxies for
+            # this server (NO_PROXY applied) copied in, which trust_env would otherwise have supplied.
+            # nc-py-api offers no setting for this; its two sessions are `_session.adapter(_dav)`.
+            proxies = niquests.utils.get_environ_proxies(self.settings["nextcloud_url"])
+            for session in (client._session.adapter, client._session.adapter_dav):
+                session.trust_env, session.proxies = False, dict(proxies)
+        return client
+
+
 class NextcloudDestination:
     """Uploads into `remote_path` of one Nextcloud account and shares files as expiring links."""
 
@@ -111,6 +204,8 @@ class NextcloudDestination:
         self._http.auth = (self.user, credentials.password)
         self._dav = f"{self.base}/remote.php/dav/files/{quote(self.user)}"
         self._uploads = f"{self.base}/remote.php/dav/uploads/{quote(self.user)}"
+        self._api = _NcPyApi(self.base, self.user, credentials.password,
+                             str(credentials.ca_bundle) if credentials.ca_bundle else None, self.timeout)
 
     # -- HTTP with retries -------------------------------------------------------------------------
     def _attempt(self, method: str, url: str, ok: set[int], wait_s: float | None = None,
@@ -121,17 +216,21 @@ class NextcloudDestination:
             # verify per request: a session attribute would lose to REQUESTS_CA_BUNDLE from the environment
             resp = self._http.request(method, url, timeout=(min(10.0, self.timeout), wait_s), verify=self.verify,
                                       **kwargs)
-        except niquests.exceptions.Timeout:
-            raise _Transient(f"no answer within {wait_s:g} s") from None
-        except niquests.exceptions.SSLError:
-            raise MrishareError("TLS certificate not trusted (set ca_bundle for a lab CA)", self.base) from None
-        except (niquests.exceptions.ConnectionError, niquests.exceptions.ChunkedEncodingError):
-            raise _Transient("connection failed") from None
         except niquests.exceptions.RequestException as exc:
-            raise _Transient(f"request failed ({type(exc).__name__})") from None
+            raise self._network_error(exc, wait_s) from None
         if resp.status_code in ok:
             return resp
         raise self._status_error(resp)
+
+    def _network_error(self, exc: Exception, wait_s: float) -> Exception:
+        """A niquests exception as `_Transient` (worth retrying) or, for TLS, a `MrishareError`."""
+        if isinstance(exc, niquests.exceptions.Timeout):
+            return _Transient(f"no answer within {wait_s:g} s")
+        if isinstance(exc, niquests.exceptions.SSLError):
+            return MrishareError("TLS certificate not trusted (set ca_bundle for a lab CA)", self.base)
+        if isinstance(exc, (niquests.exceptions.ConnectionError, niquests.exceptions.ChunkedEncodingError)):
+            return _Transient("connection failed")
+        return _Transient(f"request failed ({type(exc).__name__})")
 
     def _status_error(self, resp: niquests.Response) -> Exception:
         code = resp.status_code
@@ -175,48 +274,55 @@ class NextcloudDestination:
         return f"{self.root}/{rel}" if self.root else rel
 
     def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections (nc-py-api's client lives for one call only)."""
         self._http.close()
 
-    # -- OCS API (v1 reports failures inside HTTP 200) ------------------------------------------------
-    def _ocs(self, what: str, method: str, endpoint: str, body: dict[str, Any] | None = None,
-             params: dict[str, str] | None = None, retry: bool = True) -> Any:
-        """One OCS call returning `data`; `retry=False` for a share create, whose retry must clean up first."""
-        url = f"{self.base}/ocs/v1.php{endpoint}"
-        kwargs = {"json": body, "params": {**(params or {}), "format": "json"},
-                  "headers": {"OCS-APIRequest": "true", "Accept": "application/json"}}
-        if retry:
-            resp = self._request(what, method, url, {200}, **kwargs)
-        else:
-            resp = self._attempt(method, url, {200}, **kwargs)
+    # -- OCS API through nc-py-api ---------------------------------------------------------------------
+    def _nc_once(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """One nc-py-api call; its failures become `_Transient`, `_OcsFailure` or `MrishareError`."""
+        npa = nc_py_api()
         try:
-            ocs = resp.json()["ocs"]
-            meta, data = ocs["meta"], ocs["data"]
+            return self._api.run(call)
+        except npa.NextcloudMissingCapabilities:
+            raise MrishareError("link sharing is switched off on this server", self.base) from None
+        except npa.NextcloudException as exc:
+            resp = exc.response
+            if resp is None and exc.status_code == 408:  # nc-py-api's name for a niquests ReadTimeout
+                raise _Transient(f"no answer within {self.timeout:g} s") from None
+            if resp is not None and resp.status_code == 200:  # OCS v1 reports 403/404 inside HTTP 200
+                raise _OcsFailure(exc.status_code, exc.reason) from None
+            if resp is not None:
+                raise self._status_error(resp) from None
+            raise MrishareError(f"server answered {exc.status_code} {exc.reason}".strip(), self.base) from None
+        except niquests.exceptions.RequestException as exc:  # connection errors are not NextcloudException
+            raise self._network_error(exc, self.timeout) from None
         except (ValueError, KeyError, TypeError):
-            raise MrishareError(f"{what}: the server's answer is not an OCS reply", self.base) from None
-        if meta.get("statuscode") not in (100, 200):
-            raise _OcsFailure(int(meta.get("statuscode") or 0), str(meta.get("message") or ""))
-        return data
+            raise MrishareError("the server's answer is not an OCS reply", self.base) from None
 
-    def _quota(self, user: str | None = None) -> dict[str, Any]:
+    def _nc(self, what: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        """`_nc_once` with retries."""
+        return self._retrying(what, lambda: self._nc_once(call))
+
+    def _quota(self) -> dict[str, Any]:
         """`{"free", "used", "total", "relative", "quota"}`; quota -3 means unlimited (then free = disk)."""
         try:
-            data = self._ocs("quota", "GET", f"/cloud/users/{quote(user or self.user)}")
+            return self._nc("quota", lambda nc: nc.users.get_user()).quota
         except _OcsFailure as exc:
             raise MrishareError(f"quota not readable: {exc.message}", self.base) from None
-        return data.get("quota") if isinstance(data.get("quota"), dict) else {}
 
     def check(self) -> list[tuple[str, bool, str]]:
         """Login, link-sharing rights, quota and the upload folder, in plain words."""
+
+        async def probe(nc: Any) -> tuple[str, dict[str, Any], list[str]]:
+            me = await nc.users.get_user()  # /cloud/user: logs in and brings the quota along
+            missing = await nc.check_capabilities(["files_sharing.api_enabled", "files_sharing.public.enabled"])
+            return me.user_id, me.quota, missing
+
         try:
-            user = self._ocs("connection test", "GET", "/cloud/user")["id"]
-            capabilities = self._ocs("connection test", "GET", "/cloud/capabilities")["capabilities"]
-            quota = self._quota(user)
-        except (MrishareError, _OcsFailure, KeyError, TypeError) as exc:
-            reason = exc.reason if isinstance(exc, MrishareError) else "unexpected answer from the server"
+            user, quota, missing = self._nc("connection test", probe)
+        except (MrishareError, _OcsFailure) as exc:
+            reason = exc.reason if isinstance(exc, MrishareError) else f"connection test: {exc.message}"
             return [("login", False, reason)]
-        sharing = capabilities.get("files_sharing", {})
-        link_ok = bool(sharing.get("api_enabled")) and sharing.get("public", {}).get("enabled", True)
         result = [("login", True, f"logged in as {user}")]
         free = quota.get("free")
         if isinstance(free, int) and free >= 0:
@@ -226,8 +332,8 @@ class NextcloudDestination:
             result.append(("quota", free > 0, detail))
         else:
             result.append(("quota", True, "the server does not report free space"))
-        result.append(("share rights", link_ok,
-                       "link sharing is enabled" if link_ok else "link sharing is switched off on this server"))
+        result.append(("share rights", not missing,
+                       "link sharing is enabled" if not missing else "link sharing is switched off on this server"))
         try:
             found = self._stat(self.root) if self.root else {"dir": True}
         except MrishareError as exc:
@@ -429,13 +535,13 @@ class NextcloudDestination:
                 except (MrishareError, _Transient):
                     pass
 
-    # -- shares (OCS v1, parameters in a JSON body) -------------------------------------------------
-    def _info(self, data: dict[str, Any]) -> ShareInfo:
-        raw = data.get("expiration") or ""
-        expires = date.fromisoformat(raw[:10]) if raw and not raw.startswith("1970-01-01") else None
-        path = str(data.get("path", "")).lstrip("/")
-        return ShareInfo(str(data["id"]), data.get("url", ""), expires, bool(data.get("password")),
-                         data.get("label") or "", path[len(self.root) + 1:] if self.root else path)
+    # -- shares (nc-py-api; the create goes with a JSON body) ------------------------------------------
+    def _info(self, share: Any) -> ShareInfo:
+        """ShareInfo from nc-py-api's `Share` (its `password` is the server's hash, or empty)."""
+        expires = share.expire_date.date()
+        path = share.path
+        return ShareInfo(str(share.share_id), share.url, None if expires == NO_EXPIRY else expires,
+                         bool(share.password), share.label or "", path[len(self.root) + 1:] if self.root else path)
 
     def share(self, delivered_path: str, expire_days: int, label: str, password: str | None = None) -> ShareInfo:
         """Read-only link with expiry today + N + 1; the password travels in the body, never the URL."""
@@ -447,12 +553,16 @@ class NextcloudDestination:
             body["password"] = password
         tries = 0
 
+        async def post(nc: Any) -> Any:
+            # not sharing.create(): it sends every parameter, the password too, in the URL query string
+            return nc_py_api().files.Share(await nc.ocs("POST", SHARES, json=body))
+
         def create() -> ShareInfo:
             nonlocal tries
             tries += 1
             if tries > 1:  # the lost attempt may have created a share: remove it, no half shares
                 self._drop_shares(path, label)
-            return self._info(self._ocs("create link", "POST", SHARES, body, retry=False))
+            return self._info(self._nc_once(post))  # one try here: a retry must clean up first
 
         try:
             info = self._retrying("create link", create)
@@ -467,24 +577,26 @@ class NextcloudDestination:
 
     def _drop_shares(self, path: str, label: str) -> None:
         try:
-            found = self._ocs("list links", "GET", SHARES, params={"path": path, "reshares": "false"})
+            found = self._nc("list links", lambda nc: nc.files.sharing.get_list(path=path))
         except _OcsFailure:
             return
-        for item in found:
-            if (item.get("label") or "") == label:
-                self._delete_share(str(item["id"]))
+        for share in found:
+            if (share.label or "") == label:
+                self._delete_share(str(share.share_id))
 
     def _delete_share(self, share_id: str) -> None:
+        number = _share_number(share_id)
         try:
-            self._ocs("delete link", "DELETE", f"{SHARES}/{quote(share_id)}")
+            self._nc("delete link", lambda nc: nc.files.sharing.delete(number))
         except _OcsFailure as exc:
             if exc.code != 404:  # already gone (deleted or expired)
                 raise MrishareError(f"link not deleted: {exc.message}", share_id) from None
 
     def revoke(self, share_id: str, remote_path: str) -> None:
-        """Delete the link, then the file and its now-empty folder."""
+        """Delete the link (if one was made: `share_id` may be empty), then the file and its now-empty folder."""
         path = self._full(remote_path)
-        self._delete_share(share_id)
+        if share_id:
+            self._delete_share(share_id)
         self._delete(self._url(path))
         self._remove_empty_parent(path)
 
@@ -498,9 +610,9 @@ class NextcloudDestination:
 
     def extend(self, share_id: str, expire_days: int) -> ShareInfo:
         """Set the link's expiry to give `expire_days` full days from today."""
-        body = {"expireDate": expiry_date(expire_days).isoformat()}
-        try:
-            return self._info(self._ocs("extend link", "PUT", f"{SHARES}/{quote(share_id)}", body))
+        number, until = _share_number(share_id), expiry_date(expire_days)
+        try:  # sharing.update() puts expireDate in the query string: no secret in it
+            return self._info(self._nc("extend link", lambda nc: nc.files.sharing.update(number, expire_date=until)))
         except _OcsFailure as exc:
             if exc.code == 404 and "share" in exc.message.lower():
                 raise MrishareError("link no longer exists (expired links are removed); share again",
@@ -510,13 +622,11 @@ class NextcloudDestination:
     def list_shares(self) -> list[ShareInfo]:
         """Live links on files below `remote_path` (Nextcloud drops expired ones when listing)."""
         try:
-            found = self._ocs("list links", "GET", SHARES, params={"reshares": "false"})
+            found = self._nc("list links", lambda nc: nc.files.sharing.get_list())
         except _OcsFailure as exc:
             raise MrishareError(f"links not listed: {exc.message}", self.base) from None
         prefix = f"{self.root}/" if self.root else ""
-        return [self._info(s) for s in found
-                if s.get("share_type") == LINK_SHARE and str(s.get("path", "")).lstrip("/").startswith(prefix)]
-
+        return [self._info(s) for s in found if _is_link(s) and s.path.startswith(prefix)]
 
     def _files(self, folder: str) -> Iterator[dict[str, Any]]:
         """Every file below `folder` (Depth 1 walks; Depth infinity is often disabled)."""

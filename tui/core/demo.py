@@ -46,9 +46,9 @@ SITE = {
     "SoftwareVersions": "syngo MR E11",
     "DeviceSerialNumber": "166042",
     "MagneticFieldStrength": 3,
-    "ReferringPhysicianName": "Hausarzt^Hannelore^^Dr. med.",
-    "PerformingPhysicianName": "Radiologe^Rolf",
-    "OperatorsName": "MTRA^Mia",
+    "ReferringPhysicianName": "Brandauer^Hannelore^^Dr. med.",
+    "PerformingPhysicianName": "Vogtmann^Rolf",
+    "OperatorsName": "Kellner^Mia",
 }
 
 

@@ -182,6 +182,8 @@ class FolderDestination:
         free = shutil.disk_usage(target.parent).free
         if size > free:
             raise MrishareError(f"not enough space: need {human_bytes(size)}, {human_bytes(free)} free", self.root)
+        for stale in target.parent.glob(f".{target.name}.*.part"):  # left by a killed earlier run
+            stale.unlink(missing_ok=True)
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         try:
             with open(local, "rb") as src, open(tmp, "xb") as dst:

@@ -29,6 +29,7 @@ from pydicom.valuerep import PersonName
 
 from tui.core import annex_e
 from tui.core.dicom_scan import Participant, Skipped, read_header
+from tui.core.passphrase import word_list
 from tui.core.uidmap import is_well_known
 
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UT", "UC", "UR", "CS"})
@@ -41,6 +42,21 @@ NOT_IDENTIFYING = frozenset({
     "removed", "other", "yes", "no", "mr", "ct", "original", "primary", "secondary", "derived",
     "dr", "med", "prof", "md", "phd", "mrs", "frau", "herr", "dipl", "jr", "sr",
 })
+# Generic words of institution names and addresses: identifying only as part of the whole value.
+_GENERIC_PARTS = frozenset({
+    "university", "universitaet", "universität", "hospital", "clinic", "klinik", "klinikum", "clinical",
+    "research", "forschung", "department", "abteilung", "institute", "institut", "center", "centre",
+    "zentrum", "radiology", "radiologie", "neuroradiology", "neuroradiologie", "medical", "medizin",
+    "street", "strasse", "straße", "allee", "platz", "general", "practice", "praxis", "imaging",
+})
+
+
+def _generic(token: str) -> bool:
+    """True for a common word (our passphrase word lists or `_GENERIC_PARTS`), false alarms if searched alone."""
+    low = token.lower()
+    return low in _GENERIC_PARTS or low in word_list("en") or low in word_list("de")
+
+
 # Kinds that are the participant's identity: never dropped because another element keeps the value.
 CORE_KINDS = ("PatientName", "PatientID", "birth date", "OtherPatient", "PatientBirthName",
               "PatientMotherBirthName", "UID")
@@ -273,7 +289,7 @@ class IdentifierCollector:
                 self._add(keyword, value)
                 if "Address" in keyword or "Institution" in keyword or "Location" in keyword:
                     for token in _SPLIT.split(value):
-                        if len(token) >= 5 and not token.isdigit():
+                        if len(token) >= 5 and not token.isdigit() and not _generic(token):
                             self._add(f"{keyword} part", token)
 
     def _add(self, kind: str, value: str, bounded: bool | None = None) -> None:

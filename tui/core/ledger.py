@@ -67,6 +67,8 @@ class LedgerRow:
     communicated: datetime | None = None
     last_action: str = ""
     note: str = ""
+    share_password: str = field(default="", repr=False)
+    """Second secret that Nextcloud asks for before the download (zipcrypto mode, or when configured)."""
 
 
 # Header shown in the workbook for each field; headers are matched case- and punctuation-blind,
@@ -77,6 +79,7 @@ HEADERS = {
     "remote_path": "Remote path", "share_id": "Share ID", "link": "Link", "passphrase": "Passphrase",
     "expires": "Expires", "status": "Status", "mode": "Mode", "created": "Created", "revealed": "Revealed",
     "communicated": "Communicated", "last_action": "Last action", "note": "Note",
+    "share_password": "Share password",
 }
 ALIASES = {"password": "passphrase", "expiration": "expires", "expiry": "expires", "expirationdate": "expires",
            "sizebytes": "size", "url": "link", "sharelink": "link", "folder": "source_folder"}

@@ -82,6 +82,14 @@ class PipelineSettings:
             raise MrishareError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.expiry_days < 1:
             raise MrishareError("expiry must be at least 1 day")
+        if self.encryption == "zipcrypto" and self.destination != "nextcloud":
+            raise MrishareError("zipcrypto packages are breakable; they are only allowed to Nextcloud, "
+                                "behind a share password")
+
+    @property
+    def wants_share_password(self) -> bool:
+        """A share password is mandatory with zipcrypto, else as the credentials say."""
+        return self.encryption == "zipcrypto" or bool(self.credentials and self.credentials.share_password)
 
     @property
     def profile(self) -> Preset:
@@ -410,10 +418,9 @@ class _Run:
 
     def _leak_gate(self) -> None:
         """Refuse to pack if any identifier of the participant is found in a file or a name."""
-        identifiers = leakcheck.collect_identifiers(self.participant)
+        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
         files = sorted(p for p in self.package_root.rglob("*") if p.is_file())
-        leaks = (leakcheck.check_paths(files, identifiers, root=self.package_root.parent)
-                 + leakcheck.check_files(files, identifiers, root=self.package_root.parent))
+        leaks = leakcheck.check_files(files, identifiers, root=self.package_root.parent)  # names included
         if leaks:
             where = ", ".join(sorted({str(leak) for leak in leaks})[:3])
             raise MrishareError(f"leak gate: {len(leaks)} identifying value(s) found ({where}); nothing released")
@@ -442,9 +449,14 @@ class _Run:
             return "done earlier"
         remote_path = str(self.journal.done["upload"]["remote_path"])
         label = self.journal.share_id
+        assert self.row is not None
+        if self.settings.wants_share_password and not self.row.share_password:
+            # into the ledger before the server sees it, so a crash cannot lose a live share's password
+            self._save_row(share_password=passphrase.generate(self.settings.language, bits=60).text())
         info = next((s for s in self.destination.list_shares() if s.label == label), None)
         if info is None:
-            info = self.destination.share(remote_path, self.settings.expiry_days, label)
+            info = self.destination.share(remote_path, self.settings.expiry_days, label,
+                                          self.row.share_password or None)
         self.journal.mark("share", share_id=info.share_id)
         self._save_row(share_id=info.share_id, link=info.url, expires=info.expires, status="shared",
                        last_action="link shared")

@@ -172,18 +172,19 @@ def run_batch(participants: list[Participant], settings: PipelineSettings, ledge
         finally:
             events.put(None)
 
-    outcomes: list[Outcome] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(participants)))) as pool:
-        futures = [pool.submit(one, p) for p in participants]
-        finished = 0
-        while finished < len(futures):
-            event = events.get()
-            if event is None:
-                finished += 1
-            else:
-                yield event
-        outcomes = [f.result() for f in futures]
-    return BatchResult(outcomes)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(participants)))) as pool:
+            futures = [pool.submit(one, p) for p in participants]
+            finished = 0
+            while finished < len(futures):
+                event = events.get()
+                if event is None:
+                    finished += 1
+                else:
+                    yield event
+            return BatchResult([f.result() for f in futures])
+    finally:
+        destination.close()
 
 
 def run_participant(participant: Participant, settings: PipelineSettings, gate: LedgerGate,

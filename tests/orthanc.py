@@ -9,6 +9,7 @@ Orthanc needs before it answers C-FIND/C-GET/C-MOVE from an AE or moves images t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -30,11 +31,15 @@ def free_port() -> int:
 
 
 class Orthanc:
-    """Start with `with Orthanc("ORTHANCA", {"MRISHARE": 11113}) as pacs:`; stopped on exit."""
+    """Start with `with Orthanc("ORTHANCA", {"MRISHARE": 11113}) as pacs:`; stopped on exit.
+
+    `env` adds environment variables, e.g. `{"TCP_NODELAY": "1"}` (read by dcmtk inside Orthanc).
+    """
 
     def __init__(self, aet: str = "ORTHANC", modalities: dict[str, int] | None = None,
-                 storage: Path | None = None) -> None:
+                 storage: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.aet = aet
+        self.env = env
         self.modalities = modalities or {}
         self._storage = storage
         self.dicom_port = 0
@@ -67,7 +72,8 @@ class Orthanc:
         (self.folder / "orthanc.json").write_text(json.dumps(config))
         log = open(self.folder / "orthanc.log", "wb")
         self._process = subprocess.Popen([BINARY, str(self.folder / "orthanc.json")], stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.folder)
+                                         stderr=subprocess.STDOUT, cwd=self.folder,
+                                         env={**os.environ, **self.env} if self.env else None)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

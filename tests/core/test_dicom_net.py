@@ -57,8 +57,8 @@ def orthanc_a(head_files: list[Path], move_port: int) -> Iterator[Orthanc]:
 
 @pytest.fixture(scope="module")
 def orthanc_b() -> Iterator[Orthanc]:
-    """An empty Orthanc B that receives what we send."""
-    with Orthanc("ORTHANCB") as pacs:
+    """An empty Orthanc B that receives what we send (and answers our C-FIND)."""
+    with Orthanc("ORTHANCB", {OUR_AE: free_port()}) as pacs:
         yield pacs
 
 
@@ -339,3 +339,38 @@ def test_node_destination_refuses_identified_files(empty_b: Orthanc, head_files:
     assert empty_b.rest("/instances") == []
     with pytest.raises(MrishareError, match="no download links"):
         dest.share("batch-1", 14, "label")
+
+
+# ---------------------------------------------------------------- the whole way: PACS -> intake -> de-identify -> node
+
+
+def test_round_trip_fetch_deidentify_and_send_to_a_second_node(orthanc_a: Orthanc, empty_b: Orthanc,
+                                                                head_files: list[Path], tmp_path: Path) -> None:
+    from tui.core.deidentify import DeidSettings, deidentify_participant
+    from tui.core.dicom_scan import scan
+
+    a, b = node_for(orthanc_a), node_for(empty_b)
+    [study] = dicom_net.find_studies(a, PATIENT_ID)
+    intake = dicom_net.new_intake_folder(tmp_path / "intake")
+    assert PATIENT_ID not in intake.name
+    drain(dicom_net.retrieve(a, study.study_uid, intake))
+    [participant] = scan(intake, as_participant=True).participants
+    deid = drain(deidentify_participant(participant, tmp_path / "released", DeidSettings(workers=1)))
+    assert len(deid.released) == SLICES and not deid.quarantined
+
+    delivered = drain(DicomNodeDestination(b).send(deid.released, "round-trip"))
+    assert delivered.size == sum(p.stat().st_size for p in deid.released)
+
+    original_uids = {str(ds[k].value) for ds in by_uid(head_files).values()
+                     for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")}
+    held = empty_b.instance_tags()
+    assert len(held) == SLICES
+    for tags in held:
+        assert tags["PatientIdentityRemoved"] == "YES"
+        assert tags["PatientID"] == deid.pseudonym != PATIENT_ID
+        assert tags.get("PatientBirthDate", "") != "19800501"
+        uids = {v for k, v in tags.items() if k.endswith("UID") and isinstance(v, str)}
+        assert uids and not uids & original_uids
+    assert dicom_net.find_studies(b, PATIENT_ID) == []
+    [released_study] = dicom_net.find_studies(b, deid.pseudonym)
+    assert released_study.instance_count == SLICES

@@ -29,7 +29,7 @@ def package(shared_data: Path, tmp_path: Path) -> tuple[Path, list[Converted], l
 
 
 def test_readme_is_bilingual_and_says_not_diagnostic(package: tuple) -> None:
-    folder, items, docs = package
+    folder, _, docs = package
     assert [d.name for d in docs] == ["index.html", "README.txt"]
     raw = (folder / "README.txt").read_bytes()
     assert b"\r\n" in raw and b"\r\r" not in raw
@@ -44,7 +44,7 @@ def test_readme_is_bilingual_and_says_not_diagnostic(package: tuple) -> None:
 
 
 def test_index_shows_every_preview_offline(package: tuple) -> None:
-    folder, items, _ = package
+    folder, _, _ = package
     page = (folder / "index.html").read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert sources == ["previews/sub-K7Q2_ses-1_T1w_views.png", "previews/sub-K7Q2_ses-1_T1w_mosaic.png"]

@@ -12,7 +12,14 @@ from tui.cli.output import run_with_progress, stdout
 from tui.core import leakcheck
 from tui.core.dicom_scan import scan_events
 from tui.core.errors import MrishareError
-from tui.core.nifti import ENGINES, Converted, NotConverted, convert_series, inputs_from_scan, subject_dir
+from tui.core.nifti import (
+    ENGINES,
+    Converted,
+    NotConverted,
+    convert_series,
+    inputs_from_scan,
+    subject_dir,
+)
 from tui.core.participant_docs import write_participant_docs
 from tui.core.preview import make_previews
 

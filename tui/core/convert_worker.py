@@ -61,7 +61,7 @@ def to_stored_integers(image: nib.Nifti1Image, datasets: list[pydicom.Dataset]) 
 
 def convert(files: list[Path], output: Path) -> None:
     """dicom2nifti on the given files (no folder copy), written as stored integers to `output`."""
-    import dicom2nifti.common as common
+    from dicom2nifti import common
     from dicom2nifti.convert_dicom import dicom_array_to_nifti
 
     datasets = [pydicom.dcmread(p, defer_size="1 KB", force=True) for p in files]

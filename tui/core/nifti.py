@@ -30,7 +30,14 @@ from isal import igzip
 
 from tui.core.dicom_scan import Series
 from tui.core.errors import MrishareError
-from tui.core.events import EventStream, StepFailed, StepFinished, StepNote, StepProgress, StepStarted
+from tui.core.events import (
+    EventStream,
+    StepFailed,
+    StepFinished,
+    StepNote,
+    StepProgress,
+    StepStarted,
+)
 
 STEP = "convert"
 GZIP_LEVEL = 2  # ISA-L level 2: about zlib -6 size (+5%) at a tenth of the time
@@ -71,7 +78,7 @@ NON_IMAGE_SOP_PREFIXES = (
     "1.2.840.10008.5.1.4.1.1.66",  # raw data
     "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
 )
-LOCALIZER_WORDS = re.compile(r"locali[sz]er|scout|survey|3[-_ ]?plane|aahead|aascout|pilot", re.I)
+LOCALIZER_WORDS = re.compile(r"locali[sz]er|scout|survey|3[-_ ]?plane|aahead|aascout|pilot", re.IGNORECASE)
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
 
 
@@ -175,8 +182,8 @@ class Dcm2niixEngine:
         # HOME points at the private folder so no ~/.dcm2nii.ini can change the options.
         env = {**os.environ, "HOME": str(work)}
         try:
-            proc = subprocess.run(self.command(source, out), cwd=work, env=env, capture_output=True,
-                                  text=True, errors="replace", timeout=ENGINE_TIMEOUT_S)
+            proc = subprocess.run(self.command(source, out), check=False, cwd=work, env=env,
+                                  capture_output=True, text=True, errors="replace", timeout=ENGINE_TIMEOUT_S)
         except subprocess.TimeoutExpired as error:
             raise EngineFailed(f"dcm2niix timed out after {ENGINE_TIMEOUT_S} s") from error
         # Overlays (60xx) come out as `_ROI<n>` images: annotations, often burned-in text, never released.
@@ -239,8 +246,8 @@ class Dicom2niftiEngine:
         # -P and a fresh cwd: a `dl/` folder in the caller's cwd breaks `import gdcm`.
         command = [sys.executable, "-P", "-m", "tui.core.convert_worker", str(request)]
         try:
-            proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, errors="replace",
-                                  timeout=ENGINE_TIMEOUT_S)
+            proc = subprocess.run(command, check=False, cwd=work, env=env, capture_output=True, text=True,
+                                  errors="replace", timeout=ENGINE_TIMEOUT_S)
         except subprocess.TimeoutExpired as error:
             raise EngineFailed(f"dicom2nifti timed out after {ENGINE_TIMEOUT_S} s") from error
         result_path = work / "result.json"
@@ -560,7 +567,8 @@ def _convert_one(series: SeriesInput, engines: list[Engine], work: Path) -> list
     suffix = guess_suffix(series.description, header)
     acquisition = str(header.get("MRAcquisitionType") or _find(header, "MRAcquisitionType") or "").lower()
     hint = f"{acquisition}{_plane(header)}" if acquisition in ("2d", "3d") else _plane(header)
-    task = ("rest" if re.search(r"rest", series.description or "", re.I) else "unknown") if suffix == "bold" else None
+    rest = re.search(r"rest", series.description or "", re.IGNORECASE)
+    task = ("rest" if rest else "unknown") if suffix == "bold" else None
     staged = []
     for index, raw in enumerate(outputs):
         target = work / f"out-{index}.nii.gz"

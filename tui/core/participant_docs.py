@@ -101,10 +101,10 @@ window) and choose a .nii.gz file.
 """
 
 FACES = (
-    "\nZum Schutz Ihrer Privatsphäre wurde der Gesichtsbereich in den Aufnahmen verändert\n"
-    "(entfernt oder durch ein Durchschnittsgesicht ersetzt). Das Gehirn ist unverändert.\n",
-    "\nTo protect your privacy, the face in the images was changed (removed or replaced\n"
-    "by an average face). The brain is unchanged.\n",
+    ("\nZum Schutz Ihrer Privatsphäre wurde der Gesichtsbereich in den Aufnahmen verändert\n"
+    "(entfernt oder durch ein Durchschnittsgesicht ersetzt). Das Gehirn ist unverändert.\n"),
+    ("\nTo protect your privacy, the face in the images was changed (removed or replaced\n"
+    "by an average face). The brain is unchanged.\n"),
 )
 
 

@@ -81,7 +81,7 @@ def _head_extent(volume: np.ndarray, low: float, high: float) -> tuple[np.ndarra
     x, y, z = np.nonzero(mask)
     bottom, top = bounds[2]
     upper = z >= bottom + 0.4 * (top - bottom)
-    centre = np.array([int(round(float(v[upper].mean()))) for v in (x, y, z)])
+    centre = np.array([round(float(v[upper].mean())) for v in (x, y, z)])
     return centre, bounds
 
 

@@ -339,6 +339,15 @@ def test_node_destination_refuses_identified_files(empty_b: Orthanc, head_files:
     assert empty_b.rest("/instances") == []
     with pytest.raises(MrishareError, match="no download links"):
         dest.share("batch-1", 14, "label")
+    dest.close()
+
+
+def test_node_destination_fits_the_destination_protocol() -> None:
+    from tui.core.destinations import Destination
+
+    members = [m for m in vars(Destination) if not m.startswith("_")]
+    assert all(callable(getattr(DicomNodeDestination, m)) for m in members if m != "kind")
+    assert DicomNodeDestination.kind == "dicom-node"
 
 
 # ---------------------------------------------------------------- the whole way: PACS -> intake -> de-identify -> node

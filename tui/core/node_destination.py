@@ -89,3 +89,6 @@ class DicomNodeDestination:
     def cleanup_expired(self, today: date | None = None) -> list[str]:
         """Nothing expires on a node."""
         return []
+
+    def close(self) -> None:
+        """Nothing to release: every operation opens and releases its own association."""

@@ -1,10 +1,11 @@
 """Conversion per series: bare dcm2niix CLI vs our default path vs our dicom2nifti path, same run.
 
 Run: python tests/bench/bench_convert.py [--repeat 3] [--only NAME]
-Each measurement is a fresh process. Time: the bare CLI's wall time; for our paths the time of a
+Each measurement is a fresh process. Time: the bare CLI's wall time; for our paths the time of
 `convert_series` inside the process: median of 3 after one warm-up (imports and pydicom's lazy
-first-call set-up excluded: a batch pays them once), plus the process's total wall time. Memory: peak RSS of the process tree (wait4 ru_maxrss:
-the largest of the process and the children it waited for). Median of --repeat runs.
+first-call set-up excluded: a batch pays them once), plus the process's total wall time.
+Memory: peak RSS of the process tree (wait4 ru_maxrss: the largest of the process and the
+children it waited for). Median of --repeat runs.
 The bare CLI writes .nii.gz + BIDS .json (`-z y`), as ours do. Target (issue 4): ours <= 1.5x bare.
 """
 

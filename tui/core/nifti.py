@@ -190,8 +190,10 @@ class Dcm2niixEngine:
         images = sorted(p for p in out.glob("s*.nii") if "_ROI" not in p.name)
         if proc.returncode < 0:
             raise EngineFailed(f"dcm2niix killed by signal {-proc.returncode}")
-        if proc.returncode != 0 or not images:
-            raise EngineFailed(f"dcm2niix exit code {proc.returncode}" if proc.returncode else "dcm2niix wrote no image")
+        if proc.returncode != 0:
+            raise EngineFailed(f"dcm2niix exit code {proc.returncode}")
+        if not images:
+            raise EngineFailed("dcm2niix wrote no image")
         if any("_Eq_" in p.name for p in images):
             raise SeriesRejected("inconsistent slice spacing")
         outputs = []

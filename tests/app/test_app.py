@@ -43,7 +43,7 @@ def shown_participants(app: TuiApp) -> list[str]:
 async def go_to_row(app: TuiApp, pilot: Pilot[None], predicate: Callable[..., bool]) -> None:
     """Move the ledger cursor onto the first entry matching `predicate`."""
     index = next(i for i, e in enumerate(app.ledger_screen._shown) if predicate(e))
-    app.ledger_screen.query_one(LedgerTable).move_cursor(row=index)
+    app.ledger_screen.query_one(LedgerTable).move_cursor(index)
     await pilot.pause()
 
 
@@ -383,6 +383,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
+        folder = str(app.ledger_screen.current.scanned.folder)
         await pilot.press("r")
         await pilot.pause()
         assert app.screen is app.batch_screen
@@ -396,7 +397,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
         shared = [e for e in app.ledger_screen.entries if e.participant == key]
         assert [e.status for e in shared] == ["shared"]
     with Ledger.open(ledger_path) as ledger:
-        assert ledger.find_by_participant(key).status == "shared"
+        assert [r.status for r in ledger.rows() if r.source_folder == folder] == ["shared"]
 
 
 async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
@@ -459,3 +460,16 @@ async def test_tag_editing_saves_a_copy_with_new_uids(make_app, demo_study: Path
         assert str(ds.PatientName) == "Anon^Edited" and "PatientID" not in ds
         assert ds.SOPInstanceUID != pydicom.dcmread(study / copy.name).SOPInstanceUID
     assert originals == {p.name: p.read_bytes() for p in study.iterdir()}
+
+
+async def test_folder_names_stay_hidden_until_asked(make_app, demo_study: Path) -> None:
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        names = sorted(p.name for p in demo_study.iterdir() if p.is_dir())
+        screen_text = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert not any(name[:12] in screen_text for name in names)
+        await pilot.press("N")
+        await pilot.pause()
+        assert sorted(e.participant for e in app.ledger_screen.entries if e.status == "scanned") == names
+        assert "NAMES SHOWN" in str(app.ledger_screen.query_one("#ledger-status").render())

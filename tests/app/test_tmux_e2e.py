@@ -80,7 +80,7 @@ def test_open_inspect_run_and_reveal_in_tmux(tmux_app: Tmux) -> None:
     tmux_app.wait_for("Participant", "scanned")
     tmux_app.keys("r")
     screen = tmux_app.wait_for("1/1 done", timeout=600)
-    assert "failed" not in screen
+    assert "✗" not in screen
     tmux_app.keys("Escape")
     tmux_app.wait_for("shared")
     tmux_app.keys("p")

@@ -28,6 +28,8 @@ class LagMeter:
     def __init__(self) -> None:
         self.worst = 0.0
         self._last = 0.0
+        self.context = ""
+        self.worst_context = ""
 
     def start(self, app: object) -> None:
         self._last = time.perf_counter()
@@ -39,7 +41,9 @@ class LagMeter:
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        self.worst = max(self.worst, now - self._last - TICK)
+        if now - self._last - TICK > self.worst:
+            self.worst = now - self._last - TICK
+            self.worst_context = self.context
         self._last = now
 
 
@@ -60,6 +64,20 @@ def first_frame_tmux(ledger: Path) -> float | None:
         return None
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+async def first_frame_in_process(ledger: Path) -> tuple[float, float]:
+    """Seconds to import the app, and from starting it until its ledger screen is composed (headless)."""
+    start = time.perf_counter()
+    from tui.app.app import TuiApp
+    from tui.app.services import Services
+
+    imported = time.perf_counter() - start
+    app = TuiApp(Services(ledger_path=ledger))
+    start = time.perf_counter()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        return imported, time.perf_counter() - start
 
 
 def write_ledger(path: Path, rows: int) -> float:
@@ -85,9 +103,9 @@ async def ledger_open(path: Path, rows: int) -> tuple[float, float]:
 
     app = TuiApp(Services(ledger_path=path))
     meter = LagMeter()
+    start = time.perf_counter()
     async with app.run_test(size=(80, 24)) as pilot:
-        meter.start(app)
-        start = time.perf_counter()
+        meter.start(app)  # from the first frame on: loading must not freeze what is already drawn
         table = app.ledger_screen.query_one(LedgerTable)
         while table.row_count < rows and time.perf_counter() - start < 120:
             await pilot.pause(0.01)
@@ -112,6 +130,8 @@ async def batch_stall(study: Path, work: Path) -> tuple[float, float, int]:
     def hook(message: object) -> None:
         if isinstance(message, BatchEventArrived):
             seen.append(message)
+            event = message.event
+            meter.context = f"after {type(event).__name__} {event.step}"
 
     async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
         await pilot.pause()
@@ -127,7 +147,7 @@ async def batch_stall(study: Path, work: Path) -> tuple[float, float, int]:
         took = time.perf_counter() - start
         await pilot.pause()
         state = app.batch_screen.lines[entry.participant].state
-    print(f"  batch state: {state}")
+    print(f"  batch state: {state}; worst stall came {meter.worst_context}")
     return took, meter.worst, len(seen)
 
 
@@ -143,6 +163,8 @@ def main() -> None:
         os.environ["MRISHARE_HOME"] = str(root / "home")
         small = root / "small.xlsx"
         write_ledger(small, 5)
+        imported, drawn = asyncio.run(first_frame_in_process(small))
+        print(f"app import {imported:.2f} s; start to first frame (headless) {drawn:.2f} s")
         frame = first_frame_tmux(small)
         print(f"first frame (python -m tui app in tmux 80x24): {frame:.2f} s" if frame else "first frame: tmux missing")
 

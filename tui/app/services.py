@@ -48,5 +48,5 @@ class Services:
     """Wall clock for "revealed at", ETAs and throughput (tests fix it)."""
     reveal_seconds: float = 60.0
     """How long the passphrase stays on screen before it hides itself."""
-    language: str = "en"
-    """Language of the e-mail text and the spelling alphabet."""
+    mail_language: str = "de+en"
+    """Language(s) of the copied e-mail text: de, en, de+en or en+de."""

@@ -7,22 +7,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import Footer, Input, Label
 
 from tui.app.format import human_size, short_when
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
 from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
+from tui.app.widgets.virtual_table import VirtualTable
+from tui.core.config import site_secret
+from tui.core.dicom_scan import participant_key
 from tui.core.events import Event, StepNote, StepProgress
-
-CHUNK = 500
-"""Rows added to the table per refresh, so a 10,000-row ledger never blocks the UI."""
 
 SORTS = ("participant", "status", "expires", "last_action")
 
@@ -33,6 +34,9 @@ class Entry:
 
     id: str
     participant: str
+    """What the Participant column shows: the key, or the name once names are shown."""
+    name: str
+    """The folder name (identifying): shown only after `N`."""
     status: str
     series: int | str
     size: int | None
@@ -53,11 +57,12 @@ def series_count(participant: Any) -> int:
     return sum(1 for _ in participant.series())
 
 
-def entry_from_row(row: Any) -> Entry:
-    """An Entry for a ledger row."""
+def entry_from_row(row: Any, key: str) -> Entry:
+    """An Entry for a ledger row, labelled with its participant key."""
     return Entry(
         id=str(row.id),
-        participant=str(row.participant),
+        participant=key,
+        name=str(row.participant),
         status=str(row.status),
         series=row.series if row.series not in (None, "") else "",
         size=row.size if isinstance(row.size, int) else None,
@@ -73,6 +78,7 @@ def entry_from_scan(participant: Any) -> Entry:
     return Entry(
         id=f"scan:{participant.key}",
         participant=participant.key,
+        name=participant.folder.name,
         status="scanned",
         series=series_count(participant),
         size=participant.bytes,
@@ -80,8 +86,19 @@ def entry_from_scan(participant: Any) -> Entry:
     )
 
 
-class LedgerTable(DataTable[Any]):
-    """The ledger grid; its component classes colour statuses from the theme."""
+COLUMNS = [
+    ("mark", " ", 1),
+    ("participant", "Participant", 12),
+    ("status", "Status", 12),
+    ("series", "Series", 6),
+    ("size", "Size", 6),
+    ("expires", "Expires", 10),
+    ("last_action", "Last action", 17),
+]
+
+
+class LedgerTable(VirtualTable):
+    """The ledger grid (draws only visible rows); its component classes colour statuses from the theme."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "ledger-table--shared",
@@ -120,8 +137,16 @@ class LedgerScreen(Screen[None]):
         Binding("x", "revoke", "Revoke share", show=False, id="ledger.revoke"),
         Binding("e", "extend", "Extend expiry", show=False, id="ledger.extend"),
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
+        Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
     ]
+
+    class EntriesBuilt(Message):
+        """The lines of the ledger screen are ready."""
+
+        def __init__(self, entries: list[Entry]) -> None:
+            super().__init__()
+            self.entries = entries
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,8 +156,8 @@ class LedgerScreen(Screen[None]):
         self.marked: set[str] = set()
         self.sort_by = "participant"
         self.reverse = False
+        self.show_names = False
         self._shown: list[Entry] = []
-        self._fill_at = 0
         self._scan_note = ""
         self._ready = False
 
@@ -140,23 +165,12 @@ class LedgerScreen(Screen[None]):
         with Horizontal(id="ledger-top"):
             yield Label("mrishare", id="ledger-title")
             yield Label("", id="ledger-status", markup=False)
-        yield LedgerTable(id="ledger-table", cursor_type="row", zebra_stripes=True)
+        yield LedgerTable(COLUMNS, self._cells_at, id="ledger-table")
         yield Label("", id="ledger-detail", markup=False)
         yield Input(placeholder="filter: participant, status, date…", id="ledger-filter")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one(LedgerTable)
-        for key, label, width in (
-            ("mark", " ", 1),
-            ("participant", "Participant", 12),
-            ("status", "Status", 12),
-            ("series", "Series", 6),
-            ("size", "Size", 6),
-            ("expires", "Expires", 10),
-            ("last_action", "Last action", 17),
-        ):
-            table.add_column(label, key=key, width=width)
         self.query_one("#ledger-filter").display = False
         self._ready = True
         self._refill()
@@ -191,44 +205,51 @@ class LedgerScreen(Screen[None]):
         self._refresh_status()
 
     def _rebuild(self) -> None:
-        known = {str(row.participant) for row in self.rows}
-        entries = [entry_from_row(row) for row in self.rows]
-        by_key = {p.key: p for p in self.scanned}
-        for entry in entries:
-            entry.scanned = by_key.get(entry.participant)
-        entries += [entry_from_scan(p) for p in self.scanned if p.key not in known]
-        self.entries = entries
-        self.marked &= {e.id for e in entries}
+        """Rebuild the entries off the UI thread (10,000 rows take tens of milliseconds)."""
+        self.build_entries_worker(list(self.rows), list(self.scanned), self.show_names)
+
+    @work(thread=True, exclusive=True, group="ledger-entries", exit_on_error=False)
+    def build_entries_worker(self, rows: list[Any], scanned: list[Any], show_names: bool) -> None:
+        """Join ledger rows and scanned participants on the source folder; label them by key or name."""
+        secret = site_secret() if any(row.source_folder for row in rows) else b""
+        by_folder = {str(p.folder): p for p in scanned}
+        entries = []
+        for row in rows:
+            key = participant_key(Path(row.source_folder), secret) if row.source_folder else str(row.participant)
+            entry = entry_from_row(row, key)
+            entry.scanned = by_folder.get(row.source_folder)
+            entries.append(entry)
+        known = {row.source_folder for row in rows}
+        entries += [entry_from_scan(p) for p in scanned if str(p.folder) not in known]
+        if show_names:
+            for entry in entries:
+                entry.participant = entry.name
+        self.post_message(self.EntriesBuilt(entries))
+
+    @on(EntriesBuilt)
+    def _entries_built(self, message: EntriesBuilt) -> None:
+        self.entries = message.entries
+        self.marked &= {e.id for e in self.entries}
         self._refill()
 
     # -- table ----------------------------------------------------------------------------------
 
     def _refill(self) -> None:
-        """Filter and sort the entries, then fill the table in chunks."""
+        """Filter and sort the entries; the table draws them as they scroll into view."""
         if not self._ready:
             return
         needle = self.query_one("#ledger-filter", Input).value.strip()
         shown = [e for e in self.entries if e.matches(needle)] if needle else list(self.entries)
         shown.sort(key=lambda e: (str(getattr(e, self.sort_by)), e.participant), reverse=self.reverse)
         self._shown = shown
-        table = self.query_one(LedgerTable)
-        table.clear()
-        self._fill_at = 0
-        self._fill_chunk()
+        self.query_one(LedgerTable).set_row_count(len(shown))
+        self._show_detail()
         self._refresh_status()
 
-    def _fill_chunk(self) -> None:
+    def _cells_at(self, index: int) -> list[Text]:
+        """The cells of shown row `index` (asked for only while it is on screen)."""
         table = self.query_one(LedgerTable)
-        end = min(self._fill_at + CHUNK, len(self._shown))
-        for entry in self._shown[self._fill_at : end]:
-            table.add_row(*self._cells(table, entry), key=entry.id)
-        self._fill_at = end
-        if end < len(self._shown):
-            self.call_after_refresh(self._fill_chunk)
-        else:
-            self._show_detail()
-
-    def _cells(self, table: LedgerTable, entry: Entry) -> list[Text]:
+        entry = self._shown[index]
         status_style = table.status_style(entry.status)
         style = table.get_component_rich_style(status_style, partial=True) if status_style else ""
         mark = Text("●", style=table.get_component_rich_style("ledger-table--mark", partial=True))
@@ -253,17 +274,19 @@ class LedgerScreen(Screen[None]):
         parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
+        if self.show_names:
+            parts.append("NAMES SHOWN")
         self.query_one("#ledger-status", Label).update(" · ".join(parts))
 
     @property
     def current(self) -> Entry | None:
         """The entry under the cursor."""
         table = self.query_one(LedgerTable)
-        if not self._shown or table.cursor_row >= min(len(self._shown), table.row_count):
+        if not self._shown or table.cursor_row >= len(self._shown):
             return None
         return self._shown[table.cursor_row]
 
-    @on(DataTable.RowHighlighted)
+    @on(VirtualTable.Highlighted)
     def _show_detail(self) -> None:
         entry = self.current
         detail = ""
@@ -273,7 +296,8 @@ class LedgerScreen(Screen[None]):
             elif entry.row is not None and entry.row.note:
                 detail = f"note: {entry.row.note}"
             elif entry.scanned is not None:
-                detail = f"{entry.participant}: {len(entry.scanned.patients)} patient(s), {entry.scanned.files} files"
+                patients = len(entry.scanned.patients)
+                detail = f"{entry.participant}: {patients} patient(s), {entry.scanned.files} files"
         self.query_one("#ledger-detail", Label).update(detail)
 
     def selection(self) -> list[Entry]:
@@ -291,8 +315,8 @@ class LedgerScreen(Screen[None]):
             return
         self.marked ^= {entry.id}
         table = self.query_one(LedgerTable)
-        table.update_cell(entry.id, "mark", self._cells(table, entry)[0])
-        table.action_cursor_down()
+        table.refresh()
+        table.action_move(1)
         self._refresh_status()
 
     def action_mark_all(self) -> None:
@@ -334,6 +358,11 @@ class LedgerScreen(Screen[None]):
         self.reverse = not self.reverse
         self._refill()
 
+    def action_toggle_names(self) -> None:
+        """Show the (identifying) folder names instead of the participant keys, or hide them again."""
+        self.show_names = not self.show_names
+        self._rebuild()
+
     def action_reload(self) -> None:
         """Show the ledger rows again."""
         self.app.reload_ledger()
@@ -365,7 +394,7 @@ class LedgerScreen(Screen[None]):
             return
         self.app.start_batch([e.scanned for e in chosen])
 
-    def _row_or_warn(self, need_passphrase: bool = False) -> Any:
+    def _entry_with_row(self, need_passphrase: bool = False) -> Entry | None:
         entry = self.current
         if entry is None or entry.row is None:
             self.notify("This participant has no share yet: run the pipeline first (r).", severity="warning")
@@ -373,32 +402,36 @@ class LedgerScreen(Screen[None]):
         if need_passphrase and not entry.row.passphrase:
             self.notify("This row has no passphrase (not packed yet).", severity="warning")
             return None
-        return entry.row
+        return entry
 
     def action_reveal(self) -> None:
         """Show the passphrase of the highlighted share in big letters."""
-        row = self._row_or_warn(need_passphrase=True)
-        if row is not None:
-            self.app.push_screen(RevealScreen(row))
+        entry = self._entry_with_row(need_passphrase=True)
+        if entry is not None:
+            self.app.push_screen(RevealScreen(entry.row, entry.participant))
 
     def action_copy_mail(self) -> None:
         """Copy the e-mail text (link, expiry, instructions; never the passphrase) via OSC 52."""
         from tui.core.mailtext import mail_text
 
-        row = self._row_or_warn()
-        if row is None:
+        entry = self._entry_with_row()
+        if entry is None:
             return
-        subject, body = mail_text(row, self.app.services.language)
+        if not entry.row.link:
+            self.notify(f"No link yet (status {entry.status}).", severity="warning")
+            return
+        subject, body = mail_text(entry.row, self.app.services.mail_language)
         self.app.copy_to_clipboard(f"Subject: {subject}\n\n{body}")
-        self.notify(f"E-mail text for {row.participant} copied (without the passphrase).")
+        self.notify(f"E-mail text for {entry.participant} copied (without the passphrase).")
 
     def action_revoke(self) -> None:
         """Revoke the share after saying what happens remotely."""
-        row = self._row_or_warn()
-        if row is not None:
+        entry = self._entry_with_row()
+        if entry is not None:
+            row = entry.row
             self._confirm_then(
                 "Revoke this share?",
-                f"The share link for {row.participant} is deleted on the server together with the "
+                f"The share link for {entry.participant} is deleted on the server together with the "
                 "uploaded package; the link stops working at once. The row stays, marked revoked; "
                 "the next run for this participant makes a new package, passphrase and link.",
                 "Revoke",
@@ -407,12 +440,13 @@ class LedgerScreen(Screen[None]):
 
     def action_extend(self) -> None:
         """Push the share's expiry date further out."""
-        row = self._row_or_warn()
-        if row is not None:
+        entry = self._entry_with_row()
+        if entry is not None:
+            row = entry.row
             days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
             self._confirm_then(
                 "Extend this share?",
-                f"The link for {row.participant} will work until {days} full days from today "
+                f"The link for {entry.participant} will work until {days} full days from today "
                 f"(currently: {short_when(row.expires) or 'never'}).",
                 "Extend",
                 lambda: self.app.share_action("extend", row.id, days),
@@ -432,5 +466,5 @@ class LedgerScreen(Screen[None]):
         self.action_clear_filter()
         for index, entry in enumerate(self._shown):
             if entry.participant == participant:
-                self.query_one(LedgerTable).move_cursor(row=index)
+                self.query_one(LedgerTable).move_cursor(index)
                 return

@@ -39,9 +39,10 @@ class RevealScreen(ModalScreen[None]):
         Binding("escape", "hide", "Hide", id="reveal.hide"),
     ]
 
-    def __init__(self, row: Any) -> None:
+    def __init__(self, row: Any, label: str) -> None:
         super().__init__()
         self._row = row
+        self._label = label
         self._words = words_of(row.passphrase)
         self._index = 0
         self._spelling = False
@@ -72,14 +73,14 @@ class RevealScreen(ModalScreen[None]):
     def _show(self) -> None:
         word = self._words[self._index] if self._words else ""
         self.query_one("#reveal-title", Label).update(
-            f"Passphrase for {self._row.participant}: word {self._index + 1} of {len(self._words)}"
+            f"Passphrase for {self._label}: word {self._index + 1} of {len(self._words)}"
         )
         self.query_one(BigWord).show(word)
         self.query_one("#reveal-plain", Label).update(word)
         spelling = self.query_one("#reveal-spelling", Label)
         spelling.display = self._spelling
         if self._spelling:
-            alphabet = "din5009" if self.app.services.language == "de" else "nato"
+            alphabet = "din5009" if getattr(self.app.settings, "language", "en") == "de" else "nato"
             spelling.update("  ".join(spelled(word, alphabet)))
         self._show_hint()
 
@@ -125,7 +126,7 @@ class RevealScreen(ModalScreen[None]):
 
         question = ConfirmScreen(
             "Passphrase told?",
-            f"Record in the ledger that {self._row.participant} has been told the passphrase?",
+            f"Record in the ledger that {self._label} has been told the passphrase?",
             yes="Recorded",
         )
         self.app.push_screen(question, answered)

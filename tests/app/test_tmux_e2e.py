@@ -47,7 +47,8 @@ class Tmux:
 
     def alive(self) -> bool:
         """True while the session (and so the program) runs."""
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True, check=False).returncode == 0
+        found = subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True, check=False)
+        return found.returncode == 0
 
 
 @pytest.fixture

@@ -289,7 +289,7 @@ class LedgerScreen(Screen[None]):
     @on(VirtualTable.Highlighted)
     def _show_detail(self) -> None:
         entry = self.current
-        detail = ""
+        detail = "" if self.entries else "No participants yet: press o to open a study folder."
         if entry is not None:
             if entry.link:
                 detail = f"link: {entry.link}"

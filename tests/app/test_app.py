@@ -476,3 +476,25 @@ async def test_folder_names_stay_hidden_until_asked(make_app, demo_study: Path) 
         await pilot.pause()
         assert sorted(e.participant for e in app.ledger_screen.entries if e.status == "scanned") == names
         assert "NAMES SHOWN" in str(app.ledger_screen.query_one("#ledger-status").render())
+
+
+async def test_failure_shows_inline_and_retry_runs_again(make_app, demo_study: Path, settings) -> None:
+    from dataclasses import replace
+
+    from tui.app.messages import BatchEnded
+
+    ended: list[BatchEnded] = []
+    app = make_app(demo_study, settings=replace(settings, modalities=frozenset({"CT"})))
+    async with app.run_test(size=SIZE, message_hook=lambda m: ended.append(m) if isinstance(m, BatchEnded) else None) \
+            as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert app.batch_screen.lines[key].state == "failed"
+        reason = str(app.batch_screen.query_one("#batch-reason").render())
+        assert key in reason and app.batch_screen.lines[key].reason in reason
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert len(ended) == 2 and app.batch_screen.lines[key].state == "failed"

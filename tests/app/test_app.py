@@ -395,7 +395,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
         assert "1/1 done" in str(app.batch_screen.query_one("#batch-summary").render())
         assert app.batch_screen.query_one("#batch-log").lines
         await pilot.press("escape")
-        await pilot.pause()
+        await settle(app, pilot)  # BatchEnded may arrive after the first wait and reload the ledger then
         shared = [e for e in app.ledger_screen.entries if e.participant == key]
         assert [e.status for e in shared] == ["shared"]
     with Ledger.open(ledger_path) as ledger:

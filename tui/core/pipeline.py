@@ -331,9 +331,7 @@ class _Run:
             return "done earlier"
         shutil.rmtree(self.attempt / "package", ignore_errors=True)
         released = scan(self.attempt / "deid", as_participant=True)
-        inputs = [nifti.SeriesInput(key=f"{n}", files=s.files, description=s.description, modality=s.modality,
-                                    image_type=s.image_type, sop_classes=set(s.sop_classes))
-                  for n, s in enumerate(released.participants[0].series(), 1)] if released.participants else []
+        inputs = nifti.inputs_from_scan(released.participants[0].series()) if released.participants else []
         results = yield from relabel(nifti.convert_series(inputs, self.attempt / "package", self.label,
                                                           engine=self.settings.engine, cancel=self.cancel),
                                      self.subject, "convert")
@@ -415,7 +413,7 @@ class _Run:
     def _write_docs(self) -> None:
         items = [p for p, _ in self._converted() if p.exists()]
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
-        write_participant_docs(self.package_root, items, previews)
+        write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off")
 
     def _leak_gate(self) -> None:
         """Refuse to pack if any identifier of the participant is found in a file or a name."""

@@ -42,12 +42,25 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-work", action="store_true", help="keep de-identified DICOM and unpacked packages")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `batch` and `share` subcommands."""
-    batch = subparsers.add_parser("batch", help="run the pipeline for every participant under a study folder")
+BATCH_HELP = "run the pipeline for every participant under a study folder"
+
+
+def _batch_arguments(batch: argparse.ArgumentParser) -> None:
     batch.add_argument("folder", type=Path, metavar="STUDY_DIR")
     add_pipeline_arguments(batch)
     batch.set_defaults(handler=run, as_participant=False)
+
+
+def build_batch_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser for `mrishare batch` (the demo builds its run with it)."""
+    parser = argparse.ArgumentParser(prog="mrishare batch", description=BATCH_HELP)
+    _batch_arguments(parser)
+    return parser
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `batch` and `share` subcommands."""
+    _batch_arguments(subparsers.add_parser("batch", help=BATCH_HELP))
     share = subparsers.add_parser("share", help="run the pipeline for one participant's folder")
     share.add_argument("folder", type=Path, metavar="PARTICIPANT_DIR")
     add_pipeline_arguments(share)
@@ -88,5 +101,7 @@ def run(args: argparse.Namespace) -> int:
     for outcome in result.outcomes:
         table.add_row(Text(outcome.key), Text(outcome.row_id), Text(outcome.status), Text(outcome.reason))
     stdout.print(table)
-    stdout.print(Text("Passphrases are in the ledger only; show one with `mrishare shares reveal ROW`."))
+    ledger_flag = f" --ledger {ledger_path}" if args.ledger else ""
+    stdout.print(Text(f"Passphrases are in the ledger only; show one with `mrishare shares{ledger_flag} reveal ROW`,"
+                      f" the e-mail text with `mrishare mail{ledger_flag} ROW`."))
     return 1 if result.failed else 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 from pathlib import Path
 
 from rich.text import Text
@@ -21,43 +23,48 @@ from tui.core.dicom_scan import ScanResult, Series, Skipped, read_header, scan_e
 from tui.core.errors import MrishareError
 from tui.core.tags import flatten
 
-NEXT_STEPS = """\
-Next steps (what the app will run on this study):
-  1. de-identify every series (PS3.15 Annex E; try `mrishare inspect FILE`)
-  2. convert to NIfTI and deface the T1
-  3. zip with AES-256 and a word passphrase; deliver to a folder or Nextcloud
-  4. record the share in share-list.xlsx"""
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` subcommand."""
-    p = subparsers.add_parser("demo", help="make a synthetic demo study (invented people) and show it")
+    p = subparsers.add_parser("demo", help="try mrishare on a synthetic study (invented people), no server needed")
     p.add_argument("--make", type=Path, metavar="DIR", help="only write the demo study into DIR (empty or new)")
     p.add_argument("--participants", type=int, default=2, help="number of invented participants (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed: same seed, same files and UIDs")
+    p.add_argument("--headless", action="store_true",
+                   help="no app: show the scan and one inspection, then run the pipeline (default without a terminal)")
     p.add_argument("--reveal", action="store_true", help="show the invented names, IDs and dates")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Make (or reuse) the demo study, then scan and inspect it unless only --make was asked."""
+    """Make (or reuse) the demo study, then open the app on it, or run it headless."""
     if args.participants < 1:
         raise MrishareError("--participants must be at least 1")
     if args.make is not None:
         for folder in run_with_progress(make_demo_study(args.make, args.participants, args.seed)):
             print(folder)
         return 0
-    out = data_dir() / "demo"
-    if _reusable(out, args.participants, args.seed):
-        stdout.print(Text(f"using the demo study in {out}"))
+    study = data_dir() / "demo"
+    if _reusable(study, args.participants, args.seed):
+        stdout.print(Text(f"using the demo study in {study}"))
     else:
-        run_with_progress(make_demo_study(out, args.participants, args.seed))
-        stdout.print(Text(f"made a demo study in {out}"))
-    result = run_with_progress(scan_events(out))
+        shutil.rmtree(study, ignore_errors=True)
+        run_with_progress(make_demo_study(study, args.participants, args.seed))
+        stdout.print(Text(f"made a demo study in {study}"))
+    outbox, ledger = data_dir() / "demo-outbox", data_dir() / "demo-share-list.xlsx"
+    outbox.mkdir(parents=True, exist_ok=True)
+    pipeline_args = ["--dest", f"folder:{outbox}", "--ledger", str(ledger)]
+    if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
+        from tui.cli.app import build_app_parser, run_app
+
+        return run_app(build_app_parser().parse_args([str(study), *pipeline_args]))
+    result = run_with_progress(scan_events(study))
     print_result(result, reveal=args.reveal)
     _inspect_t1(result, args.reveal)
-    stdout.print(Text(NEXT_STEPS))
-    return 0
+    stdout.print(Text(f"\nRunning the pipeline for every participant into {outbox} ...", style="bold"))
+    from tui.cli.batch import build_batch_parser
+    from tui.cli.batch import run as run_batch
+
+    return run_batch(build_batch_parser().parse_args([str(study), *pipeline_args]))
 
 
 def _reusable(out: Path, participants: int, seed: int) -> bool:

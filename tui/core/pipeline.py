@@ -336,8 +336,6 @@ class _Run:
                                                           engine=self.settings.engine, cancel=self.cancel),
                                      self.subject, "convert")
         converted = [r for r in results if isinstance(r, nifti.Converted)]
-        for skipped in (r for r in results if isinstance(r, nifti.NotConverted)):
-            yield StepNote(self.subject, "convert", f"series {skipped.series_key} not converted: {skipped.reason}")
         if not converted:
             raise MrishareError("no series could be converted to NIfTI")
         assert self.journal is not None

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
-from tui.core import deface as deface_mod
 from tui.core import leakcheck, nifti, package, passphrase, preview
 from tui.core.credentials import Credentials
 from tui.core.deidentify import DeidSettings, deidentify_participant
@@ -28,7 +27,6 @@ from tui.core.destinations import Delivered, Destination, ShareInfo, destination
 from tui.core.dicom_scan import Participant, scan
 from tui.core.errors import MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
-from tui.core.facecheck import face_check
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.participant_docs import write_participant_docs
@@ -357,6 +355,10 @@ class _Run:
         assert self.journal is not None
         if self._done("deface"):
             return "done earlier"
+        # Imported here: SimpleITK, dlib and the face models take ~0.2 s that only this stage needs.
+        from tui.core import deface as deface_mod
+        from tui.core.facecheck import face_check
+
         done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))  # type: ignore[union-attr]
         reference = None
         held = 0

@@ -109,3 +109,25 @@ def test_collect_identifiers_covers_every_patient_in_the_folder(synthetic: Path)
     identifiers = collect_identifiers(participant)
     assert check_text("Müßiggänger", identifiers), "the misfiled patient's name is searched too"
     assert check_text("Adelheid", identifiers)
+
+
+def test_png_is_checked_in_its_text_chunks_not_in_its_pixels(tmp_path: Path) -> None:
+    from PIL import Image, PngImagePlugin
+
+    from tui.core.leakcheck import Identifier, Identifiers, check_files
+
+    ids = Identifiers((Identifier("OperatorsName part", "Mia", bounded=True),
+                       Identifier("PatientName", "Okafor Chidi")))
+    noise = Image.frombytes("L", (64, 64), bytes(range(256)) * 16)
+    clean = tmp_path / "clean.png"
+    noise.save(clean)
+    data = bytearray(clean.read_bytes())
+    idat = data.index(b"IDAT") + 4
+    data[idat + 20:idat + 25] = b" Mia "  # a chance hit inside the compressed pixels is not a leak
+    clean.write_bytes(bytes(data))
+    assert check_files([clean], ids) == []
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "scan of Okafor Chidi", zip=True)
+    tagged = tmp_path / "tagged.png"
+    noise.save(tagged, pnginfo=info)
+    assert [leak.kind for leak in check_files([tagged], ids)] == ["PatientName"]

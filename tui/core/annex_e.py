@@ -19,8 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from pydicom.datadict import dictionary_VR
-
 from tui.assets import ASSETS
 from tui.core.errors import MrishareError
 
@@ -285,6 +283,9 @@ def _private(tag: int, creator: str | None, opts: frozenset[str]) -> Decision:
 def _unlisted(tag: int, vr: str | None) -> Decision:
     """Standard attributes Table E.1-1 does not list are kept; free text, dates and UIDs get a review flag."""
     if vr is None or vr == "UN":
+        # Imported here: pydicom takes ~0.3 s, and the CLI reads OPTIONS for every `mrishare --help`.
+        from pydicom.datadict import dictionary_VR
+
         try:
             vr = dictionary_VR(tag)
         except KeyError:

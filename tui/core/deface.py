@@ -29,13 +29,13 @@ from tui.assets import ASSETS
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted
 from tui.core.head_render import surface_level, volume_image
+from tui.core.presets import DEFACE_MODES as MODES
 
 TEMPLATE = ASSETS / "pydeface" / "mean_reg2mean.nii.gz"
 FACE_MASK = ASSETS / "deface" / "face_mask.nii.gz"
 BRAIN_MASK = ASSETS / "deface" / "brain_mask.nii.gz"
 HEAD_MASK = ASSETS / "deface" / "head_mask.nii.gz"
 
-MODES = ("reface", "deface", "off")
 STEP = "deface"
 REGISTRATION_MM = 3.0  # both images are resampled to this grid for registration (speed; faces are large)
 FEATHER_MM = 2.0  # Gaussian sigma of the blend between the face and the untouched scan

@@ -65,12 +65,12 @@ from tui.core.leakcheck import (
     collect_identifiers,
     identifiers_from_datasets,
 )
+from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
 from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
 from tui.core.quarantine import QuarantineStore, quarantine_reason
 from tui.core.uidmap import UidMap, is_well_known
 
 STEP = "deid"
-DEFAULT_OPTIONS = frozenset({"rtn_long_modif_dates", "clean_desc"})
 PARALLEL_MIN_FILES = 24
 CHUNK = 16
 

@@ -37,8 +37,8 @@ from tui.core.events import (
     drain,
 )
 from tui.core.passphrase import Passphrase
+from tui.core.presets import ENCRYPTIONS as MODES
 
-MODES = ("aes", "zipcrypto")
 MANIFEST = "MANIFEST-SHA256.txt"
 # Members that are compressed already: deflating them again costs time and saves nothing.
 STORED_SUFFIXES = frozenset({".gz", ".zip", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bz2", ".xz",

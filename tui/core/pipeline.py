@@ -30,26 +30,10 @@ from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNo
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.participant_docs import write_participant_docs
+from tui.core.presets import PRESETS, Preset
 
 STAGES = ("deidentify", "convert", "deface", "pack", "upload", "share")
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
-
-
-@dataclass(frozen=True)
-class Preset:
-    """What a preset decides: Annex E options, defacing mode, and whether a failed face check blocks."""
-
-    options: frozenset[str]
-    deface: str
-    face_check_blocks: bool
-
-
-PRESETS = {
-    # Art. 15 copy for the participant: their own dates and characteristics stay, faces stay.
-    "participant-copy": Preset(frozenset({"rtn_long_full_dates", "rtn_pat_chars", "clean_desc"}), "off", False),
-    # Leaves the lab for research: shifted dates, refaced anatomy, a face found is a hard stop.
-    "research": Preset(frozenset({"rtn_long_modif_dates", "clean_desc"}), "reface", True),
-}
 
 
 @dataclass(frozen=True)

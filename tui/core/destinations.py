@@ -300,7 +300,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def destination_from(spec: str, credentials: Credentials | None) -> Destination:
-    """Build a destination from `folder:PATH` or `nextcloud` (empty: what the credentials say)."""
+    """Build a destination from `folder:PATH`, `nextcloud` or `dicom-node:NAME` (empty: what the credentials say)."""
     spec = spec or (credentials.destination if credentials else "")
     if spec.startswith("folder:") and len(spec) > len("folder:"):
         return FolderDestination(Path(spec[len("folder:"):]))
@@ -310,4 +310,9 @@ def destination_from(spec: str, credentials: Credentials | None) -> Destination:
         from tui.core.nextcloud import NextcloudDestination  # loads the HTTP client only when needed
 
         return NextcloudDestination(credentials)
-    raise MrishareError("destination must be 'folder:PATH' or 'nextcloud'", spec or None)
+    if spec.startswith("dicom-node:") and len(spec) > len("dicom-node:"):
+        from tui.core.dicom_nodes import get_node  # pynetdicom only when a node is used
+        from tui.core.node_destination import DicomNodeDestination
+
+        return DicomNodeDestination(get_node(spec[len("dicom-node:"):]))
+    raise MrishareError("destination must be 'folder:PATH', 'nextcloud' or 'dicom-node:NAME'", spec or None)

@@ -6,6 +6,10 @@ scan (done by the caller) -> de-identify -> convert -> deface -> previews/README
 reuses a remote file that already arrived and a share that was already made, so
 there are no duplicates and no orphaned remote files. A ledger row that the user
 deleted means "share again": the old remote file is revoked and a new attempt starts.
+
+To a DICOM node (`dicom-node:NAME`) a run delivers the de-identified DICOM itself: the upload
+stage runs the leak gate over the released files and sends them with C-STORE; convert, deface,
+pack and share do not apply, and the row ends as `uploaded` (a node gives no link or passphrase).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from tui.core import leakcheck, nifti, package, passphrase, preview
 from tui.core.credentials import Credentials
@@ -32,8 +37,14 @@ from tui.core.ledger import Ledger, LedgerRow
 from tui.core.participant_docs import write_participant_docs
 from tui.core.presets import PRESETS, Preset
 
+if TYPE_CHECKING:
+    from tui.core.node_destination import DicomNodeDestination
+
 STAGES = ("deidentify", "convert", "deface", "pack", "upload", "share")
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
+NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
+DONE = frozenset({"shared", "uploaded"})
+"""Final statuses of a successful run: `shared` (folder, Nextcloud) or `uploaded` (DICOM node)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,7 @@ class PipelineSettings:
     """Everything a batch needs besides the participants and the ledger."""
 
     destination: str
-    """`folder:PATH` or `nextcloud`."""
+    """`folder:PATH`, `nextcloud` or `dicom-node:NAME`."""
     work_dir: Path
     preset: str = "participant-copy"
     options: frozenset[str] | None = None
@@ -99,8 +110,8 @@ class BatchResult:
 
     @property
     def failed(self) -> list[Outcome]:
-        """The participants that did not reach `shared`."""
-        return [o for o in self.outcomes if o.status != "shared"]
+        """The participants that did not finish (`shared`, or `uploaded` to a DICOM node)."""
+        return [o for o in self.outcomes if o.status not in DONE]
 
 
 class LedgerGate:
@@ -176,14 +187,20 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
     stage = "deidentify"
     try:
         run.start()
+        delivered_before = run.delivered
         for stage in STAGES:
             if run.cancel.is_set():
                 raise MrishareError("cancelled")
             yield StepStarted(run.subject, stage)
-            summary = yield from getattr(run, stage)()
+            if run.to_node and stage in NOT_FOR_NODE:
+                summary = "not for a DICOM node"
+            elif delivered_before:  # a finished run is not redone (its work files are gone)
+                summary = "done earlier"
+            else:
+                summary = yield from getattr(run, stage)()
             yield StepFinished(run.subject, stage, summary)
         run.finish()
-        return Outcome(run.subject, run.journal.share_id, "shared")
+        return Outcome(run.subject, run.journal.share_id, "uploaded" if run.to_node else "shared")
     except MrishareError as error:
         reason = str(error)
     except Exception as error:  # a bug or a library failure: never let its message (maybe PHI) out
@@ -205,6 +222,7 @@ class _Run:
         self.destination = destination
         self.cancel = cancel
         self.subject = participant.key
+        self.to_node = destination.kind == "dicom-node"
         self.home = settings.work_dir / participant.key
         self.journal: Journal | None = None
         self.row: LedgerRow | None = None
@@ -226,13 +244,14 @@ class _Run:
             source_folder=str(self.participant.folder), status="scanned",
             destination=self.settings.destination, created=datetime.now().replace(microsecond=0),
             series=sum(1 for _ in self.participant.series()), size=self.participant.bytes)
-        self._save_row(last_action="pipeline started")
+        if not self.delivered:
+            self._save_row(last_action="pipeline started")
         journal.mark("row")
 
     def _withdraw(self, journal: Journal) -> None:
         """Remove what an abandoned attempt left remotely and locally (the user asked to share again)."""
         upload = journal.done.get("upload")
-        if upload:
+        if upload and not self.to_node:  # a node keeps what it got; a new attempt just sends again
             share = journal.done.get("share", {})
             self.destination.revoke(str(share.get("share_id", "")), str(upload["remote_path"]))
         shutil.rmtree(self.home / journal.share_id, ignore_errors=True)
@@ -240,6 +259,11 @@ class _Run:
     def _save_row(self, **changes: object) -> None:
         assert self.row is not None
         self.row = self.gate.update(self.row, **changes)
+
+    @property
+    def delivered(self) -> bool:
+        """True once the last stage is done: `share`, or `upload` to a DICOM node."""
+        return self.journal is not None and ("upload" if self.to_node else "share") in self.journal.done
 
     @property
     def attempt(self) -> Path:
@@ -384,7 +408,7 @@ class _Run:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
         self._write_docs()
-        self._leak_gate()
+        self._leak_gate(sorted(p for p in self.package_root.rglob("*") if p.is_file()), self.package_root.parent)
         phrase = passphrase.generate(self.settings.language)
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
@@ -399,11 +423,10 @@ class _Run:
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off")
 
-    def _leak_gate(self) -> None:
-        """Refuse to pack if any identifier of the participant is found in a file or a name."""
+    def _leak_gate(self, files: list[Path], root: Path) -> None:
+        """Refuse to release if any identifier of the participant is found in a file or a name below `root`."""
         identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
-        files = sorted(p for p in self.package_root.rglob("*") if p.is_file())
-        leaks = leakcheck.check_files(files, identifiers, root=self.package_root.parent)  # names included
+        leaks = leakcheck.check_files(files, identifiers, root=root)  # names included
         if leaks:
             where = ", ".join(sorted({str(leak) for leak in leaks})[:3])
             raise MrishareError(f"leak gate: {len(leaks)} identifying value(s) found ({where}); nothing released")
@@ -413,6 +436,8 @@ class _Run:
         assert self.journal is not None
         if self._done("upload"):
             return "done earlier"
+        if self.to_node:
+            return (yield from self._send_to_node())
         remote_name = f"{self.journal.share_id}/{self.zip_path.name}"
         size = self.zip_path.stat().st_size
         if self.destination.exists(remote_name):
@@ -424,6 +449,27 @@ class _Run:
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
         return f"{delivered.size / 1e6:.1f} MB"
+
+    def _send_to_node(self) -> EventStream[str]:
+        """Leak gate over the released DICOM, then C-STORE exactly those files to the node."""
+        from tui.core.dicom_net import dicom_files  # pynetdicom only when a node is used
+
+        assert self.journal is not None
+        deid = self.attempt / "deid"
+        files = dicom_files(deid)
+        if not files:
+            raise MrishareError("no de-identified DICOM to send", deid)
+        if self.profile.deface != "off":
+            yield StepNote(self.subject, "upload", "DICOM sent to a node keeps the face (defacing applies to "
+                           "NIfTI packages only)", "warning")
+        self._leak_gate(files, deid)
+        node = cast("DicomNodeDestination", self.destination)
+        delivered = yield from relabel(node.send(files, f"{self.journal.share_id}/sub-{self.label}", self.cancel),
+                                       self.subject, "upload")
+        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
+        self._save_row(remote_path=delivered.remote_path, size=delivered.size, status="uploaded",
+                       last_action=f"sent to node {node.node.name}")
+        return f"{len(files)} files to {node.node.name}"
 
     def share(self) -> EventStream[str]:
         """Create the expiring link (or find the one made before a crash) and complete the ledger row."""

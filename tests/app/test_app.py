@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import openpyxl
 import pydicom
 import pytest
 from textual.command import CommandPalette
@@ -498,3 +499,61 @@ async def test_failure_shows_inline_and_retry_runs_again(make_app, demo_study: P
         await pilot.press("r")
         await settle(app, pilot)
         assert len(ended) == 2 and app.batch_screen.lines[key].state == "failed"
+
+
+@pytest.mark.slow
+async def test_delete_row_revokes_at_once_and_the_next_run_shares_again(make_app, demo_study: Path,
+                                                                        ledger_path: Path, settings) -> None:
+    outbox = Path(settings.destination.removeprefix("folder:"))
+    app = make_app(demo_study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        first = next(e.row for e in app.ledger_screen.entries if e.participant == key)
+        assert first.status == "shared" and (outbox / first.remote_path).is_file()
+        await go_to_row(app, pilot, lambda e: e.participant == key)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        text = str(app.screen.query_one("#confirm-text").render())
+        assert "stops working" in text and str(outbox) in text and "new passphrase" in text
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert not (outbox / first.remote_path).exists()
+        assert [e.status for e in app.ledger_screen.entries if e.participant == key] == ["scanned"]
+        on_disk = [row[0] for row in openpyxl.load_workbook(ledger_path)["shares"].iter_rows(values_only=True)]
+        assert first.id not in on_disk and "s0000000001" in on_disk
+        await go_to_row(app, pilot, lambda e: e.participant == key)
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        second = next(e.row for e in app.ledger_screen.entries if e.participant == key)
+        assert second.status == "shared" and second.id != first.id
+        assert second.passphrase != first.passphrase and (outbox / second.remote_path).is_file()
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.get(first.id) is None and ledger.get(second.id) is not None
+
+
+async def test_delete_row_is_offered_in_help_and_can_be_cancelled(make_app, ledger_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert "Delete row to share again" in dict((what, key) for key, what in app.screen.lines)
+        await pilot.press("escape")
+        await go_to_row(app, pilot, lambda e: e.participant == "P0002")
+        await pilot.press("d")
+        await pilot.pause()
+        text = str(app.screen.query_one("#confirm-text").render())
+        assert "Nothing of it was uploaded" in text
+        await pilot.press("n")
+        await settle(app, pilot)
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.get("s0000000002") is not None

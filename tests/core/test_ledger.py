@@ -271,3 +271,67 @@ def test_ten_thousand_rows(path: Path) -> None:
     ledger.close()
     print(f"\n10k rows: save all {first_save:.2f} s, open {opened:.2f} s, save after one change {one_row_save:.2f} s")
     assert len(Ledger.open(path).rows()) == 10_000
+
+
+def _with_note_column(path: Path, ids: str) -> None:
+    """A ledger with rows `ids` and the user's own 'Called on' column filled per row."""
+    with Ledger.open(path) as ledger:
+        for row_id in ids:
+            ledger.upsert(_row(row_id))
+        ledger.save()
+    wb = openpyxl.load_workbook(path)
+    ws = wb["shares"]
+    ws.cell(1, 25, "Called on")
+    for number, row_id in enumerate(ids, start=2):
+        ws.cell(number, 25, f"called {row_id}")
+    wb.save(path)
+
+
+def test_delete_removes_the_row_and_moves_the_users_cells_with_theirs(path: Path) -> None:
+    _with_note_column(path, "abc")
+    with Ledger.open(path) as ledger:
+        ledger.delete("b")
+        assert ledger.get("b") is None and [r.id for r in ledger.rows()] == ["a", "c"]
+        with pytest.raises(MrishareError, match="no such row"):
+            ledger.delete("b")
+        ledger.save()
+    assert path.stat().st_mode & 0o777 == 0o600
+    ws = openpyxl.load_workbook(path)["shares"]
+    assert [ws.cell(n, 1).value for n in (2, 3)] == ["a", "c"] and ws.max_row == 3
+    assert [ws.cell(n, 25).value for n in (2, 3)] == ["called a", "called c"]  # the user's cells stay with the row
+    with Ledger.open(path) as ledger:
+        assert [r.id for r in ledger.rows()] == ["a", "c"]
+
+
+def test_delete_blanks_the_row_in_place_when_a_formula_points_below_it(path: Path) -> None:
+    _with_note_column(path, "abc")
+    wb = openpyxl.load_workbook(path)
+    wb.create_sheet("summary")["A1"] = "=shares!Y4"  # the user's formula on participant c's note
+    wb.save(path)
+    with Ledger.open(path) as ledger:
+        ledger.delete("b")
+        ledger.save()
+        ledger.upsert(_row("d"))
+        ledger.save()
+    wb = openpyxl.load_workbook(path)
+    ws = wb["shares"]
+    assert wb["summary"]["A1"].value == "=shares!Y4" and ws.cell(4, 25).value == "called c"  # nothing moved
+    assert all(cell.value is None for cell in ws[3])
+    assert ws.cell(5, 1).value == "d"
+    with Ledger.open(path) as ledger:
+        assert [r.id for r in ledger.rows()] == ["a", "c", "d"]
+
+
+def test_delete_of_a_row_changed_on_disk_meanwhile_and_of_an_unsaved_row(path: Path) -> None:
+    _with_note_column(path, "ab")
+    with Ledger.open(path) as ledger:
+        time.sleep(0.01)
+        wb = openpyxl.load_workbook(path)
+        wb["shares"].cell(3, 20, "edited in LibreOffice")
+        wb.save(path)
+        ledger.upsert(_row("x"))
+        ledger.delete("x")
+        ledger.delete("a")
+        ledger.save()
+    with Ledger.open(path) as ledger:
+        assert [r.id for r in ledger.rows()] == ["b"] and ledger.get("b").note == "edited in LibreOffice"

@@ -200,7 +200,7 @@ class TuiApp(App[None]):
         self.post_message(RowActionDone("record", "", error))
 
     def share_action(self, verb: str, row_id: str, days: int = 0) -> None:
-        """Revoke or extend one share (not while a batch writes the ledger)."""
+        """Revoke, extend or share again one row (not while a batch writes the ledger)."""
         if self.batch_running:
             self.notify("Wait for the batch to finish (or cancel it) first.", severity="warning")
             return
@@ -208,20 +208,23 @@ class TuiApp(App[None]):
 
     @work(thread=True, group="row-action", exit_on_error=False)
     def share_action_worker(self, verb: str, row_id: str, days: int) -> None:
-        """Revoke or extend through the core pipeline, at the row's own destination."""
+        """Revoke, extend or share again through the core, at the row's own destination."""
         from tui.core import pipeline
-        from tui.core.destinations import destination_from
+        from tui.core.shares import row_destination, share_again
 
         error = ""
         with self._ledger_lock:
             try:
                 row = self.ledger.get(row_id)
-                credentials = getattr(self.settings, "credentials", None)
-                destination = destination_from(row.destination or "nextcloud", credentials)
+                if row is None:
+                    raise MrishareError("no such row in the ledger", row_id)
+                destination = row_destination(row, getattr(self.settings, "credentials", None))
                 if verb == "revoke":
                     pipeline.revoke(self.ledger, row_id, destination)
-                else:
+                elif verb == "extend":
                     pipeline.extend(self.ledger, row_id, days, destination)
+                else:
+                    share_again(self.ledger, row_id, destination)
             except MrishareError as failure:
                 error = str(failure)
         self.post_message(RowActionDone(verb, row_id, error))
@@ -230,6 +233,8 @@ class TuiApp(App[None]):
     def _row_action_done(self, message: RowActionDone) -> None:
         if message.error:
             self.notify(message.error, title=f"{message.verb} failed", severity="error")
+        elif message.verb == "share again":
+            self.notify("Row deleted: the next run (r) makes a new package, passphrase and link.")
         elif message.verb != "record":
             self.notify(f"{message.verb}: done.")
         self.reload_ledger()

@@ -5,8 +5,10 @@ delete a row to mean "share this participant again". So the ledger:
   - maps columns by header name and touches only its own cells: other columns, sheets and formats stay;
   - writes back only rows that were upserted in this session, so a row deleted meanwhile stays deleted
     and nothing re-creates it from elsewhere (the pipeline treats a missing row as "not shared");
-  - never deletes or moves rows (openpyxl's delete_rows rewrites no formulas or ranges); a share that
-    ends gets status 'expired' or 'revoked' instead;
+  - keeps a share that ends as a row with status 'expired' or 'revoked'; only `delete` (the user asked
+    to share again) removes a row: it moves the rows below up when nothing in the workbook points at
+    cells by position, and otherwise blanks the row in place (openpyxl's delete_rows rewrites no
+    formulas, ranges, names or hyperlinks, so moving rows would make them point at other shares);
   - saves atomically (temp file in the same folder, fsync, os.replace) with mode 0600;
   - refuses to open while LibreOffice or Excel has the file open (their lock files), while another
     mrishare holds our lock (stale locks of dead processes are taken over), or if it is not a readable
@@ -30,6 +32,7 @@ from types import TracebackType
 from typing import Self
 
 import openpyxl
+from openpyxl.cell.cell import MergedCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.workbook.workbook import Workbook
@@ -106,6 +109,7 @@ class Ledger:
         self._stat: tuple[int, int] | None = None
         self._rows: dict[str, LedgerRow] = {}
         self._dirty: dict[str, LedgerRow] = {}
+        self._deleted: set[str] = set()
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -158,12 +162,20 @@ class Ledger:
                 setattr(stored, name, _to_cell(value).replace(microsecond=0))
         self._rows[row.id] = stored
         self._dirty[row.id] = copy(stored)
+        self._deleted.discard(row.id)
+
+    def delete(self, row_id: str) -> None:
+        """Remove the row with this ID (by the next `save`): the pipeline then treats it as not shared."""
+        if self._rows.pop(row_id, None) is None:
+            raise MrishareError("no such row in the ledger", row_id)
+        self._dirty.pop(row_id, None)
+        self._deleted.add(row_id)
 
     def save(self) -> None:
         """Write the upserted rows into the workbook on disk, atomically, mode 0600."""
         if self._lock is None:
             raise MrishareError("ledger is closed", self.path)
-        if not self._dirty:
+        if not self._dirty and not self._deleted:
             return
         _check_foreign_locks(self.path)
         if not self.path.exists():  # moved away or deleted while open: start a fresh workbook
@@ -173,8 +185,11 @@ class Ledger:
         assert self._wb is not None
         sheet = _sheet(self._wb, self.path)
         columns = _columns(sheet, self.path, add_missing=True)
-        ids = sheet.iter_rows(min_row=2, min_col=columns["id"], max_col=columns["id"], values_only=True)
-        index = {_cell_text(value): number for number, (value,) in enumerate(ids, start=2)}
+        index = _id_index(sheet, columns["id"])
+        gone = sorted((index[row_id] for row_id in self._deleted if row_id in index), reverse=True)
+        if gone:
+            _remove_rows(self._wb, sheet, gone)
+            index = _id_index(sheet, columns["id"])
         last = sheet.max_row
         styles = _row_styles(sheet, last) if last >= 2 else {}
         for row in self._dirty.values():
@@ -190,6 +205,7 @@ class Ledger:
                     cell.number_format = _FORMATS[name]
         self._write(self._wb)
         self._dirty.clear()
+        self._deleted.clear()
 
     def close(self) -> None:
         """Release the lock (unsaved upserts are dropped)."""
@@ -219,6 +235,8 @@ class Ledger:
         wb = self._read(read_only=False)
         rows = self._parse(wb)
         rows.update(self._dirty)
+        for row_id in self._deleted:
+            rows.pop(row_id, None)
         self._wb, self._rows, self._stat = wb, rows, stat
 
     def _read(self, read_only: bool) -> Workbook:
@@ -360,6 +378,42 @@ def _cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def _id_index(sheet: Worksheet, id_col: int) -> dict[str, int]:
+    """ID -> sheet row number."""
+    ids = sheet.iter_rows(min_row=2, min_col=id_col, max_col=id_col, values_only=True)
+    return {_cell_text(value): number for number, (value,) in enumerate(ids, start=2)}
+
+
+def _remove_rows(wb: Workbook, sheet: Worksheet, numbers: list[int]) -> None:
+    """Delete these sheet rows (highest first), or blank them where moving rows would break references."""
+    if _refers_by_position(wb, sheet):
+        for number in numbers:
+            for cell in sheet[number]:
+                if isinstance(cell, MergedCell):
+                    continue
+                cell.value = None
+                cell.hyperlink = None
+        return
+    for number in numbers:
+        sheet.delete_rows(number)
+
+
+def _refers_by_position(wb: Workbook, sheet: Worksheet) -> bool:
+    """True if anything points at cells by address: formulas, names, ranges, hyperlinks, tables, drawings."""
+    if len(wb.defined_names) or any(len(ws.defined_names) for ws in wb.worksheets):
+        return True
+    if any(getattr(ws, "_images", None) or getattr(ws, "_charts", None) for ws in wb.worksheets):
+        return True
+    if (sheet.merged_cells.ranges or len(sheet.conditional_formatting) or sheet.data_validations.dataValidation
+            or sheet.tables or sheet.auto_filter.ref or sheet.print_area):
+        return True
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            if any(cell.data_type == "f" or (ws is sheet and cell.hyperlink) for cell in row):
+                return True
+    return False
 
 
 def _row_styles(sheet: Worksheet, number: int) -> dict[int, object]:

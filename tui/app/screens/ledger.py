@@ -136,6 +136,7 @@ class LedgerScreen(Screen[None]):
         Binding("a", "mark_all", "Select all shown / none", show=False, id="ledger.select-all"),
         Binding("x", "revoke", "Revoke share", show=False, id="ledger.revoke"),
         Binding("e", "extend", "Extend expiry", show=False, id="ledger.extend"),
+        Binding("d", "share_again", "Delete row to share again", show=False, id="ledger.share-again"),
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
         Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
@@ -451,6 +452,24 @@ class LedgerScreen(Screen[None]):
                 "Extend",
                 lambda: self.app.share_action("extend", row.id, days),
             )
+
+    def action_share_again(self) -> None:
+        """Delete the row after saying what happens remotely; the participant can then be shared again."""
+        from tui.core.shares import where
+
+        entry = self._entry_with_row()
+        if entry is None:
+            return
+        row = entry.row
+        remote = (f"Its current link stops working now and the package is deleted from {where(row)}. "
+                  if row.remote_path else "Nothing of it was uploaded. ")
+        self._confirm_then(
+            "Delete this row and share again?",
+            f"The row of {entry.participant} is deleted from the share list. {remote}"
+            "The next run for this participant makes a new package with a new passphrase and a new link.",
+            "Delete row",
+            lambda: self.app.share_action("share again", row.id),
+        )
 
     def _confirm_then(self, title: str, text: str, yes: str, then: Any) -> None:
         def done(ok: bool | None) -> None:

@@ -14,8 +14,9 @@ ENGINES = ("dcm2niix", "dicom2nifti")
 """NIfTI conversion engines, the default first."""
 ENCRYPTIONS = ("aes", "zipcrypto")
 """Package encryption: AES-256 zip, or ZipCrypto (weak; only behind a share password)."""
-DEID_OPTIONS = frozenset({"rtn_long_modif_dates", "clean_desc"})
-"""Annex E options of `mrishare deid` unless the user picks others."""
+DEID_OPTIONS = frozenset({"rtn_long_modif_dates"})
+"""Annex E options of `mrishare deid` unless the user picks others: shifted dates, descriptions removed
+(`clean_desc` keeps descriptions that hold no known identifier, e.g. "MRT Kopf Verlauf")."""
 
 
 @dataclass(frozen=True)

@@ -546,7 +546,7 @@ async def test_delete_row_is_offered_in_help_and_can_be_cancelled(make_app, ledg
         await settle(app, pilot)
         await pilot.press("f1")
         await pilot.pause()
-        assert "Delete row to share again" in dict((what, key) for key, what in app.screen.lines)
+        assert "Delete row to share again" in {what: key for key, what in app.screen.lines}
         await pilot.press("escape")
         await go_to_row(app, pilot, lambda e: e.participant == "P0002")
         await pilot.press("d")
@@ -557,3 +557,44 @@ async def test_delete_row_is_offered_in_help_and_can_be_cancelled(make_app, ledg
         await settle(app, pilot)
     with Ledger.open(ledger_path) as ledger:
         assert ledger.get("s0000000002") is not None
+
+
+async def test_settings_are_kept_for_the_next_start(ledger_path: Path, mrishare_home: Path) -> None:
+    from tui.app.services import Services
+
+    def start() -> TuiApp:
+        return TuiApp(Services(ledger_path=ledger_path, clock=lambda: NOW))  # settings: the saved defaults
+
+    app = start()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.settings.expiry_days == 14 and app.settings.language == "en"
+        await pilot.press("f2")
+        await pilot.pause()
+        app.screen.query_one("#set-expiry", Input).value = "30"
+        app.screen.query_one("#set-language").value = "de"
+        await pilot.press("ctrl+o")
+        await settle(app, pilot)
+    saved = mrishare_home / "config" / "settings.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    again = start()
+    async with again.run_test(size=SIZE) as pilot:
+        await settle(again, pilot)
+        assert again.settings.expiry_days == 30 and again.settings.language == "de"
+        await pilot.press("f2")
+        await pilot.pause()
+        assert again.screen.query_one("#set-expiry", Input).value == "30"
+
+
+async def test_a_broken_settings_file_is_named_and_the_app_still_starts(ledger_path: Path,
+                                                                        mrishare_home: Path) -> None:
+    from tui.app.services import Services
+
+    saved = mrishare_home / "config" / "settings.json"
+    saved.write_text('{"expiry": 30}')
+    app = TuiApp(Services(ledger_path=ledger_path, clock=lambda: NOW))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        messages = [n.message for n in app._notifications]
+        assert any(str(saved) in m and "unknown setting 'expiry'" in m for m in messages)
+        assert app.settings.destination.startswith("folder:")

@@ -33,6 +33,7 @@ from tui.app.screens.help import HelpScreen
 from tui.app.screens.ledger import LedgerScreen
 from tui.app.screens.settings import SettingsScreen
 from tui.app.services import Services
+from tui.core.config import data_dir
 from tui.core.errors import MrishareError
 
 
@@ -64,6 +65,7 @@ class TuiApp(App[None]):
         self.services = services or Services()
         self.study_dir = study_dir
         self.settings: Any = self.services.settings
+        self.user_settings: Any = None
         self.ledger: Any = None
         self._ledger_lock = threading.Lock()
         self._pending: list[tuple[str, dict[str, Any]]] = []
@@ -84,6 +86,7 @@ class TuiApp(App[None]):
         # app's widgets (and later a 10,000-row ledger) in the heap that froze the UI ~100 ms.
         # Frozen objects are skipped by the collector (they live as long as the app anyway).
         gc.freeze()
+        self.load_settings()
         self.install_screen(self.batch_screen, "batch")
         self.open_ledger_worker(self.services.ledger_path)
         if self.study_dir is not None:
@@ -117,10 +120,38 @@ class TuiApp(App[None]):
         if not isinstance(self.screen, SettingsScreen):
             self.push_screen(SettingsScreen(self.settings), self._settings_saved)
 
+    def load_settings(self) -> None:
+        """Read the saved defaults; they make the run settings unless the command line gave them."""
+        from tui.core.settings import UserSettings, load_settings
+
+        try:
+            self.user_settings = load_settings()
+            if self.settings is None:
+                self.settings = self.user_settings.pipeline_settings()
+        except MrishareError as error:
+            self.notify(f"{error} (saving in Settings, f2, replaces it)", title="Settings not loaded",
+                        severity="error", timeout=30)
+            self.user_settings = self.user_settings or UserSettings()
+            if self.settings is None:
+                self.settings = UserSettings(destination=f"folder:{data_dir() / 'outbox'}").pipeline_settings()
+
     def _settings_saved(self, settings: Any) -> None:
         if settings is not None:
             self.settings = settings
-            self.notify("Settings saved.")
+            self.save_settings_worker(settings)
+
+    @work(thread=True, exclusive=True, group="settings", exit_on_error=False)
+    def save_settings_worker(self, settings: Any) -> None:
+        """Keep the new settings as the defaults of later runs and starts (settings.json)."""
+        from tui.core.settings import UserSettings, save_settings
+
+        try:
+            self.user_settings = UserSettings.from_pipeline(settings, ledger=self.user_settings.ledger)
+            path = save_settings(self.user_settings)
+        except MrishareError as error:
+            self.notify(str(error), title="Settings used for this session only", severity="error")
+            return
+        self.notify(f"Settings saved to {path}.")
 
     def action_show_batch(self) -> None:
         """Bring the batch progress screen to the front (a run survives leaving it)."""

@@ -23,6 +23,8 @@ from tui.core.pipeline import PRESETS
 
 ENCRYPTION = [("AES-256 zip (7-Zip, macOS Keka)", "aes"), ("ZipCrypto (weak; Windows Explorer)", "zipcrypto")]
 DEFACE = [("as the preset says", ""), ("reface", "reface"), ("deface", "deface"), ("off", "off")]
+ENGINES = [("dcm2niix", "dcm2niix"), ("dicom2nifti", "dicom2nifti")]
+WORDS = [("English words", "en"), ("German words", "de")]
 
 
 class SettingsScreen(ModalScreen[Any]):
@@ -66,6 +68,10 @@ class SettingsScreen(ModalScreen[Any]):
                                                      placeholder="keyed | adit | csv:FILE | fixed:X"))
             yield from self._row("Modalities", Input(" ".join(sorted(settings.modalities)), placeholder="MR CT …",
                                                      id="set-modalities"))
+            yield from self._row("Converter", Select(ENGINES, value=settings.engine, allow_blank=False,
+                                                     id="set-engine"))
+            yield from self._row("Passphrase", Select(WORDS, value=settings.language, allow_blank=False,
+                                                      id="set-language"))
             yield Label("Profile options (space toggles; empty = the preset's)", classes="settings-heading")
             chosen = set(settings.profile.options)
             yield SelectionList[str](
@@ -92,11 +98,13 @@ class SettingsScreen(ModalScreen[Any]):
             "deface_mode": self.query_one("#set-deface", Select).value or None,
             "pseudonym": self.query_one("#set-pseudonym", Input).value.strip() or "keyed",
             "modalities": frozenset(self.query_one("#set-modalities", Input).value.upper().split()),
+            "engine": self.query_one("#set-engine", Select).value,
+            "language": self.query_one("#set-language", Select).value,
             "options": None if options == PRESETS[str(preset)].options else options,
         }
 
     def action_save(self) -> None:
-        """Keep the new settings and close."""
+        """Keep the new settings (also for later starts: settings.json) and close."""
         try:
             self.dismiss(dataclasses.replace(self._settings, **self.collected()))
         except (MrishareError, ValueError, TypeError) as error:

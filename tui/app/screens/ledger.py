@@ -137,6 +137,7 @@ class LedgerScreen(Screen[None]):
         Binding("x", "revoke", "Revoke share", show=False, id="ledger.revoke"),
         Binding("e", "extend", "Extend expiry", show=False, id="ledger.extend"),
         Binding("d", "share_again", "Delete row to share again", show=False, id="ledger.share-again"),
+        Binding("f", "fetch_pacs", "Fetch from PACS", show=False, id="ledger.fetch-pacs"),
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
         Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
@@ -470,6 +471,17 @@ class LedgerScreen(Screen[None]):
             "Delete row",
             lambda: self.app.share_action("share again", row.id),
         )
+
+    def action_fetch_pacs(self) -> None:
+        """Retrieve a PatientID's studies from a DICOM node; the new participant joins the list."""
+        from tui.app.screens.pacs import PacsScreen
+
+        def fetched(participants: list[Any] | None) -> None:
+            if participants:
+                self.scanned = [*self.scanned, *participants]
+                self._rebuild()
+
+        self.app.push_screen(PacsScreen(), fetched)
 
     def _confirm_then(self, title: str, text: str, yes: str, then: Any) -> None:
         def done(ok: bool | None) -> None:

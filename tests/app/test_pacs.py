@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pydicom
 import pytest
 from orthanc import Orthanc, free_port
-from textual.widgets import Input, Label, SelectionList
+from textual.widgets import Input, Label, Select, SelectionList
 
 from tests.app.conftest import SIZE
 from tests.app.test_app import settle
 from tui.app.screens.help import HelpScreen
 from tui.app.screens.ledger import LedgerScreen
 from tui.app.screens.pacs import PacsScreen
+from tui.app.screens.settings import SettingsScreen
 from tui.core.dicom_nodes import DicomNode, save_nodes
 
 needs_orthanc = pytest.mark.skipif(shutil.which("Orthanc") is None and not Path("/usr/sbin/Orthanc").exists(),
@@ -95,3 +97,26 @@ async def test_without_nodes_the_screen_says_where_to_add_them(make_app) -> None
         await pilot.press("ctrl+f")
         await pilot.pause()
         assert isinstance(app.screen, PacsScreen)
+
+
+async def test_settings_offer_the_node_as_destination_and_keep_it(make_app, mrishare_home: Path) -> None:
+    save_nodes([DicomNode("research", "RESEARCH", "127.0.0.1", free_port(), timeout_s=3)])
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#set-node", Select).value = "dicom-node:research"
+        await pilot.pause()
+        assert screen.query_one("#set-destination", Input).value == "dicom-node:research"
+        await pilot.press("ctrl+t")
+        await settle(app, pilot)
+        checked = str(screen.query_one("#settings-check", Label).render())
+        assert "✗ DICOM node: research" in checked
+        await pilot.press("ctrl+o")
+        await settle(app, pilot)
+        assert app.settings.destination == "dicom-node:research"
+    saved = json.loads((mrishare_home / "config" / "settings.json").read_text())
+    assert saved["destination"] == "dicom-node:research"

@@ -35,7 +35,7 @@ class UserSettings:
     """Saved defaults for runs; validated on construction (MrishareError naming the setting)."""
 
     destination: str = ""
-    """`folder:PATH` or `nextcloud`; empty: the credentials file's destination, else a local outbox."""
+    """`folder:PATH`, `nextcloud` or `dicom-node:NAME`; empty: the credentials file's destination, else a local outbox."""
     expiry_days: int | None = None
     """Full days a link works; None: the credentials file's `expiration_days`, else 14."""
     encryption: str = "aes"
@@ -54,8 +54,9 @@ class UserSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.destination, str) or self.destination and self.destination != "nextcloud" and not (
-                self.destination.startswith("folder:") and len(self.destination) > len("folder:")):
-            raise MrishareError("destination must be 'folder:PATH' or 'nextcloud'")
+                self.destination.startswith(("folder:", "dicom-node:"))
+                and self.destination.partition(":")[2]):
+            raise MrishareError("destination must be 'folder:PATH', 'nextcloud' or 'dicom-node:NAME'")
         if self.expiry_days is not None and (type(self.expiry_days) is not int or self.expiry_days < 1):
             raise MrishareError("expiry_days must be a whole number of at least 1")
         _one_of("encryption", self.encryption, ENCRYPTIONS)
@@ -116,7 +117,7 @@ class UserSettings:
 
     def _credentials(self, explicit: Path | None) -> Credentials | None:
         """The credentials file when the destination may need it; missing is fine unless it is required."""
-        if self.destination.startswith("folder:") and explicit is None:
+        if self.destination.startswith(("folder:", "dicom-node:")) and explicit is None:
             return None
         try:
             return load_credentials(explicit)

@@ -30,6 +30,16 @@ def intake_dir() -> Path:
     return data_dir() / "intake"
 
 
+def node_destinations() -> list[tuple[str, str]]:
+    """(label, `dicom-node:NAME`) for each configured node; none if nodes.json is missing or broken."""
+    from tui.core.dicom_nodes import load_nodes
+
+    try:
+        return [(node.label, f"dicom-node:{name}") for name, node in load_nodes().items()]
+    except MrishareError:
+        return []
+
+
 def study_line(hit: Any) -> Text:
     """One study as staff see it: date, modalities, counts, description (node data: never markup)."""
     when = f"{hit.date[:4]}-{hit.date[4:6]}-{hit.date[6:8]}" if len(hit.date) == 8 else hit.date or "no date"

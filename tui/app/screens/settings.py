@@ -16,6 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, SelectionList
 from textual.widgets.selection_list import Selection
 
+from tui.app.screens.pacs import node_destinations
 from tui.app.screens.participant import OPTION_LABELS
 from tui.core.annex_e import OPTIONS
 from tui.core.errors import MrishareError
@@ -55,8 +56,10 @@ class SettingsScreen(ModalScreen[Any]):
         settings = self._settings
         with VerticalScroll(id="settings-box"):
             yield Label("Settings  (ctrl+o save · ctrl+t test connection · esc cancel)", id="settings-title")
-            yield from self._row("Destination", Input(settings.destination, placeholder="folder:/path or nextcloud",
-                                                      id="set-destination"))
+            yield from self._row("Destination", Input(settings.destination, id="set-destination",
+                                                      placeholder="folder:/path, nextcloud or dicom-node:NAME"))
+            if nodes := node_destinations():
+                yield from self._row("DICOM node", Select(nodes, prompt="send de-identified DICOM to…", id="set-node"))
             yield from self._row("Expiry (days)", Input(str(settings.expiry_days), type="integer", id="set-expiry"))
             yield from self._row("Encryption", Select(ENCRYPTION, value=settings.encryption, allow_blank=False,
                                                       id="set-encryption"))
@@ -84,6 +87,11 @@ class SettingsScreen(ModalScreen[Any]):
         with Horizontal(classes="settings-row"):
             yield Label(label, classes="settings-label")
             yield field
+
+    @on(Select.Changed, "#set-node")
+    def _node_chosen(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.query_one("#set-destination", Input).value = event.value
 
     def collected(self) -> dict[str, Any]:
         """The form's values under PipelineSettings' field names."""
@@ -122,7 +130,7 @@ class SettingsScreen(ModalScreen[Any]):
         from tui.core.destinations import destination_from
 
         try:
-            credentials = None if spec.startswith("folder:") else (
+            credentials = None if spec.startswith(("folder:", "dicom-node:")) else (
                 getattr(self._settings, "credentials", None) or load_credentials()
             )
             self.post_message(self.Checked(destination_from(spec, credentials).check()))

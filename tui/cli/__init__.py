@@ -2,6 +2,10 @@
 
 Each module in this package that defines `register(subparsers)` adds its own
 subcommands, so commands live next to nothing but their argument parsing.
+Building the parser imports every command module, so they import heavy core modules
+(pydicom, NIfTI, defacing, ledger, networking) inside their handlers, and take argument
+choices from light modules (`tui.core.presets`, `tui.core.annex_e.OPTIONS`);
+tests/test_startup.py guards this.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -12,10 +13,11 @@ from tui.cli.output import run_with_progress, stdout
 from tui.core import annex_e
 from tui.core.config import data_dir
 from tui.core.credentials import load_credentials
-from tui.core.dicom_scan import scan_events
 from tui.core.errors import MrishareError
-from tui.core.ledger import Ledger
-from tui.core.pipeline import PRESETS, PipelineSettings, run_batch
+from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
+
+if TYPE_CHECKING:
+    from tui.core.pipeline import PipelineSettings
 
 
 def default_ledger() -> Path:
@@ -31,11 +33,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="participant-copy")
     p.add_argument("--option", action="append", default=None, choices=annex_e.OPTIONS, metavar="NAME",
                    help="Annex E option (repeatable); replaces the preset's options")
-    p.add_argument("--deface", choices=("reface", "deface", "off"), default=None, help="override the preset")
+    p.add_argument("--deface", choices=DEFACE_MODES, default=None, help="override the preset")
     p.add_argument("--pseudonym", default="keyed", help="keyed | adit | csv:FILE | fixed:VALUE")
     p.add_argument("--modalities", default="MR", help="comma-separated allow-list (default MR)")
-    p.add_argument("--engine", choices=("dcm2niix", "dicom2nifti"), default="dcm2niix")
-    p.add_argument("--encryption", choices=("aes", "zipcrypto"), default="aes")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
+    p.add_argument("--encryption", choices=ENCRYPTIONS, default="aes")
     p.add_argument("--expiry-days", type=int, default=None, help="full days the link works (default 14)")
     p.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     p.add_argument("--workers", type=int, default=2, help="participants processed at once")
@@ -69,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from(args: argparse.Namespace) -> PipelineSettings:
     """Pipeline settings from the command line, falling back to the credentials file."""
+    from tui.core.pipeline import PipelineSettings
+
     credentials = None
     if args.dest in (None, "nextcloud") or args.credentials is not None:
         try:
@@ -90,6 +94,10 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed."""
+    from tui.core.dicom_scan import scan_events
+    from tui.core.ledger import Ledger
+    from tui.core.pipeline import run_batch
+
     settings = settings_from(args)
     scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
     if not scanned.participants:

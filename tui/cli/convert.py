@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from tui.cli.output import run_with_progress, stdout
-from tui.core import leakcheck
-from tui.core.dicom_scan import scan_events
 from tui.core.errors import MrishareError
-from tui.core.nifti import (
-    ENGINES,
-    Converted,
-    NotConverted,
-    convert_series,
-    inputs_from_scan,
-    subject_dir,
-)
-from tui.core.participant_docs import write_participant_docs
-from tui.core.preview import make_previews
+from tui.core.presets import ENGINES
+
+if TYPE_CHECKING:
+    from tui.core.nifti import Converted, NotConverted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subject", default="01", help="participant label for file names: a pseudonym, letters and "
                                                    "digits only, never a name or ID (default: 01)")
     p.add_argument("--session", default="1", help="session label (default: 1)")
-    p.add_argument("--engine", choices=sorted(ENGINES), default="dcm2niix",
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
                    help="dcm2niix (default; falls back to dicom2nifti per series) or dicom2nifti")
     p.add_argument("--no-previews", action="store_true", help="skip preview PNGs, index.html and README.txt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or notes")
@@ -45,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, convert, write previews/docs, run the leak gate; print one row per series."""
+    from tui.core import leakcheck
+    from tui.core.dicom_scan import scan_events
+    from tui.core.nifti import Converted, convert_series, inputs_from_scan, subject_dir
+    from tui.core.participant_docs import write_participant_docs
+    from tui.core.preview import make_previews
+
     found = run_with_progress(scan_events(args.src, as_participant=True), quiet=args.quiet)
     if not found.participants:
         raise MrishareError("no DICOM series found", args.src)
@@ -75,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_results(results: list[Converted | NotConverted], out: Path) -> None:
     """One row per output or skipped series: series number, kind, file or reason."""
+    from tui.core.nifti import Converted
+
     table = Table(title="conversion", title_justify="left")
     for column in ("series", "kind", "result"):
         table.add_column(column)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from tui.cli.output import run_with_progress, stdout
-from tui.core.deface import MODES, deface
-from tui.core.facecheck import FaceCheck, face_check
+from tui.core.presets import DEFACE_MODES
+
+if TYPE_CHECKING:
+    from tui.core.facecheck import FaceCheck
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "the brain is never changed. A failed face check deletes OUT.")
     p.add_argument("nifti", type=Path, metavar="NIFTI")
     p.add_argument("out", type=Path, metavar="OUT")
-    p.add_argument("--mode", choices=MODES, default="reface")
+    p.add_argument("--mode", choices=DEFACE_MODES, default="reface")
     p.add_argument("--no-check", action="store_true", help="skip the face check")
     p.add_argument("--png", type=Path, default=None, metavar="DIR",
                    help="write the face-check renders here (default: beside OUT, only on failure)")
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Render the head surface from the front (yaw/pitch -10/0/+10) and "
                                           "run a CNN face detector. Exit 0 if the check passes, 1 if not.")
     q.add_argument("nifti", type=Path, metavar="NIFTI")
-    q.add_argument("--mode", choices=MODES, default="deface",
+    q.add_argument("--mode", choices=DEFACE_MODES, default="deface",
                    help="deface: pass only without faces (default); reface: faces must be nearer the "
                         "template than --original; off: report only")
     q.add_argument("--original", type=Path, default=None, help="the scan before refacing (same grid)")
@@ -38,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_deface(args: argparse.Namespace) -> int:
     """Deface, then face-check the output (unless --no-check or mode off)."""
+    from tui.core.deface import deface
+    from tui.core.facecheck import face_check
+
     result = run_with_progress(deface(args.nifti, args.out, args.mode))
     stdout.print(f"{result.mode}: {result.face_voxels} face voxels replaced, {result.brain_voxels_changed} brain "
                  f"voxels changed, head overlap {result.metric:.2f} -> {result.output}", markup=False)
@@ -55,6 +61,8 @@ def run_deface(args: argparse.Namespace) -> int:
 
 def run_facecheck(args: argparse.Namespace) -> int:
     """Render, detect, report; exit 1 if the check fails."""
+    from tui.core.facecheck import face_check
+
     check = face_check(args.nifti, args.mode, original=args.original, png_dir=args.png, always_png=True)
     _print_check(check)
     return 0 if check.passed else 1

@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from tui.cli.output import run_with_progress, stderr, stdout
 from tui.core import annex_e
-from tui.core.deidentify import DEFAULT_OPTIONS, DeidResult, DeidSettings, deidentify_participant, quiet_pydicom
-from tui.core.dicom_scan import scan_events
 from tui.core.errors import MrishareError
-from tui.core.study_csv import deidentify_csv
+from tui.core.presets import DEID_OPTIONS
+
+if TYPE_CHECKING:
+    from tui.core.deidentify import DeidResult, DeidSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, metavar="OUT", help="output folder (only releasable files go here)")
     p.add_argument("--option", action="append", default=None, metavar="NAME",
                    help=f"Annex E option, repeatable: {', '.join(annex_e.OPTIONS)}; 'none' for the Basic "
-                        f"Profile alone (default: {', '.join(sorted(DEFAULT_OPTIONS))})")
+                        f"Profile alone (default: {', '.join(sorted(DEID_OPTIONS))})")
     p.add_argument("--pseudonym", default="keyed", metavar="SCHEME",
                    help="keyed (default), adit:SEED, csv:FILE or fixed:VALUE")
     p.add_argument("--modalities", default="MR", help="allowed modalities, comma separated (default MR)")
@@ -50,13 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def options_from(values: list[str] | None) -> frozenset[str]:
     """The --option values as a validated set ('none' = Basic Profile only)."""
     if values is None:
-        return DEFAULT_OPTIONS
+        return DEID_OPTIONS
     names = {v.strip() for value in values for v in value.split(",") if v.strip()}
     return annex_e.validate_options(names - {"none"})
 
 
 def run(args: argparse.Namespace) -> int:
     """Scan SRC, de-identify each participant, print a summary; exit 1 if anything was held back."""
+    from tui.core.deidentify import DeidSettings, deidentify_participant, quiet_pydicom
+    from tui.core.dicom_scan import scan_events
+
     settings = DeidSettings(
         options=options_from(args.option), pseudonym=args.pseudonym,
         modalities=frozenset(m.strip().upper() for m in args.modalities.split(",") if m.strip()),
@@ -111,6 +116,8 @@ def print_summary(results: list[tuple[str, DeidResult | str]], unused: int, sett
 
 def run_csv(args: argparse.Namespace) -> int:
     """Pseudonymize the ID column and shift the date columns of a CSV."""
+    from tui.core.study_csv import deidentify_csv
+
     dates = [c.strip() for c in args.date_columns.split(",") if c.strip()]
     rows = deidentify_csv(args.source, args.out, args.id_column, dates, args.pseudonym, args.delimiter)
     stdout.print(f"{rows} rows written to {args.out}", markup=False)

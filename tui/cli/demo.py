@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
@@ -18,10 +19,11 @@ from tui.cli.inspect import legend, table
 from tui.cli.output import run_with_progress, stdout
 from tui.cli.scan import print_result, shown_path
 from tui.core.config import data_dir
-from tui.core.demo import MARKER, make_demo_study
-from tui.core.dicom_scan import ScanResult, Series, Skipped, read_header, scan_events
 from tui.core.errors import MrishareError
-from tui.core.tags import flatten
+
+if TYPE_CHECKING:
+    from tui.core.dicom_scan import ScanResult, Series
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` subcommand."""
@@ -37,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Make (or reuse) the demo study, then open the app on it, or run it headless."""
+    from tui.core.demo import make_demo_study
+    from tui.core.dicom_scan import scan_events
+
     if args.participants < 1:
         raise MrishareError("--participants must be at least 1")
     if args.make is not None:
@@ -69,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _reusable(out: Path, participants: int, seed: int) -> bool:
     """True if `out` holds a complete earlier demo study made with the same settings."""
+    from tui.core.demo import MARKER
+
     marker = out / MARKER
     if not marker.is_file():
         return False
@@ -89,6 +96,9 @@ def _t1(result: ScanResult) -> Series:
 
 def _inspect_t1(result: ScanResult, reveal: bool) -> None:
     """Show the identifying elements of the middle T1 slice and their Annex E actions."""
+    from tui.core.dicom_scan import Skipped, read_header
+    from tui.core.tags import flatten
+
     series = _t1(result)
     path = series.files[len(series.files) // 2]
     ds = read_header(path)

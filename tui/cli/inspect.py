@@ -7,9 +7,8 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pydicom
-from pydicom.errors import InvalidDicomError
 from rich import box
 from rich.table import Table
 from rich.text import Text
@@ -17,7 +16,9 @@ from rich.text import Text
 from tui.cli.output import stdout
 from tui.core import annex_e
 from tui.core.errors import MrishareError
-from tui.core.tags import TagRow, flatten, mask
+
+if TYPE_CHECKING:
+    from tui.core.tags import TagRow
 
 ACTION_STYLES = {"K": "green", "C": "cyan", "U": "magenta", "Z": "yellow", "D": "yellow", "X": "bold red"}
 """Named ANSI colours, so they read the same under any terminal theme."""
@@ -53,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Inspect the file and print the table or JSON."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from tui.core.tags import flatten
+
     options = annex_e.validate_options(args.option)
     path = first_dicom(args.target)
     try:
@@ -100,6 +106,9 @@ def _sniff(path: Path) -> bool:
 
 def _is_dicom_image(path: Path) -> bool:
     """A DICOM file by content that is not a DICOMDIR."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     if not _sniff(path):
         return False
     try:
@@ -123,6 +132,8 @@ def only_identifying(rows: list[TagRow]) -> list[TagRow]:
 
 def shown_value(row: TagRow, reveal: bool) -> str:
     """The preview, masked for identifying elements unless revealed."""
+    from tui.core.tags import mask
+
     return row.value if reveal or "identifying" not in row.flags else mask(row.value)
 
 

@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tui.cli.output import run_with_progress, stdout
-from tui.core import dicom_net
 from tui.core.dicom_nodes import (
     DEFAULT_OUR_AE,
     DicomNode,
@@ -88,6 +87,8 @@ def node_from_args(args: argparse.Namespace) -> DicomNode:
 
 def run_echo(args: argparse.Namespace) -> int:
     """C-ECHO and print the round trip."""
+    from tui.core import dicom_net
+
     node = node_from_args(args)
     seconds = dicom_net.echo(node)
     stdout.print(f"{node.label} answers C-ECHO{' over TLS' if node.uses_tls else ''} in {seconds * 1000:.0f} ms",
@@ -97,6 +98,8 @@ def run_echo(args: argparse.Namespace) -> int:
 
 def run_find(args: argparse.Namespace) -> int:
     """Print a PatientID's studies (and series)."""
+    from tui.core import dicom_net
+
     node = node_from_args(args)
     studies = dicom_net.find_studies(node, args.patient_id)
     series = {s.study_uid: dicom_net.find_series(node, s.study_uid) for s in studies} if args.series else {}
@@ -121,6 +124,8 @@ def run_find(args: argparse.Namespace) -> int:
 
 def run_get(args: argparse.Namespace) -> int:
     """Find the PatientID's studies and retrieve the chosen ones into one new intake folder."""
+    from tui.core import dicom_net
+
     node = node_from_args(args)
     if args.series and len(args.study) != 1:
         raise MrishareError("--series needs exactly one --study")
@@ -149,6 +154,8 @@ def run_get(args: argparse.Namespace) -> int:
 
 def run_send(args: argparse.Namespace) -> int:
     """C-STORE the files; list every file the node refused."""
+    from tui.core import dicom_net
+
     node = node_from_args(args)
     files = [f for path in args.paths for f in dicom_net.dicom_files(path)]
     if not files:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from rich.tree import Tree
 
 from tui.cli.output import run_with_progress, stdout
-from tui.core.dicom_scan import Participant, ScanResult, Series, Skipped, scan_events
+
+if TYPE_CHECKING:
+    from tui.core.dicom_scan import Participant, ScanResult, Series, Skipped
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan and print; unusable files are reported, not an error (exit 0)."""
+    from tui.core.dicom_scan import scan_events
+
     result = run_with_progress(scan_events(args.folder, workers=args.workers, as_participant=args.participant),
                                quiet=args.json)
     if args.json:

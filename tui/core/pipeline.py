@@ -25,7 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tui.core import leakcheck, nifti, package, passphrase, preview
+from tui.core import leakcheck, passphrase
 from tui.core.credentials import Credentials
 from tui.core.deidentify import DeidSettings, deidentify_participant
 from tui.core.destinations import Delivered, Destination, ShareInfo, destination_from
@@ -34,7 +34,6 @@ from tui.core.errors import MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
-from tui.core.participant_docs import write_participant_docs
 from tui.core.presets import PRESETS, Preset
 
 if TYPE_CHECKING:
@@ -333,6 +332,8 @@ class _Run:
 
     def convert(self) -> EventStream[str]:
         """Convert every de-identified series to NIfTI + sidecar under the package folder."""
+        from tui.core import nifti  # nibabel and dcm2niix only when a run converts
+
         if self._done("convert", self.package_root):
             return "done earlier"
         shutil.rmtree(self.attempt / "package", ignore_errors=True)
@@ -402,6 +403,8 @@ class _Run:
 
     def pack(self) -> EventStream[str]:
         """Previews and README, the leak gate over everything, then the verified encrypted zip."""
+        from tui.core import package  # pyzipper only when a run packs
+
         assert self.journal is not None and self.row is not None
         zip_path = self.zip_path
         if self._done("pack", zip_path) and self.row.passphrase:
@@ -419,6 +422,9 @@ class _Run:
         return f"{result.members} files, {result.size / 1e6:.1f} MB, {result.mode}"
 
     def _write_docs(self) -> None:
+        from tui.core import preview  # nibabel and Pillow only when a run writes previews
+        from tui.core.participant_docs import write_participant_docs
+
         items = [p for p, _ in self._converted() if p.exists()]
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off")

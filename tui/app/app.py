@@ -240,8 +240,7 @@ class TuiApp(App[None]):
     @work(thread=True, group="row-action", exit_on_error=False)
     def share_action_worker(self, verb: str, row_id: str, days: int) -> None:
         """Revoke, extend or share again through the core, at the row's own destination."""
-        from tui.core import pipeline
-        from tui.core.shares import row_destination, share_again
+        from tui.core import shares
 
         error = ""
         with self._ledger_lock:
@@ -249,13 +248,13 @@ class TuiApp(App[None]):
                 row = self.ledger.get(row_id)
                 if row is None:
                     raise MrishareError("no such row in the ledger", row_id)
-                destination = row_destination(row, getattr(self.settings, "credentials", None))
+                destination = shares.row_destination(row, getattr(self.settings, "credentials", None))
                 if verb == "revoke":
-                    pipeline.revoke(self.ledger, row_id, destination)
+                    shares.revoke(self.ledger, row_id, destination)
                 elif verb == "extend":
-                    pipeline.extend(self.ledger, row_id, days, destination)
+                    shares.extend(self.ledger, row_id, days, destination)
                 else:
-                    share_again(self.ledger, row_id, destination)
+                    shares.share_again(self.ledger, row_id, destination)
             except MrishareError as failure:
                 error = str(failure)
         self.post_message(RowActionDone(verb, row_id, error))

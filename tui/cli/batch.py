@@ -12,7 +12,6 @@ from rich.text import Text
 from tui.cli.output import run_with_progress, stdout
 from tui.core import annex_e
 from tui.core.config import data_dir
-from tui.core.credentials import load_credentials
 from tui.core.errors import MrishareError
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
 
@@ -21,23 +20,25 @@ if TYPE_CHECKING:
 
 
 def default_ledger() -> Path:
-    """Where the ledger lives unless `--ledger` says otherwise."""
-    return data_dir() / "share-list.xlsx"
+    """Where the ledger lives unless `--ledger` says otherwise (settings.json, else the data folder)."""
+    from tui.core.settings import load_settings
+
+    return load_settings().ledger or data_dir() / "share-list.xlsx"
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by `batch`, `share` and `demo`."""
     p.add_argument("--dest", default=None, metavar="folder:PATH|nextcloud",
                    help="where packages go (default: the credentials file's destination, else a local folder)")
-    p.add_argument("--ledger", type=Path, default=None, help=f"share list (default: {default_ledger()})")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="participant-copy")
+    p.add_argument("--ledger", type=Path, default=None, help="share list (default: settings, else the data folder)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="default participant-copy")
     p.add_argument("--option", action="append", default=None, choices=annex_e.OPTIONS, metavar="NAME",
                    help="Annex E option (repeatable); replaces the preset's options")
     p.add_argument("--deface", choices=DEFACE_MODES, default=None, help="override the preset")
-    p.add_argument("--pseudonym", default="keyed", help="keyed | adit | csv:FILE | fixed:VALUE")
-    p.add_argument("--modalities", default="MR", help="comma-separated allow-list (default MR)")
-    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
-    p.add_argument("--encryption", choices=ENCRYPTIONS, default="aes")
+    p.add_argument("--pseudonym", default=None, help="keyed (default) | adit:SEED | csv:FILE | fixed:VALUE")
+    p.add_argument("--modalities", default=None, help="comma-separated allow-list (default MR)")
+    p.add_argument("--engine", choices=ENGINES, default=None, help=f"default {ENGINES[0]}")
+    p.add_argument("--encryption", choices=ENCRYPTIONS, default=None, help="default aes")
     p.add_argument("--expiry-days", type=int, default=None, help="full days the link works (default 14)")
     p.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     p.add_argument("--workers", type=int, default=2, help="participants processed at once")
@@ -70,26 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> PipelineSettings:
-    """Pipeline settings from the command line, falling back to the credentials file."""
-    from tui.core.pipeline import PipelineSettings
+    """Pipeline settings: command-line flags over `settings.json` over the credentials file over defaults."""
+    from tui.core.settings import load_settings
 
-    credentials = None
-    if args.dest in (None, "nextcloud") or args.credentials is not None:
-        try:
-            credentials = load_credentials(args.credentials)
-        except MrishareError:
-            if args.dest == "nextcloud" or args.credentials is not None:
-                raise
-    dest = args.dest or (credentials.destination if credentials else f"folder:{data_dir() / 'outbox'}")
-    if dest.startswith("folder:"):
-        Path(dest.removeprefix("folder:")).expanduser().mkdir(parents=True, exist_ok=True)
-    expiry = args.expiry_days or (credentials.expiration_days if credentials else 14)
-    return PipelineSettings(
-        destination=dest, work_dir=data_dir() / "work", preset=args.preset,
-        options=annex_e.validate_options(args.option) if args.option else None, deface_mode=args.deface,
-        pseudonym=args.pseudonym, modalities=frozenset(m.strip().upper() for m in args.modalities.split(",")),
-        engine=args.engine, encryption=args.encryption, expiry_days=expiry, keep_work=args.keep_work,
-        credentials=credentials)
+    return load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
 
 
 def run(args: argparse.Namespace) -> int:

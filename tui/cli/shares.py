@@ -14,18 +14,18 @@ from rich.text import Text
 
 from tui.cli.batch import default_ledger
 from tui.cli.output import stdout
-from tui.core.credentials import load_credentials
-from tui.core.destinations import Destination, destination_from
 from tui.core.errors import MrishareError
+from tui.core.shares import row_or_error
 
 if TYPE_CHECKING:
+    from tui.core.destinations import Destination
     from tui.core.ledger import Ledger, LedgerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `shares ...` and `mail`."""
     shares = subparsers.add_parser("shares", help="list, revoke, extend, clean up shares in the ledger")
-    shares.add_argument("--ledger", type=Path, default=None, help=f"share list (default: {default_ledger()})")
+    shares.add_argument("--ledger", type=Path, default=None, help="share list (default: settings, else the data folder)")
     shares.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     verbs = shares.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("list", help="one line per ledger row").set_defaults(handler=list_rows)
@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extend.set_defaults(handler=extend_row)
     cleanup = verbs.add_parser("cleanup", help="delete remote files whose links expired")
     cleanup.set_defaults(handler=cleanup_rows)
+    again = verbs.add_parser("again", help="revoke the link, delete the remote file and the row: the next run shares anew")
+    again.add_argument("row")
+    again.set_defaults(handler=share_again_row)
     reveal = verbs.add_parser("reveal", help="print a row's passphrase (terminal only; prefer the app's reveal screen)")
     reveal.add_argument("row")
     reveal.set_defaults(handler=reveal_row)
@@ -55,18 +58,11 @@ def _ledger(args: argparse.Namespace) -> Ledger:
     return Ledger.open(args.ledger or default_ledger())
 
 
-def _row(ledger: Ledger, row_id: str) -> LedgerRow:
-    row = ledger.get(row_id)
-    if row is None:
-        raise MrishareError("no such row in the ledger", row_id)
-    return row
-
-
 def _destination(args: argparse.Namespace, row: LedgerRow) -> Destination:
-    """The destination a row was delivered to (its `destination` column holds the spec)."""
-    if row.destination.startswith("folder:"):
-        return destination_from(row.destination, None)
-    return destination_from(row.destination or "nextcloud", load_credentials(args.credentials))
+    """The destination a row was delivered to."""
+    from tui.core.shares import row_destination
+
+    return row_destination(row, credentials_path=args.credentials)
 
 
 def list_rows(args: argparse.Namespace) -> int:
@@ -82,33 +78,43 @@ def list_rows(args: argparse.Namespace) -> int:
 
 def revoke_row(args: argparse.Namespace) -> int:
     """Revoke one row's share and remote file."""
-    from tui.core import pipeline
+    from tui.core import shares
 
     with _ledger(args) as ledger:
-        row = pipeline.revoke(ledger, args.row, _destination(args, _row(ledger, args.row)))
+        row = shares.revoke(ledger, args.row, _destination(args, row_or_error(ledger, args.row)))
     stdout.print(Text(f"{row.id}: revoked"))
     return 0
 
 
 def extend_row(args: argparse.Namespace) -> int:
     """Extend one row's link."""
-    from tui.core import pipeline
+    from tui.core import shares
 
     with _ledger(args) as ledger:
-        row = pipeline.extend(ledger, args.row, args.days, _destination(args, _row(ledger, args.row)))
+        row = shares.extend(ledger, args.row, args.days, _destination(args, row_or_error(ledger, args.row)))
     stdout.print(Text(f"{row.id}: link now expires {row.expires}"))
     return 0
 
 
 def cleanup_rows(args: argparse.Namespace) -> int:
     """Remove expired remote files for every destination the ledger mentions."""
-    from tui.core import pipeline
+    from tui.core import shares
 
     with _ledger(args) as ledger:
         specs = {row.destination: row for row in ledger.rows() if row.status == "shared"}
         removed = [path for row in specs.values()
-                   for path in pipeline.cleanup_expired(ledger, _destination(args, row))]
+                   for path in shares.cleanup_expired(ledger, _destination(args, row))]
     stdout.print(Text(f"removed {len(removed)} expired remote file(s)"))
+    return 0
+
+
+def share_again_row(args: argparse.Namespace) -> int:
+    """Withdraw one row's share and delete the row, so the next run makes a new package."""
+    from tui.core.shares import share_again
+
+    with _ledger(args) as ledger:
+        row = share_again(ledger, args.row, _destination(args, row_or_error(ledger, args.row)))
+    stdout.print(Text(f"{row.id}: withdrawn and removed from the ledger; the next run shares again"))
     return 0
 
 
@@ -117,7 +123,7 @@ def reveal_row(args: argparse.Namespace) -> int:
     if not sys.stdout.isatty():
         raise MrishareError("refusing to print a passphrase into a pipe or file; run it in a terminal")
     with _ledger(args) as ledger:
-        row = _row(ledger, args.row)
+        row = row_or_error(ledger, args.row)
         if not row.passphrase:
             raise MrishareError("this row has no passphrase yet", row.id)
         print(row.passphrase)
@@ -131,7 +137,7 @@ def print_mail(args: argparse.Namespace) -> int:
     from tui.core.mailtext import mail_text
 
     with _ledger(args) as ledger:
-        row = _row(ledger, args.row)
+        row = row_or_error(ledger, args.row)
     if not row.link:
         raise MrishareError(f"row has no link (status {row.status})", row.id)
     subject, body = mail_text(row, args.language)

@@ -21,14 +21,14 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tui.core import leakcheck, passphrase
 from tui.core.credentials import Credentials
 from tui.core.deidentify import DeidSettings, deidentify_participant
-from tui.core.destinations import Delivered, Destination, ShareInfo, destination_from
+from tui.core.destinations import Delivered, Destination, destination_from
 from tui.core.dicom_scan import Participant, scan
 from tui.core.errors import MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
@@ -497,48 +497,3 @@ class _Run:
                        last_action="link shared")
         yield from ()
         return f"link expires {info.expires}" if info.expires else "link without expiry"
-
-
-# -- lifecycle of existing shares ------------------------------------------------------------
-
-
-def _row(ledger: Ledger, row_id: str) -> LedgerRow:
-    row = ledger.get(row_id)
-    if row is None:
-        raise MrishareError("no such ledger row", row_id)
-    return row
-
-
-def revoke(ledger: Ledger, row_id: str, destination: Destination) -> LedgerRow:
-    """Delete the share and the remote file; the row stays, marked revoked."""
-    row = _row(ledger, row_id)
-    if row.remote_path:
-        destination.revoke(row.share_id, row.remote_path)
-    new = replace(row, status="revoked", link="", last_action="revoked")
-    ledger.upsert(new)
-    ledger.save()
-    return new
-
-
-def extend(ledger: Ledger, row_id: str, days: int, destination: Destination) -> LedgerRow:
-    """Give the participant `days` more full days from today."""
-    row = _row(ledger, row_id)
-    if row.status not in ("shared", "expired") or not row.share_id:
-        raise MrishareError(f"cannot extend a share in status {row.status}", row_id)
-    info: ShareInfo = destination.extend(row.share_id, days)
-    new = replace(row, expires=info.expires, status="shared", last_action=f"extended by {days} days")
-    ledger.upsert(new)
-    ledger.save()
-    return new
-
-
-def cleanup_expired(ledger: Ledger, destination: Destination, today: date | None = None) -> list[str]:
-    """Delete remote files whose links expired and mark their rows expired; returns the remote paths."""
-    today = today or date.today()
-    removed = destination.cleanup_expired(today)
-    for row in ledger.rows():
-        if row.status == "shared" and row.expires is not None and row.expires <= today:
-            ledger.upsert(replace(row, status="expired", link="", last_action="expired; remote file removed"))
-    ledger.save()
-    return removed
-

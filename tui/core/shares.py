@@ -1,13 +1,18 @@
-"""Acting on one ledger row's share: find the destination it went to, and "share again"."""
+"""The life of a share after the pipeline: revoke, extend, clean up expired ones, share again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.core.credentials import Credentials, load_credentials
-from tui.core.destinations import Destination, destination_from
+from tui.core.destinations import Destination, ShareInfo, destination_from
 from tui.core.errors import MrishareError
-from tui.core.ledger import Ledger, LedgerRow
+
+if TYPE_CHECKING:
+    from tui.core.ledger import Ledger, LedgerRow
 
 
 def row_destination(row: LedgerRow, credentials: Credentials | None = None,
@@ -31,11 +36,51 @@ def share_again(ledger: Ledger, row_id: str, destination: Destination) -> Ledger
     The next run for the participant makes a new package with a new passphrase and link (the
     pipeline sees its journal's row gone; withdrawing the already revoked file again is harmless).
     """
-    row = ledger.get(row_id)
-    if row is None:
-        raise MrishareError("no such row in the ledger", row_id)
+    row = row_or_error(ledger, row_id)
     if row.remote_path:
         destination.revoke(row.share_id, row.remote_path)
     ledger.delete(row_id)
     ledger.save()
     return row
+
+
+def row_or_error(ledger: Ledger, row_id: str) -> LedgerRow:
+    """The row with `row_id`, or a one-line error naming the id."""
+    row = ledger.get(row_id)
+    if row is None:
+        raise MrishareError("no such row in the ledger", row_id)
+    return row
+
+
+def revoke(ledger: Ledger, row_id: str, destination: Destination) -> LedgerRow:
+    """Delete the share and the remote file; the row stays, marked revoked."""
+    row = row_or_error(ledger, row_id)
+    if row.remote_path:
+        destination.revoke(row.share_id, row.remote_path)
+    new = replace(row, status="revoked", link="", last_action="revoked")
+    ledger.upsert(new)
+    ledger.save()
+    return new
+
+
+def extend(ledger: Ledger, row_id: str, days: int, destination: Destination) -> LedgerRow:
+    """Give the participant `days` more full days from today."""
+    row = row_or_error(ledger, row_id)
+    if row.status not in ("shared", "expired") or not row.share_id:
+        raise MrishareError(f"cannot extend a share in status {row.status}", row_id)
+    info: ShareInfo = destination.extend(row.share_id, days)
+    new = replace(row, expires=info.expires, status="shared", last_action=f"extended by {days} days")
+    ledger.upsert(new)
+    ledger.save()
+    return new
+
+
+def cleanup_expired(ledger: Ledger, destination: Destination, today: date | None = None) -> list[str]:
+    """Delete remote files whose links expired and mark their rows expired; returns the remote paths."""
+    today = today or date.today()
+    removed = destination.cleanup_expired(today)
+    for row in ledger.rows():
+        if row.status == "shared" and row.expires is not None and row.expires <= today:
+            ledger.upsert(replace(row, status="expired", link="", last_action="expired; remote file removed"))
+    ledger.save()
+    return removed

@@ -30,6 +30,20 @@ def data_dir() -> Path:
     return Path(home) / "data" if home else user_data_path(APP_NAME)
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder entry after a rename, to disk (folders: POSIX only; else a no-op)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write `data` atomically to `path` with mode 0600 (temp file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +55,7 @@ def write_private(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_path(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

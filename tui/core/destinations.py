@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from tui.core.config import write_private
+from tui.core.config import fsync_path, write_private
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
 
@@ -193,7 +193,7 @@ class FolderDestination:
             if target.exists():
                 raise MrishareError("already exists at the destination; refusing to overwrite", rel)
             os.rename(tmp, target)
-            _fsync_dir(target.parent)
+            fsync_path(target.parent)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise MrishareError("destination is full; the partial copy was removed", self.root) from None
@@ -289,14 +289,6 @@ class FolderDestination:
     def _write_index(self, index: dict[str, ShareInfo]) -> None:
         rows = [{**asdict(i), "expires": i.expires.isoformat() if i.expires else None} for i in index.values()]
         write_private(self.root / self.INDEX, json.dumps(rows, indent=1).encode())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def destination_from(spec: str, credentials: Credentials | None) -> Destination:

@@ -38,6 +38,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
+from tui.core.config import fsync_path
 from tui.core.errors import MrishareError
 
 STATUSES = ("new", "scanned", "de-identified", "converted", "defaced", "packed", "uploaded", "shared",
@@ -279,7 +280,7 @@ class Ledger:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path.parent)
+        fsync_path(self.path.parent)
         self._stat = _stat(self.path)
 
 
@@ -480,15 +481,3 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

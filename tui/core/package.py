@@ -27,6 +27,7 @@ from threading import Event
 
 import pyzipper
 
+from tui.core.config import fsync_path
 from tui.core.errors import MrishareError
 from tui.core.events import (
     EventStream,
@@ -110,10 +111,10 @@ def build_package(src_dir: Path, zip_path: Path, passphrase: Passphrase, mode: s
         yield from writer(members, tmp, passphrase, f"{src_dir.name}/{MANIFEST}", subject, cancel)
         yield StepFinished(subject, "pack", f"{len(members) + 1} files, {_mb(total)}, {_label(mode)}")
         count = yield from _verify(tmp, passphrase, subject, cancel)
-        _fsync(tmp)
+        fsync_path(tmp)
         size, digest = tmp.stat().st_size, _sha256_file(tmp)
         os.replace(tmp, zip_path)
-        _fsync(zip_path.parent)
+        fsync_path(zip_path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -372,20 +373,6 @@ def _check_cancel(cancel: Event | None, where: Path) -> None:
 def _sha256_file(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or a folder entry to disk (folders: POSIX only)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _mb(n: int) -> str:

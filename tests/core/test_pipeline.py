@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -204,3 +205,42 @@ def test_zipcrypto_needs_nextcloud_and_gets_a_share_password(demo: Path, tmp_pat
     assert share.password_hash and share.password_hash != row.share_password  # stored hashed, like Nextcloud
     sent = [r for r in nextcloud.requests if "shares" in r.path]
     assert all(row.share_password not in (r.query or "") for r in sent)
+
+
+STATUS_AFTER = {"deidentify": "de-identified", "convert": "converted", "pack": "packed", "upload": "uploaded",
+                "share": "shared"}
+
+
+def ledger_status(path: Path) -> str | None:
+    """The status cell of the only row, read without taking the ledger's lock."""
+    try:
+        sheet = openpyxl.load_workbook(path, read_only=True)["shares"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    rows = list(sheet.iter_rows(values_only=True))
+    if len(rows) < 2:
+        return None
+    return str(rows[1][rows[0].index("Status")])
+
+
+def test_journal_never_runs_ahead_of_the_ledger(demo: Path, tmp_path: Path) -> None:
+    """Whatever moment a kill -9 hits, the ledger already shows every step the journal claims."""
+    from tui.core.ledger import STATUSES
+
+    home, outbox, ledger = tmp_path / "home", tmp_path / "outbox", tmp_path / "share-list.xlsx"
+    outbox.mkdir()
+    proc = run_cli(["share", str(participant_dir(demo)), "--dest", f"folder:{outbox}", "--ledger", str(ledger)],
+                   home)
+    seen: set[str] = set()
+    checked = 0
+    while proc.poll() is None or (journal_steps(home) & set(STATUS_AFTER)) - seen:
+        steps = journal_steps(home) & set(STATUS_AFTER)
+        if steps - seen:
+            status = ledger_status(ledger)  # read after the journal: must already be as far
+            latest = max(steps, key=lambda s: STATUSES.index(STATUS_AFTER[s]))
+            assert status is not None and STATUSES.index(status) >= STATUSES.index(STATUS_AFTER[latest]), \
+                (latest, status)
+            seen |= steps
+            checked += 1
+        time.sleep(0.005)
+    assert proc.returncode == 0 and seen == set(STATUS_AFTER) and checked >= 2

@@ -310,6 +310,8 @@ class _Run:
         return False
 
     # -- stages (each returns a one-line summary) -----------------------------------------
+    # Each stage saves the ledger row before it marks the journal: after a crash the journal
+    # never claims a step the ledger does not show, so a resumed run always completes the row.
 
     def deidentify(self) -> EventStream[str]:
         """De-identify into `<attempt>/deid`; quarantined files never go further."""
@@ -326,8 +328,8 @@ class _Run:
                                 f"{len(result.skipped)} skipped)")
         assert self.journal is not None
         self.journal.pseudonym = result.pseudonym
-        self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined))
         self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified")
+        self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined))
         return f"{len(result.released)} released, {len(result.quarantined)} quarantined"
 
     def convert(self) -> EventStream[str]:
@@ -346,9 +348,9 @@ class _Run:
         if not converted:
             raise MrishareError("no series could be converted to NIfTI")
         assert self.journal is not None
+        self._save_row(status="converted", series=len(converted), last_action="converted")
         self.journal.mark("convert", files=[str(c.nifti.relative_to(self.attempt)) for c in converted],
                           suffixes=[c.suffix for c in converted])
-        self._save_row(status="converted", series=len(converted), last_action="converted")
         return f"{len(converted)} series converted, {len(results) - len(converted)} skipped"
 
     def _converted(self) -> list[tuple[Path, str]]:
@@ -397,8 +399,8 @@ class _Run:
             self.journal.mark("deface-files", files=done)
         if not any(path.exists() for path, _ in self._converted()):
             raise MrishareError("every series was held back by the face check")
-        self.journal.mark("deface", mode=mode, held=held)
         self._save_row(status="defaced", last_action=f"{mode} done")
+        self.journal.mark("deface", mode=mode, held=held)
         return f"{mode}: {len(done) - held} series, {held} held back"
 
     def pack(self) -> EventStream[str]:
@@ -452,8 +454,8 @@ class _Run:
         else:
             delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
                                            self.subject, "upload")
-        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
+        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{delivered.size / 1e6:.1f} MB"
 
     def _send_to_node(self) -> EventStream[str]:
@@ -472,9 +474,9 @@ class _Run:
         node = cast("DicomNodeDestination", self.destination)
         delivered = yield from relabel(node.send(files, f"{self.journal.share_id}/sub-{self.label}", self.cancel),
                                        self.subject, "upload")
-        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         self._save_row(remote_path=delivered.remote_path, size=delivered.size, status="uploaded",
                        last_action=f"sent to node {node.node.name}")
+        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{len(files)} files to {node.node.name}"
 
     def share(self) -> EventStream[str]:
@@ -492,8 +494,8 @@ class _Run:
         if info is None:
             info = self.destination.share(remote_path, self.settings.expiry_days, label,
                                           self.row.share_password or None)
-        self.journal.mark("share", share_id=info.share_id)
         self._save_row(share_id=info.share_id, link=info.url, expires=info.expires, status="shared",
                        last_action="link shared")
+        self.journal.mark("share", share_id=info.share_id)
         yield from ()
         return f"link expires {info.expires}" if info.expires else "link without expiry"

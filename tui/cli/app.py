@@ -40,7 +40,7 @@ def run_app(args: argparse.Namespace) -> int:
     from tui.app.services import Services
     from tui.cli.batch import settings_from
 
-    if getattr(args, "command", None) is None:  # plain `mrishare`: the defaults of `mrishare app`
+    if not hasattr(args, "study_dir"):  # plain `mrishare`: the defaults of `mrishare app`
         args = build_app_parser().parse_args([])
     services = Services(settings=settings_from(args))
     if args.ledger is not None:

@@ -95,3 +95,20 @@ def test_open_inspect_run_and_reveal_in_tmux(tmux_app: Tmux) -> None:
     while tmux_app.alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not tmux_app.alive()
+
+
+def test_demo_command_opens_the_app_on_the_demo_study(mrishare_home: Path) -> None:
+    """The README's first command: `mrishare demo` in a terminal opens the app with the demo participants."""
+    command = shlex.join([
+        "env", f"MRISHARE_HOME={mrishare_home}", "TERM=xterm", f"PYTHONPATH={Path(__file__).resolve().parents[2]}",
+        sys.executable, "-m", "tui", "demo", "--participants", "1",
+    ])
+    session = Tmux(f"mrishare-demo-{os.getpid()}")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session.name, "-x", "80", "-y", "24", command], check=True)
+    try:
+        screen = session.wait_for("1 participants found", "scanned", timeout=120)
+        assert "No participants yet" not in screen
+        session.keys("q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session.name], capture_output=True, check=False)
+    assert (mrishare_home / "data" / "demo").is_dir()

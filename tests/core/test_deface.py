@@ -10,17 +10,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from heads import HEADS
 
 from tui.assets import ASSETS
-from tui.core.deface import BRAIN_MASK, FACE_MASK, HEAD_MASK, DefaceResult, apply_to_other, deface
+from tui.core.deface import (
+    BRAIN_MASK,
+    FACE_MASK,
+    HEAD_MASK,
+    DefaceResult,
+    apply_to_other,
+    deface,
+)
 from tui.core.errors import MrishareError
 from tui.core.events import StepFinished, drain
 
+# both files use the session fixture `processed_heads`: keep them on one xdist worker, so it runs once
+pytestmark = pytest.mark.xdist_group("heads")
+
 REPO = Path(__file__).resolve().parents[2]
-HEADS = {
-    "philips": "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/nifti/adni_sag3d_mprage_dicom2nifti.nii.gz",
-    "siemens": "head-mri/siemens_prisma_xa30_mprage_2mm/nifti/anat-T1w_acq-tfl_dicom2nifti.nii.gz",
-}
 
 
 def _raw(path: Path) -> np.ndarray:
@@ -43,18 +50,6 @@ def _brain_in_scan(result: DefaceResult, scan: Path) -> np.ndarray:
     brain = sitk.Resample(sitk.ReadImage(str(BRAIN_MASK), sitk.sitkFloat32), grid, transform, sitk.sitkLinear, 0.0)
     return sitk.GetArrayFromImage(brain).T > 0
 
-
-@pytest.fixture(scope="module")
-def defaced(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], DefaceResult]:
-    """Each head refaced (one registration each) and defaced with the same registration."""
-    out = tmp_path_factory.mktemp("deface")
-    results = {}
-    for name, rel in HEADS.items():
-        source = shared_data / rel
-        reface = drain(deface(source, out / f"{name}_reface.nii.gz", "reface"))
-        results[(name, "reface")] = reface
-        results[(name, "deface")] = drain(apply_to_other(reface, source, out / f"{name}_deface.nii.gz", mode="deface"))
-    return results
 
 
 def test_unknown_mode_is_refused(shared_data: Path, tmp_path: Path) -> None:
@@ -109,8 +104,8 @@ def test_assets_rebuild_identically(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["reface", "deface"])
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_no_brain_voxel_changes_and_the_face_does(defaced, shared_data: Path, head: str, mode: str) -> None:
-    result = defaced[(head, mode)]
+def test_no_brain_voxel_changes_and_the_face_does(processed_heads, shared_data: Path, head: str, mode: str) -> None:
+    result = processed_heads[(head, mode)]
     source = shared_data / HEADS[head]
     before, after = _raw(source), _raw(result.output)
     brain = _brain_in_scan(result, source)
@@ -131,8 +126,8 @@ def test_no_brain_voxel_changes_and_the_face_does(defaced, shared_data: Path, he
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["reface", "deface"])
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_output_keeps_shape_affine_dtype_and_header(defaced, shared_data: Path, head: str, mode: str) -> None:
-    source, output = nib.load(shared_data / HEADS[head]), nib.load(defaced[(head, mode)].output)
+def test_output_keeps_shape_affine_dtype_and_header(processed_heads, shared_data: Path, head: str, mode: str) -> None:
+    source, output = nib.load(shared_data / HEADS[head]), nib.load(processed_heads[(head, mode)].output)
     assert output.shape == source.shape
     assert output.get_data_dtype() == source.get_data_dtype()
     assert np.array_equal(output.affine, source.affine)
@@ -142,9 +137,9 @@ def test_output_keeps_shape_affine_dtype_and_header(defaced, shared_data: Path, 
 
 
 @pytest.mark.slow
-def test_reface_blends_without_an_artificial_edge(defaced, shared_data: Path) -> None:
+def test_reface_blends_without_an_artificial_edge(processed_heads, shared_data: Path) -> None:
     source = shared_data / HEADS["philips"]
-    before, after = _raw(source).astype(np.float32), _raw(defaced[("philips", "reface")].output).astype(np.float32)
+    before, after = _raw(source).astype(np.float32), _raw(processed_heads[("philips", "reface")].output).astype(np.float32)
     changed = before != after
     step = np.abs(np.diff(after, axis=1))  # along anterior-posterior, across the mask's back face
     border = changed[:, 1:, :] ^ changed[:, :-1, :]
@@ -154,13 +149,13 @@ def test_reface_blends_without_an_artificial_edge(defaced, shared_data: Path) ->
 
 
 @pytest.mark.slow
-def test_scaled_int16_keeps_its_stored_values_and_scaling(defaced, shared_data: Path, tmp_path: Path) -> None:
+def test_scaled_int16_keeps_its_stored_values_and_scaling(processed_heads, shared_data: Path, tmp_path: Path) -> None:
     source = nib.load(shared_data / HEADS["siemens"])
     scaled = nib.Nifti1Image(np.asanyarray(source.dataobj).astype(np.int16), source.affine, source.header)
     scaled.header.set_data_dtype(np.int16)
     scaled.header.set_slope_inter(2.5, -3.0)
     nib.save(scaled, tmp_path / "scaled.nii.gz")
-    result = drain(apply_to_other(defaced[("siemens", "reface")], tmp_path / "scaled.nii.gz", tmp_path / "out.nii.gz"))
+    result = drain(apply_to_other(processed_heads[("siemens", "reface")], tmp_path / "scaled.nii.gz", tmp_path / "out.nii.gz"))
     out = nib.load(result.output)
     assert out.get_data_dtype() == np.int16
     # nibabel keeps scl_slope/scl_inter on the array proxy of a loaded image
@@ -172,13 +167,13 @@ def test_scaled_int16_keeps_its_stored_values_and_scaling(defaced, shared_data: 
 
 
 @pytest.mark.slow
-def test_a_series_far_from_the_registration_is_refused(defaced, shared_data: Path, tmp_path: Path) -> None:
+def test_a_series_far_from_the_registration_is_refused(processed_heads, shared_data: Path, tmp_path: Path) -> None:
     source = nib.load(shared_data / HEADS["siemens"])
     moved = source.affine.copy()
     moved[1, 3] += 150  # the participant's head 15 cm away from where the template was registered
     nib.save(nib.Nifti1Image(np.asanyarray(source.dataobj), moved, source.header), tmp_path / "moved.nii.gz")
     with pytest.raises(MrishareError, match="overlap|volume|in front"):
-        drain(apply_to_other(defaced[("siemens", "deface")], tmp_path / "moved.nii.gz", tmp_path / "out.nii.gz"))
+        drain(apply_to_other(processed_heads[("siemens", "deface")], tmp_path / "moved.nii.gz", tmp_path / "out.nii.gz"))
     assert not (tmp_path / "out.nii.gz").exists()
 
 

@@ -9,31 +9,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from heads import HEADS
 
 from tui.assets import ASSETS
-from tui.core.deface import DefaceResult, apply_to_other, deface
+from tui.core.deface import apply_to_other
 from tui.core.errors import MrishareError
 from tui.core.events import drain
 from tui.core.facecheck import face_check
 from tui.core.head_render import ANGLES, render_front
 
-HEADS = {
-    "philips": "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/nifti/adni_sag3d_mprage_dicom2nifti.nii.gz",
-    "siemens": "head-mri/siemens_prisma_xa30_mprage_2mm/nifti/anat-T1w_acq-tfl_dicom2nifti.nii.gz",
-}
-
-
-@pytest.fixture(scope="module")
-def processed(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], DefaceResult]:
-    """Each head refaced (one registration each) and defaced with the same registration."""
-    out = tmp_path_factory.mktemp("facecheck")
-    results = {}
-    for name, rel in HEADS.items():
-        source = shared_data / rel
-        reface = drain(deface(source, out / f"{name}_reface.nii.gz", "reface"))
-        results[(name, "reface")] = reface
-        results[(name, "deface")] = drain(apply_to_other(reface, source, out / f"{name}_deface.nii.gz", mode="deface"))
-    return results
+# both files use the session fixture `processed_heads`: keep them on one xdist worker, so it runs once
+pytestmark = pytest.mark.xdist_group("heads")
 
 
 def test_renders_show_a_lit_head_in_front_of_black(shared_data: Path) -> None:
@@ -63,8 +49,8 @@ def test_the_intact_heads_show_a_face(shared_data: Path, head: str, tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_deface_leaves_no_face_in_any_view(processed, head: str, tmp_path: Path) -> None:
-    check = face_check(processed[(head, "deface")].output, "deface", png_dir=tmp_path)
+def test_deface_leaves_no_face_in_any_view(processed_heads, head: str, tmp_path: Path) -> None:
+    check = face_check(processed_heads[(head, "deface")].output, "deface", png_dir=tmp_path)
     assert check.views == 9
     assert [v.faces for v in check.per_view] == [0] * 9
     assert check.passed and check.pngs == [] and not list(tmp_path.iterdir())  # renders only on failure
@@ -72,8 +58,8 @@ def test_deface_leaves_no_face_in_any_view(processed, head: str, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_reface_is_closer_to_the_template_than_to_the_original(processed, shared_data: Path, head: str) -> None:
-    check = face_check(processed[(head, "reface")].output, "reface", original=shared_data / HEADS[head])
+def test_reface_is_closer_to_the_template_than_to_the_original(processed_heads, shared_data: Path, head: str) -> None:
+    check = face_check(processed_heads[(head, "reface")].output, "reface", original=shared_data / HEADS[head])
     found = [v for v in check.per_view if v.faces]
     assert len(found) >= 6  # the average face is still a face
     for view in found:
@@ -89,12 +75,12 @@ def test_reface_check_fails_when_the_original_face_is_left(shared_data: Path) ->
 
 
 @pytest.mark.slow
-def test_the_check_catches_what_pydeface_box_leaves_on_the_siemens_head(processed, shared_data: Path,
+def test_the_check_catches_what_pydeface_box_leaves_on_the_siemens_head(processed_heads, shared_data: Path,
                                                                         tmp_path: Path) -> None:
     pydeface = sitk.ReadImage(str(ASSETS / "pydeface" / "facemask.nii.gz"), sitk.sitkFloat32)
     face = sitk.Cast(pydeface < 0.5, sitk.sitkUInt8)  # pydeface's mask is 0 on the face
     sitk.WriteImage(face, str(tmp_path / "pydeface_face.nii.gz"))
-    reference = dataclasses.replace(processed[("siemens", "reface")], face_mask=tmp_path / "pydeface_face.nii.gz")
+    reference = dataclasses.replace(processed_heads[("siemens", "reface")], face_mask=tmp_path / "pydeface_face.nii.gz")
     boxed = drain(apply_to_other(reference, shared_data / HEADS["siemens"], tmp_path / "boxed.nii.gz", mode="deface"))
     check = face_check(boxed.output, "deface", png_dir=tmp_path / "renders")
     assert check.faces_found >= 1 and not check.passed  # eyes and brows are still a face to the CNN

@@ -21,10 +21,20 @@ def test_building_the_parser_imports_no_heavy_library() -> None:
     assert json.loads(out) == []
 
 
+def test_the_app_module_imports_no_dicom_or_array_library() -> None:
+    """The first frame waits for every module-level import of the app; pydicom and numpy load later, in workers."""
+    code = ("import json, sys; import tui.app.app; "
+            "print(json.dumps(sorted(m for m in ('pydicom', 'numpy') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
+
+
 def test_light_choices_are_the_ones_the_core_accepts() -> None:
-    from tui.core import deface, deidentify, nifti, package, presets
+    from tui.core import deface, deidentify, nifti, package, pipeline, presets, run_settings
 
     assert set(presets.ENGINES) == set(nifti.ENGINES)
     assert deface.MODES == presets.DEFACE_MODES
     assert package.MODES == presets.ENCRYPTIONS
     assert deidentify.DEFAULT_OPTIONS == presets.DEID_OPTIONS
+    assert pipeline.STAGES is run_settings.STAGES
+    assert pipeline.PipelineSettings is run_settings.PipelineSettings

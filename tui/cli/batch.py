@@ -16,7 +16,7 @@ from tui.core.errors import MrishareError
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
 
 if TYPE_CHECKING:
-    from tui.core.pipeline import PipelineSettings
+    from tui.core.run_settings import PipelineSettings
 
 
 def default_ledger() -> Path:

@@ -8,8 +8,6 @@ many as there are idle cores.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import multiprocessing
 import os
 import stat
@@ -33,6 +31,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from tui.core.config import site_secret
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle, drain
+from tui.core.keys import participant_key
 
 SUBJECT = "scan"
 STEP = "scan"
@@ -524,12 +523,6 @@ def _patients(instances: list[Instance]) -> list[Patient]:
                                 files=len(members)))
     patients.sort(key=lambda p: -p.files)
     return patients
-
-
-def participant_key(folder: Path, secret: bytes | None = None) -> str:
-    """A stable, non-identifying id for a participant folder: keyed hash of its resolved path."""
-    digest = hmac.new(secret or site_secret(), str(folder.resolve()).encode(), hashlib.sha256).hexdigest()
-    return "p-" + digest[:10]
 
 
 def _owner(path: Path, folders: dict[str, int]) -> int | None:

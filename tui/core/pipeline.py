@@ -20,13 +20,12 @@ import secrets
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tui.core import leakcheck, passphrase
-from tui.core.credentials import Credentials
 from tui.core.deidentify import DeidSettings, deidentify_participant
 from tui.core.destinations import Delivered, Destination, destination_from
 from tui.core.dicom_scan import Participant, scan
@@ -34,61 +33,15 @@ from tui.core.errors import MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
-from tui.core.presets import PRESETS, Preset
+from tui.core.run_settings import STAGES, PipelineSettings
 
 if TYPE_CHECKING:
     from tui.core.node_destination import DicomNodeDestination
 
-STAGES = ("deidentify", "convert", "deface", "pack", "upload", "share")
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
 DONE = frozenset({"shared", "uploaded"})
 """Final statuses of a successful run: `shared` (folder, Nextcloud) or `uploaded` (DICOM node)."""
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Everything a batch needs besides the participants and the ledger."""
-
-    destination: str
-    """`folder:PATH`, `nextcloud` or `dicom-node:NAME`."""
-    work_dir: Path
-    preset: str = "participant-copy"
-    options: frozenset[str] | None = None
-    """Annex E options; None takes the preset's."""
-    deface_mode: str | None = None
-    """reface | deface | off; None takes the preset's."""
-    pseudonym: str = "keyed"
-    modalities: frozenset[str] = frozenset({"MR"})
-    engine: str = "dcm2niix"
-    encryption: str = "aes"
-    expiry_days: int = 14
-    language: str = "en"
-    """Language of the passphrase words."""
-    keep_work: bool = False
-    """Keep de-identified DICOM and the unpacked package after a successful share."""
-    credentials: Credentials | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise MrishareError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        if self.expiry_days < 1:
-            raise MrishareError("expiry must be at least 1 day")
-        if self.encryption == "zipcrypto" and self.destination != "nextcloud":
-            raise MrishareError("zipcrypto packages are breakable; they are only allowed to Nextcloud, "
-                                "behind a share password")
-
-    @property
-    def wants_share_password(self) -> bool:
-        """A share password is mandatory with zipcrypto, else as the credentials say."""
-        return self.encryption == "zipcrypto" or bool(self.credentials and self.credentials.share_password)
-
-    @property
-    def profile(self) -> Preset:
-        """The preset with this run's overrides applied."""
-        base = PRESETS[self.preset]
-        return Preset(self.options if self.options is not None else base.options,
-                      self.deface_mode or base.deface, base.face_check_blocks)
 
 
 @dataclass(frozen=True)

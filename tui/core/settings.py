@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tui.core import annex_e
 from tui.core.config import config_dir, data_dir, write_private
@@ -18,9 +18,7 @@ from tui.core.errors import MrishareError
 from tui.core.passphrase import LANGUAGES
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
 from tui.core.pseudonym import parse_scheme
-
-if TYPE_CHECKING:
-    from tui.core.pipeline import PipelineSettings
+from tui.core.run_settings import PipelineSettings
 
 FILE_NAME = "settings.json"
 
@@ -98,12 +96,7 @@ class UserSettings:
         return replace(self, **changes)
 
     def pipeline_settings(self, credentials_path: Path | None = None, keep_work: bool = False) -> PipelineSettings:
-        """Settings for a run; the credentials file fills destination and expiry when these leave them open.
-
-        Imports the pipeline (and so the processing libraries) only here, when a run is set up.
-        """
-        from tui.core.pipeline import PipelineSettings
-
+        """Settings for a run; the credentials file fills destination and expiry when these leave them open."""
         credentials = self._credentials(credentials_path)
         dest = self.destination or (credentials.destination if credentials else f"folder:{data_dir() / 'outbox'}")
         if dest.startswith("folder:"):

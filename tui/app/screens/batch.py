@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog
 
 from tui.app.screens.confirm import ConfirmScreen
 from tui.core.events import Event, StepFailed, StepFinished, StepNote, StepProgress, StepStarted
-from tui.core.pipeline import STAGES
+from tui.core.run_settings import STAGES
 
 BAR = 6
 """Cells per stage bar."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,10 +12,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from tui.core.errors import MrishareError
-from tui.core.tag_edit import Edit, parse_tag
+
+if TYPE_CHECKING:
+    from tui.core.tag_edit import Edit  # noqa: F401 (named in the quoted ModalScreen type below)
 
 
-class EditElementScreen(ModalScreen[Edit | None]):
+class EditElementScreen(ModalScreen["Edit | None"]):
     """Dismisses with an Edit, or None when cancelled; a fixed `tag` means "change this one"."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="edit.cancel")]
@@ -46,6 +50,8 @@ class EditElementScreen(ModalScreen[Edit | None]):
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
+        from tui.core.tag_edit import Edit, parse_tag  # pydicom only once an edit is made
+
         if event.input.id != "edit-value":
             self.focus_next()
             return

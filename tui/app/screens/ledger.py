@@ -22,8 +22,8 @@ from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
 from tui.app.widgets.virtual_table import VirtualTable
 from tui.core.config import site_secret
-from tui.core.dicom_scan import participant_key
 from tui.core.events import Event, StepNote, StepProgress
+from tui.core.keys import participant_key
 
 SORTS = ("participant", "status", "expires", "last_action")
 

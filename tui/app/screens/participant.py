@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -23,7 +23,9 @@ from tui.app.widgets.tag_table import TagGrid, TagTable
 from tui.core.annex_e import OPTIONS
 from tui.core.errors import MrishareError
 from tui.core.events import drain
-from tui.core.tag_edit import Edit, required_by_iod, save_edited_copy
+
+if TYPE_CHECKING:
+    from tui.core.tag_edit import Edit
 
 OPTION_LABELS = {
     "rtn_safe_priv": "Retain safe private",
@@ -299,6 +301,8 @@ class ParticipantScreen(Screen[None]):
 
     def action_delete(self) -> None:
         """Delete the highlighted element, warning first if the IOD requires it."""
+        from tui.core.tag_edit import Edit, required_by_iod  # pydicom only once an edit is made
+
         row = self._editable_row()
         if row is None:
             return
@@ -339,6 +343,8 @@ class ParticipantScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="save-copy", exit_on_error=False)
     def save_copy_worker(self, files: list[Path], edits: list[Edit], target: Path) -> None:
         """Write the copy; say how it went."""
+        from tui.core.tag_edit import save_edited_copy
+
         try:
             written = drain(save_edited_copy(files, edits, target))
         except MrishareError as error:

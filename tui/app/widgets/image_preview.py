@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pydicom
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
@@ -17,6 +16,9 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+if TYPE_CHECKING:
+    import numpy as np
+
 PLANES = ("as stored", "plane 2", "plane 3")
 LEVELS = 32
 """Grey levels drawn (fewer distinct styles keeps rendering cheap; 16-colour terminals show ~4)."""
@@ -24,6 +26,9 @@ LEVELS = 32
 
 def load_volume(files: list[Path]) -> np.ndarray:
     """The series' pixels as a float32 (slices, rows, cols) volume, slices in instance order."""
+    import numpy as np  # numpy and pydicom only once a preview is shown, not before the first frame
+    import pydicom
+
     if len(files) == 1:
         pixels = pydicom.dcmread(files[0]).pixel_array
         return np.asarray(pixels, dtype=np.float32).reshape((-1, *pixels.shape[-2:]))
@@ -94,6 +99,8 @@ class ImagePreview(Widget, can_focus=True):
 
     def on_image_preview_loaded(self, message: Loaded) -> None:
         """Keep the volume and pick a window from its 1st..99th percentiles."""
+        import numpy as np
+
         self.volume = message.volume
         self.note = message.error
         if self.volume is not None:
@@ -111,6 +118,8 @@ class ImagePreview(Widget, can_focus=True):
         return 0 if self.volume is None else self.volume.shape[self.plane]
 
     def _slice(self) -> np.ndarray:
+        import numpy as np
+
         assert self.volume is not None
         picked = np.take(self.volume, self.index, axis=self.plane)
         return picked if self.plane == 0 else np.flipud(picked)
@@ -140,6 +149,8 @@ class ImagePreview(Widget, can_focus=True):
 
     def _levels(self) -> np.ndarray:
         """Grey levels for every pixel pair of the content area (nearest neighbour, aspect kept)."""
+        import numpy as np
+
         if self._cells is not None:
             return self._cells
         image = self._slice()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -11,8 +11,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Label
 
-from tui.core.tag_edit import Edit
-from tui.core.tags import TagRow, mask
+if TYPE_CHECKING:
+    from tui.core.tag_edit import Edit
+    from tui.core.tags import TagRow
 
 ACTIONS = {
     "X": ("remove", "removed"),
@@ -123,6 +124,8 @@ class TagTable(Vertical):
 
     def value_text(self, row: TagRow) -> str:
         """The value as shown: masked if identifying and not revealed."""
+        from tui.core.tags import mask  # loaded with the rows already (they come from tags.flatten)
+
         return row.value if self.revealed or "identifying" not in row.flags else mask(row.value)
 
     def _refill(self) -> None:

@@ -1,0 +1,15 @@
+"""Non-identifying keys for participants: a keyed hash, so a folder name never leaves as an id."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+from tui.core.config import site_secret
+
+
+def participant_key(folder: Path, secret: bytes | None = None) -> str:
+    """A stable, non-identifying id for a participant folder: keyed hash of its resolved path."""
+    digest = hmac.new(secret or site_secret(), str(folder.resolve()).encode(), hashlib.sha256).hexdigest()
+    return "p-" + digest[:10]

@@ -1,4 +1,4 @@
-"""A half-block image preview of a series: slices/frames, three planes, window/level from the keyboard."""
+"""An image preview of a series (half-blocks, or sixel/kitty graphics): slices/frames, planes, window/level."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
+
+from tui.app.widgets import graphics
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 PLANES = ("as stored", "plane 2", "plane 3")
 LEVELS = 32
 """Grey levels drawn (fewer distinct styles keeps rendering cheap; 16-colour terminals show ~4)."""
+MODE = graphics.choose()
+"""Renderer for this run, asked of the terminal at import: before Textual starts reading stdin."""
 
 
 def load_volume(files: list[Path]) -> np.ndarray:
@@ -49,7 +54,9 @@ def _pair(top: int, bottom: int) -> Style:
 
 
 class ImagePreview(Widget, can_focus=True):
-    """Draws one slice with '▀' cells (two pixels per cell); keys move through the volume."""
+    """Draws one slice with '▀' cells (two pixels per cell) or as a sixel/kitty picture; keys move through it."""
+
+    DEFAULT_CSS = "ImagePreview { align: center middle; }"
 
     BINDINGS = [
         Binding("up,k", "slice(1)", "Next slice", id="preview.next"),
@@ -76,12 +83,17 @@ class ImagePreview(Widget, can_focus=True):
             self.volume = volume
             self.error = error
 
-    def __init__(self, id: str | None = None) -> None:
+    def __init__(self, id: str | None = None, mode: str = MODE) -> None:
         super().__init__(id=id)
+        self.mode = mode
         self.volume: np.ndarray | None = None
         self.note = "no series"
         self._auto = (0.0, 1.0)
         self._cells: np.ndarray | None = None
+
+    def compose(self) -> ComposeResult:
+        if self.mode != "halfblock":
+            yield graphics.image_widget(self.mode)
 
     def load(self, files: list[Path]) -> None:
         """Read the series' pixels in a thread."""
@@ -110,6 +122,7 @@ class ImagePreview(Widget, can_focus=True):
             self.plane = 0
             self.index = self.depth // 2
         self._cells = None
+        self._show_picture()
         self.refresh()
 
     @property
@@ -132,20 +145,26 @@ class ImagePreview(Widget, can_focus=True):
         low, high = self.window
         return f"{PLANES[self.plane]} · slice {self.index + 1}/{self.depth} · window {low:.0f}..{high:.0f}"
 
-    def watch_plane(self) -> None:
+    def _changed(self) -> None:
         self._cells = None
         self.border_subtitle = self.status
+        self._show_picture()
 
-    def watch_index(self) -> None:
-        self._cells = None
-        self.border_subtitle = self.status
-
-    def watch_window(self) -> None:
-        self._cells = None
-        self.border_subtitle = self.status
+    watch_plane = watch_index = watch_window = _changed
 
     def on_resize(self) -> None:
         self._cells = None
+
+    def _show_picture(self) -> None:
+        """In sixel/kitty mode hand the windowed slice to the picture widget (it scales to fit)."""
+        if self.mode == "halfblock" or not self.is_mounted:
+            return
+        picture = self.query_one("#picture")
+        if self.volume is None or self.depth == 0:
+            picture.image = None
+            return
+        low, high = self.window
+        picture.image = graphics.grey_image((self._slice() - low) / (high - low))
 
     def _levels(self) -> np.ndarray:
         """Grey levels for every pixel pair of the content area (nearest neighbour, aspect kept)."""
@@ -168,6 +187,8 @@ class ImagePreview(Widget, can_focus=True):
         if self.volume is None or self.depth == 0:
             text = self.note if y == 0 else ""
             return Strip([Segment(text[:width].ljust(width))])
+        if self.mode != "halfblock":
+            return Strip.blank(width)
         cells = self._levels()
         pad = (width - cells.shape[1]) // 2
         if 2 * y + 1 >= cells.shape[0]:

@@ -15,6 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, SelectionList
 
 from tests.app.conftest import FAKE_PASSPHRASE, NOW, SIZE
+from tests.app.pilot_helpers import settle
 from tui.app.app import TuiApp
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
@@ -27,13 +28,6 @@ from tui.app.widgets.big_words import BigWord, big_lines
 from tui.app.widgets.image_preview import ImagePreview
 from tui.app.widgets.tag_table import TagGrid, TagTable
 from tui.core.ledger import Ledger
-
-
-async def settle(app: TuiApp, pilot: Pilot[None]) -> None:
-    """Let every worker finish and the UI catch up."""
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def shown_participants(app: TuiApp) -> list[str]:

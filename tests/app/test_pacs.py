@@ -12,7 +12,7 @@ from orthanc import Orthanc, free_port
 from textual.widgets import Input, Label, Select, SelectionList
 
 from tests.app.conftest import SIZE
-from tests.app.test_app import settle
+from tests.app.pilot_helpers import settle
 from tui.app.screens.help import HelpScreen
 from tui.app.screens.ledger import LedgerScreen
 from tui.app.screens.pacs import PacsScreen

@@ -74,8 +74,8 @@ def run_folder(folder: Path, out: Path, as_participant: bool, options: frozenset
         row["held"] = len(result.quarantined) + len(result.skipped) - row["blocked"]
         for leak in result.leaks:
             row["findings"][f"{'block' if getattr(leak, 'blocks', True) else 'note'}:{leak.kind}"] += 1
-        for finding in getattr(result, "notes", ()):
-            row["findings"][f"note:{finding.kind}"] += 1
+        for note in getattr(result, "notes", ()):
+            row["findings"][f"note:{note.split(' equals')[0].split(':')[0]}"] += 1
         rows.append(row)
     return rows
 

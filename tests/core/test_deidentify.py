@@ -179,25 +179,39 @@ def test_nothing_identifying_in_events_logs_or_errors(shared_data: Path, folder_
             warnings.simplefilter("always")
             _, events = _run(folder, tmp_path / "a")
             phantom = shared_data / "phi-corpus/files/synthetic/PHANTOM_QA"
-            with pytest.raises(Exception) as error:
-                _run(phantom, tmp_path / "c")
+            phantom_result, phantom_events = _run(phantom, tmp_path / "c")  # empty PatientID: processed
     finally:
         logging.getLogger().removeHandler(handler)
-    text = stream.getvalue() + "\n".join(repr(e) for e in events) + str(error.value)
+    text = stream.getvalue() + "\n".join(repr(e) for e in events + phantom_events)
     text += "\n".join(str(w.message) for w in caught)
-    assert "empty PatientID" in str(error.value)
+    assert phantom_result.released and phantom_result.key_source == "PatientName+PatientBirthDate"
+    assert any("empty PatientID: pseudonym derived from the PatientName+PatientBirthDate" in repr(e)
+               for e in phantom_events)
     found = [c for c in _canaries(shared_data) if c.lower() in text.lower()]
     assert not found, found
     assert any(isinstance(e, StepNote) for e in events)
 
 
-def test_empty_patient_id_fails_the_participant_with_a_clear_event(shared_data: Path, tmp_path: Path) -> None:
-    participant = scan(shared_data / "phi-corpus/files/synthetic/PHANTOM_QA", as_participant=True).participants[0]
-    events: list = []
-    with pytest.raises(Exception, match="empty PatientID"):
-        drain(deidentify_participant(participant, tmp_path, DeidSettings()), events.append)
-    assert isinstance(events[-1], StepFailed)
-    assert not any(tmp_path.iterdir())
+def test_empty_patient_id_keys_the_pseudonym_on_name_and_birth_date_else_the_folder(
+        shared_data: Path, tmp_path: Path) -> None:
+    # Issue 11: a batch user expects an empty PatientID processed with a clear note, not stopped.
+    phantom = shared_data / "phi-corpus/files/synthetic/PHANTOM_QA"
+    first, events = _run(phantom, tmp_path / "one")
+    again, _ = _run(phantom, tmp_path / "two")
+    assert first.released and first.key_source == "PatientName+PatientBirthDate"
+    assert first.pseudonym == again.pseudonym, "the derived key is stable"
+    assert any(isinstance(e, StepNote) and "pseudonym derived from the PatientName+PatientBirthDate" in e.message
+               for e in events)
+    audit = [json.loads(line) for line in first.audit_path.read_text().splitlines()]
+    assert any(r.get("pseudonym_key") == "PatientName+PatientBirthDate" for r in audit)
+    nameless = tmp_path / "src" / "folder_x"
+    nameless.mkdir(parents=True)
+    ds = pydicom.dcmread(next(phantom.iterdir()))
+    ds.PatientName = ""
+    ds.save_as(nameless / "IM1")
+    other, _ = _run(nameless, tmp_path / "three")
+    assert other.released and other.key_source == "participant folder name"
+    assert other.pseudonym != first.pseudonym
 
 
 def test_leak_gate_holds_back_what_the_profile_kept(folder_a: Path, tmp_path: Path) -> None:

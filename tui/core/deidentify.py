@@ -59,14 +59,17 @@ from tui.core.events import EventStream, StepFailed, StepFinished, StepNote, Ste
 from tui.core.leakcheck import (
     Identifiers,
     Leak,
+    charsets_of,
     check_bytes,
     check_dataset,
     check_paths,
     collect_identifiers,
     identifiers_from_datasets,
+    kept_notes,
+    summarize,
 )
 from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
-from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
+from tui.core.pseudonym import Pseudonymizer, identity_key, parse_scheme, record_mapping
 from tui.core.quarantine import QuarantineStore, quarantine_reason
 from tui.core.uidmap import UidMap, is_well_known
 
@@ -120,6 +123,8 @@ class DeidSettings:
     """Where held-back files go; default `<data_dir>/quarantine/<run id>`."""
     workers: int | None = None
     run_id: str = field(default_factory=new_run_id)
+    release_values: tuple[str, ...] = ()
+    """KEYWORD=VALUE values the operator judged not identifying: the gate does not block them (audited)."""
 
 
 @dataclass(frozen=True)
@@ -143,11 +148,12 @@ def context_for(datasets: list[Dataset], options: frozenset[str] = DEFAULT_OPTIO
     identifiers from `datasets`, pseudonym and offsets from their PatientID and the site secret."""
     options = annex_e.validate_options(options)
     secret = site_secret()
-    patient_id = strip_padding(datasets[0].get("PatientID", "")) if datasets else ""
+    first = datasets[0] if datasets else Dataset()
+    key, _ = identity_key(first.get("PatientID", ""), first.get("PatientName", ""), first.get("PatientBirthDate", ""))
     return DeidContext(
-        options=options, pseudonym=Pseudonymizer(parse_scheme(pseudonym), secret).pseudonym(patient_id),
+        options=options, pseudonym=Pseudonymizer(parse_scheme(pseudonym), secret).pseudonym(key),
         identifiers=identifiers_from_datasets(datasets, options), secret=secret,
-        date_offset=offset_days(secret, patient_id), time_offset=offset_seconds(secret, patient_id),
+        date_offset=offset_days(secret, key), time_offset=offset_seconds(secret, key),
         keep_originals=keep_originals,
     )
 
@@ -179,6 +185,11 @@ class DeidResult:
     identifiers: Identifiers
     audit_path: Path | None
     leaks: list[Leak] = field(default_factory=list)
+    key_source: str = "PatientID"
+    """What the pseudonym was derived from: PatientID, or PatientName+PatientBirthDate / the folder
+    name when the PatientID is empty."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings for the report: values the options keep on purpose, operator overrides, the key source."""
 
 
 # --------------------------------------------------------------------------- one dataset
@@ -655,12 +666,7 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
         data, pixels = _serialize(ds, source)
     except Exception as error:  # noqa: BLE001 - a value pydicom cannot handle: hold back, never crash
         return FileOutcome(job.source, "skipped", reason=f"cannot de-identify ({type(error).__name__})")
-    name = str(job.target)
-    identifiers = ctx.identifiers.with_uids(uid for uid in report.uids if not is_well_known(uid))
-    leaks = check_paths([job.target], identifiers)
-    leaks += check_bytes(data, identifiers, name, [pixels] if pixels else [])
-    if not _bytes_cover_charset(ds):
-        leaks += check_dataset(ds, identifiers, name)
+    leaks = gate_output(ds, data, pixels, job.target, ctx, report.uids)
     if leaks:
         return FileOutcome(job.source, "held", target=job.target, reason="leak gate", leaks=tuple(leaks))
     target = out / job.target
@@ -670,6 +676,20 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
     os.replace(partial, target)  # no half-written file under the released name
     return FileOutcome(job.source, "released", target=target, changes=tuple(report.changes),
                        originals=tuple(report.originals.items()))
+
+
+def gate_output(ds: Dataset, data: bytes, pixels: tuple[int, int] | None, target: Path, ctx: DeidContext,
+                uids: set[str] | None = None) -> list[Leak]:
+    """The leak gate on one de-identified file about to be written: its path, its raw bytes (strong
+    identifiers, in the file's own character sets too) and, where the bytes are not plain text,
+    its decoded elements. Only blocking findings are returned."""
+    name = str(target)
+    identifiers = ctx.identifiers.with_uids(uid for uid in (uids or ()) if not is_well_known(uid))
+    leaks = check_paths([target], identifiers)
+    leaks += check_bytes(data, identifiers, name, [pixels] if pixels else [], charsets_of(ds))
+    if not _bytes_cover_charset(ds):
+        leaks += check_dataset(ds, identifiers, name, ctx.options)
+    return [leak for leak in leaks if leak.blocks]
 
 
 _CONTEXTS: dict[tuple, DeidContext] = {}
@@ -761,24 +781,34 @@ def deidentify_participant(participant: Participant, out: Path, settings: DeidSe
         raise MrishareError("participant has no usable DICOM files", subject)
     secret = site_secret()
     scheme = parse_scheme(settings.pseudonym)
+    key, key_source = identity_key(main.patient_id, main.patient_name, main.birth_date, participant.folder.name)
     try:
-        pseudonym = Pseudonymizer(scheme, secret).pseudonym(main.patient_id, where=subject)
+        pseudonym = Pseudonymizer(scheme, secret).pseudonym(key, where=subject)
     except MrishareError as error:
         yield StepFailed(subject, STEP, error.reason)
         raise
     with quiet_pydicom():
-        identifiers = collect_identifiers(participant, options)
+        identifiers = collect_identifiers(participant, options, settings.release_values)
     ctx = DeidContext(options=options, pseudonym=pseudonym, identifiers=identifiers, secret=secret,
-                      date_offset=offset_days(secret, strip_padding(main.patient_id)),
-                      time_offset=offset_seconds(secret, strip_padding(main.patient_id)),
+                      date_offset=offset_days(secret, key), time_offset=offset_seconds(secret, key),
                       keep_originals=settings.keep_originals_in_audit)
+    notes = kept_notes(identifiers)
+    if key_source != "PatientID":
+        notes.append(f"empty PatientID: pseudonym derived from the {key_source}")
+    notes += [f"released by the operator: {value.split('=')[0]} value judged not identifying"
+              for value in sorted(identifiers.released)]
     out = Path(out)
     jobs = _plan(participant, identifiers, options, pseudonym)
     store = QuarantineStore(settings.quarantine_dir, settings.run_id)
-    result = DeidResult(pseudonym, [], [], [], identifiers, None)
+    result = DeidResult(pseudonym, [], [], [], identifiers, None, key_source=key_source, notes=notes)
     with AuditLog(settings.run_id) as audit:
         result.audit_path = audit.path
         audit.write(_run_record(settings, options, scheme.kind))
+        audit.write({"type": "participant", "subject": subject, "pseudonym_key": key_source,
+                     "released_by_operator": sorted(identifiers.released) if settings.keep_originals_in_audit
+                     else [value.split("=")[0] for value in sorted(identifiers.released)], "notes": notes})
+        for note in notes:
+            yield StepNote(subject, STEP, note, "warning")
         for path in participant.misfiled:
             copy = store.put(path, "file of another patient in this participant's folder", subject)
             result.quarantined.append((copy, "another patient"))
@@ -793,7 +823,9 @@ def deidentify_participant(participant: Participant, out: Path, settings: DeidSe
             if throttle.ready(done, total):
                 yield StepProgress(subject, STEP, done, total)
     if result.released:
-        record_mapping(scheme, main.patient_id, pseudonym)
+        record_mapping(scheme, key, pseudonym)
+    for line in summarize(result.leaks):
+        yield StepNote(subject, STEP, f"leak gate: {line}", "warning")
     summary = (f"{len(result.released)} released, {len(result.quarantined)} quarantined, "
                f"{len(result.skipped)} skipped" + (f", {len(result.leaks)} leak(s) held back" if result.leaks else ""))
     yield StepFinished(subject, STEP, summary)
@@ -821,8 +853,10 @@ def _settle(outcome: FileOutcome, result: DeidResult, store: QuarantineStore, su
         reason = "leak gate: " + "; ".join(places[:5]) + (" ..." if len(places) > 5 else "")
     copy = store.put(outcome.source, reason, subject)
     result.quarantined.append((copy, reason))
-    audit.write(_file_record(subject, "quarantined", None, reason, outcome.source, settings))
-    yield StepNote(subject, STEP, f"quarantined {copy.name}: {reason}", "warning")
+    audit.write(_file_record(subject, "quarantined", None, reason, outcome.source, settings,
+                             findings=outcome.leaks))
+    if outcome.status != "held":  # the gate's findings are summarised once, grouped, at the end
+        yield StepNote(subject, STEP, f"quarantined {copy.name}: {reason}", "warning")
 
 
 def _run_record(settings: DeidSettings, options: frozenset[str], scheme: str) -> dict:
@@ -838,10 +872,13 @@ def _run_record(settings: DeidSettings, options: frozenset[str], scheme: str) ->
 
 
 def _file_record(subject: str, status: str, output: Path | None, reason: str, source: Path,
-                 settings: DeidSettings, changes: tuple = (), originals: tuple = ()) -> dict:
+                 settings: DeidSettings, changes: tuple = (), originals: tuple = (), findings: tuple = ()) -> dict:
     """One audit line per file; the source path only with opted-in originals (it may name the person)."""
     record = {"type": "file", "subject": subject, "status": status, "output": str(output) if output else None,
               "reason": reason, "changes": [list(c) for c in changes]}
+    if findings:
+        record["findings"] = [{"kind": f.kind, "file": f.file, "where": f.where, "blocks": f.blocks}
+                              for f in findings]
     if settings.keep_originals_in_audit:
         record["source"] = str(source)
         record["originals"] = dict(originals)

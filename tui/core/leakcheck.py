@@ -4,8 +4,27 @@ Before anything is released, every output file (parsed elements, raw bytes, priv
 deflated datasets), every output path, and later NIfTI headers, JSON sidecars and file names are
 searched for the participant's names and their parts, IDs, birth date in several formats,
 accession numbers, UIDs, addresses and institution. Values are searched case-insensitively, in
-UTF-8 and ISO-8859-1, with and without German umlaut transliteration. A `Leak` names the file,
-the place and the *kind* of identifier; never the value itself.
+UTF-8, ISO-8859-1 and the file's own character set, with and without German umlaut transliteration.
+A `Leak` (a finding) names the file, the place, the *kind* of identifier and whether it blocks;
+never the value itself.
+
+Only what came from the participant is searched: the text the program writes itself (the
+De-identification Method and its codes, character-set terms, our README/index.html templates,
+JSON keys) is never a finding. Each identifier has a specificity class (PS3.15 leaves this to
+the implementation; the classes follow issue 11):
+
+- strong: names, IDs, birth date, accession number, addresses, phone numbers, UIDs. Found
+  anywhere (a value, a file name, raw bytes), it blocks.
+- kept: the input itself holds the value in an attribute the profile keeps (PatientPosition
+  `HFS`, BodyPartExamined `BRAIN`, a study date the options keep). Not identifying on its own:
+  a finding that does not block, unless it is the whole value of an element that should have
+  been removed or replaced.
+- weak: dictionary words, department, modality and vendor words, values with fewer than 4
+  letters, punctuation only. Only a whole-value match in an element that should have been
+  removed or replaced counts (and blocks).
+
+An operator may release one value they judge not identifying (`release=("KEYWORD=VALUE", ...)`):
+an explicit per-value override that the caller records in the audit log.
 """
 
 from __future__ import annotations
@@ -17,9 +36,9 @@ import struct
 import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import pydicom
@@ -29,6 +48,7 @@ from pydicom.valuerep import PersonName
 
 from tui.core import annex_e
 from tui.core.dicom_scan import Participant, Skipped, read_header
+from tui.core.errors import MrishareError
 from tui.core.passphrase import word_list
 from tui.core.uidmap import is_well_known
 
@@ -51,10 +71,16 @@ _GENERIC_PARTS = frozenset({
 })
 
 
+@lru_cache(maxsize=1)
+def _dictionary() -> frozenset[str]:
+    """Our passphrase word lists (English and German) as one set."""
+    return frozenset(word_list("en")) | frozenset(word_list("de"))
+
+
 def _generic(token: str) -> bool:
     """True for a common word (our passphrase word lists or `_GENERIC_PARTS`), false alarms if searched alone."""
     low = token.lower()
-    return low in _GENERIC_PARTS or low in word_list("en") or low in word_list("de")
+    return low in _GENERIC_PARTS or low in _dictionary()
 
 
 # Kinds that are the participant's identity: never dropped because another element keeps the value.
@@ -68,6 +94,16 @@ _BIRTH_FORMATS = ("%Y%m%d", "%d.%m.%Y", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y.
 _DATE_FORMATS = ("%Y%m%d", "%d.%m.%Y", "%Y-%m-%d")
 
 
+STRONG, KEPT, WEAK = "strong", "kept", "weak"
+# Department, modality, vendor and format words: identify nobody on their own.
+_DOMAIN_WORDS = frozenset({
+    "mri", "mrt", "mr", "ct", "pet", "dicom", "dcm", "nifti", "radiology", "radiologie", "neuroradiology",
+    "neuroradiologie", "imaging", "scanner", "research", "forschung", "siemens", "philips", "ge", "gems",
+    "general electric", "canon", "toshiba", "hitachi", "fujifilm", "uih", "united imaging", "bruker", "healthcare",
+    "medical systems", "phantom", "qa", "brain", "head", "kopf", "study", "studie", "mrishare",
+})
+
+
 @dataclass(frozen=True)
 class Identifier:
     """One identifying value of a participant; `kind` says what it is without revealing it."""
@@ -76,6 +112,8 @@ class Identifier:
     value: str = field(repr=False)
     bounded: bool = False
     """Match only as a whole word (short name parts), so that it does not fire inside other words."""
+    strength: str = STRONG
+    """STRONG (blocks anywhere), KEPT (the input keeps it elsewhere: a note) or WEAK (whole value only)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +123,11 @@ class Leak:
     file: str
     where: str
     kind: str
+    blocks: bool = True
+    """False for a note: a value the input keeps on purpose elsewhere (PatientPosition HFS, a kept date)."""
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.kind} found in {self.where}"
+        return f"{self.file}: {self.kind} found in {self.where}" + ("" if self.blocks else " (does not block)")
 
 
 @dataclass(frozen=True)
@@ -96,6 +136,8 @@ class Identifiers:
 
     items: tuple[Identifier, ...] = ()
     uids: frozenset[str] = frozenset()
+    released: frozenset[str] = frozenset()
+    """Operator overrides (KEYWORD=VALUE) that matched one of the participant's values."""
 
     def __bool__(self) -> bool:
         return bool(self.items or self.uids)
@@ -105,8 +147,8 @@ class Identifiers:
 
     def with_uids(self, extra: Iterable[str]) -> Identifiers:
         """The same values plus more UIDs (one file's own), sharing the compiled searches."""
-        other = Identifiers(self.items, self.uids | frozenset(extra))
-        for name in ("_text_forms", "_text_regex", "_byte_forms", "_byte_regex"):
+        other = Identifiers(self.items, self.uids | frozenset(extra), self.released)
+        for name in ("_text_forms", "_text_regex", "_strong_regex", "_whole", "_byte_cache"):
             if name in self.__dict__:
                 other.__dict__[name] = self.__dict__[name]
         return other
@@ -116,18 +158,19 @@ class Identifiers:
         """A digest of the values: a cache key that reveals nothing."""
         digest = hashlib.sha256()
         for item in sorted(self.items, key=lambda i: (i.kind, i.value)):
-            digest.update(f"{item.kind}\x00{item.value}\x00{item.bounded}\x01".encode())
+            digest.update(f"{item.kind}\x00{item.value}\x00{item.bounded}\x00{item.strength}\x01".encode())
         for uid in sorted(self.uids):
             digest.update(uid.encode() + b"\x02")
         return digest.hexdigest()[:16]
 
     @cached_property
     def _text_forms(self) -> list[tuple[str, Identifier]]:
-        """(lower-cased search form, identifier) for every spelling of every value."""
+        """(lower-cased search form, identifier) for every spelling of every strong or kept value."""
         forms = []
         for item in self.items:
-            for spelling in _spellings(item.value):
-                forms.append((spelling.lower(), item))
+            if item.strength != WEAK:
+                for spelling in _spellings(item.value):
+                    forms.append((spelling.lower(), item))
         return forms
 
     @cached_property
@@ -135,25 +178,46 @@ class Identifiers:
         return _compile([(form, item.bounded) for form, item in self._text_forms], text=True)
 
     @cached_property
-    def _byte_forms(self) -> list[tuple[bytes, Identifier]]:
-        """Every spelling in UTF-8 and ISO-8859-1, upper and lower case (bytes case-folding is ASCII only)."""
-        forms: dict[bytes, Identifier] = {}
-        for item in self.items:
-            for spelling in _spellings(item.value):
-                for variant in (spelling, spelling.upper(), spelling.lower(), _upper_keep_sz(spelling)):
-                    for encoding in ("utf-8", "latin-1"):
-                        try:
-                            forms.setdefault(variant.encode(encoding).lower(), item)
-                        except UnicodeEncodeError:
-                            continue
-        return list(forms.items())
+    def _strong_regex(self) -> re.Pattern[str] | None:
+        """The strong values' text search, case-insensitive (for scrubbing)."""
+        pattern = _compile([(f, i.bounded) for f, i in self._text_forms if i.strength == STRONG], text=True)
+        return re.compile(pattern.pattern, re.IGNORECASE) if pattern is not None else None
 
     @cached_property
+    def _whole(self) -> dict[str, Identifier]:
+        """Whole values (normalised) of every identifier: an element that still holds one was not cleaned."""
+        whole: dict[str, Identifier] = {}
+        for item in sorted(self.items, key=lambda i: i.strength != STRONG):
+            for spelling in _spellings(item.value):
+                whole.setdefault(_normal(spelling), item)
+        return whole
+
+    @cached_property
+    def _byte_cache(self) -> dict[tuple[str, ...], tuple[list, re.Pattern[bytes] | None]]:
+        return {}
+
+    def _byte_search(self, encodings: tuple[str, ...] = ()) -> tuple[list, re.Pattern[bytes] | None]:
+        """(forms, regex) of the strong values in UTF-8, ISO-8859-1 and the file's own `encodings`."""
+        if encodings not in self._byte_cache:
+            forms: dict[bytes, Identifier] = {}
+            for item in self.items:
+                if item.strength != STRONG:
+                    continue
+                for spelling in _spellings(item.value):
+                    for variant in (spelling, spelling.upper(), spelling.lower(), _upper_keep_sz(spelling)):
+                        for encoded in _encodings_of(variant, encodings):
+                            forms.setdefault(encoded.lower(), item)
+            listed = list(forms.items())
+            self._byte_cache[encodings] = (listed, _compile([(f, i.bounded) for f, i in listed], text=False))
+        return self._byte_cache[encodings]
+
+    @property
     def _byte_regex(self) -> re.Pattern[bytes] | None:
-        return _compile([(form, item.bounded) for form, item in self._byte_forms], text=False)
+        """The strong values' byte search (UTF-8 and ISO-8859-1): a cheap pre-check for the cleaner."""
+        return self._byte_search()[1]
 
     def find_text(self, text: str) -> Iterator[tuple[Identifier, int]]:
-        """(identifier, offset) for each identifier found in `text`."""
+        """(identifier, offset) for each strong or kept identifier found in `text`."""
         if self._text_regex is not None:
             for match in self._text_regex.finditer(text.lower()):
                 yield self._which(match.group(0).lower(), self._text_forms), match.start()
@@ -162,26 +226,36 @@ class Identifiers:
                 if match.group(0) in self.uids:
                     yield Identifier("UID", ""), match.start()
 
-    def find_bytes(self, data: bytes) -> Iterator[tuple[Identifier, int]]:
-        """(identifier, offset) for each identifier found in raw `data` (any of our encodings)."""
-        if self._byte_regex is not None:
-            for match in self._byte_regex.finditer(data):
-                yield self._which(match.group(0).lower(), self._byte_forms), match.start()
+    def whole_value(self, text: str) -> Identifier | None:
+        """The identifier that `text` is as a whole (any class), None if it is none."""
+        return self._whole.get(_normal(text)) if text.strip() else None
+
+    def find_bytes(self, data: bytes, encodings: tuple[str, ...] = ()) -> Iterator[tuple[Identifier, int]]:
+        """(identifier, offset) for each strong identifier found in raw `data`.
+
+        Our own text is masked first; in ISO 2022 multi-byte runs (7-bit codes that look like
+        ASCII) only values that are themselves multi-byte are matched, never ASCII fragments.
+        """
+        forms, regex = self._byte_search(encodings)
+        masked = _mask_own(data)
+        runs = _multibyte_runs(masked) if b"\x1b$" in masked else []
+        if regex is not None:
+            for match in regex.finditer(masked):
+                if runs and match.group(0).isascii() and _inside(match.start(), runs):
+                    continue
+                yield self._which(match.group(0).lower(), forms), match.start()
         if self.uids:
-            for match in _UID_TOKEN_BYTES.finditer(data):
+            for match in _UID_TOKEN_BYTES.finditer(masked):
                 if match.group(0).decode("ascii") in self.uids:
                     yield Identifier("UID", ""), match.start()
 
     def scrub(self, text: str) -> str:
-        """`text` with every identifier removed (UIDs included), the rest kept."""
-        if self._text_regex is not None:
-            lowered = text.lower()
-            if len(lowered) == len(text):
-                spans = [m.span() for m in self._text_regex.finditer(lowered)]
-                for start, end in reversed(spans):
-                    text = text[:start] + text[end:]
-            else:  # case folding changed the length (rare): fall back to a case-insensitive pass
-                text = re.compile(self._text_regex.pattern, re.IGNORECASE).sub("", text)
+        """`text` with every strong identifier removed (UIDs included), the rest kept; a value that is
+        a weak or kept identifier as a whole becomes empty."""
+        if self.whole_value(text) is not None:
+            return ""
+        if self._strong_regex is not None:
+            text = self._strong_regex.sub("", text)
         if self.uids:
             text = _UID_TOKEN.sub(lambda m: "" if m.group(0) in self.uids else m.group(0), text)
         return text
@@ -196,15 +270,83 @@ class Identifiers:
         return best[1] if best else Identifier("identifier", "")
 
 
+def _normal(text: str) -> str:
+    """A value for whole-value comparison: case-folded, carets and runs of blanks as one space."""
+    return " ".join(re.sub(r"[\^=]+", " ", text).split()).casefold()
+
+
+def _encodings_of(text: str, encodings: tuple[str, ...]) -> Iterator[bytes]:
+    """`text` in UTF-8, ISO-8859-1 and each of a file's own character sets (ISO 2022 with escapes)."""
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            yield text.encode(encoding)
+        except UnicodeEncodeError:
+            continue
+    if encodings and not text.isascii():
+        from pydicom.charset import encode_string
+
+        try:
+            yield encode_string(text, list(encodings))
+        except (UnicodeEncodeError, LookupError, ValueError):
+            pass
+
+
+# Text the program writes into every DICOM file it releases (PS3.15 E.1.1 marking, CID 7050 meanings,
+# option names, our implementation name): never a finding, masked before the raw search.
+def _own_texts() -> tuple[bytes, ...]:
+    from tui import __version__
+
+    words = ["Basic Application Confidentiality Profile", "Basic Profile", f"MRISHARE_{__version__}"[:16],
+             f"mrishare {__version__}", "UNMODIFIED", "MODIFIED", "REMOVED", "Clean Pixel Data Option"]
+    words += [name for name in annex_e.OPTIONS]
+    words += ["Clean Graphics Option", "Clean Structured Content Option", "Clean Descriptors Option",
+              "Retain Longitudinal Temporal Information Full Dates Option",
+              "Retain Longitudinal Temporal Information Modified Dates Option",
+              "Retain Patient Characteristics Option", "Retain Device Identity Option", "Retain UIDs Option",
+              "Retain Safe Private Option", "Retain Institution Identity Option"]
+    return tuple(sorted({w.encode("ascii") for w in words}, key=len, reverse=True))
+
+
+_OWN = re.compile(b"|".join(re.escape(w) for w in _own_texts()) + rb"|ISO[ _]2022[ _]IR[ _]\d+|ISO_IR[ _]\d+|GB18030|GBK")
+
+
+def _mask_own(data: bytes) -> bytes:
+    """`data` with our own marking text and character-set terms blanked (same length)."""
+    return _OWN.sub(lambda m: b" " * len(m.group(0)), data)
+
+
+_ESCAPE = re.compile(rb"\x1b[\$\(\)\*\+\-\.\/]+[@-~]?")
+
+
+def _multibyte_runs(data: bytes) -> list[tuple[int, int]]:
+    """Byte ranges in ISO 2022 multi-byte mode (after ESC $ ..., up to the next escape)."""
+    runs, start = [], None
+    for match in _ESCAPE.finditer(data):
+        if start is not None:
+            runs.append((start, match.start()))
+            start = None
+        if match.group(0).startswith(b"\x1b$"):
+            start = match.end()
+    if start is not None:
+        runs.append((start, len(data)))
+    return runs
+
+
+def _inside(offset: int, runs: list[tuple[int, int]]) -> bool:
+    return any(begin <= offset < end for begin, end in runs)
+
+
 def _upper_keep_sz(text: str) -> str:
     """Upper case but keep ß (DICOM files write 'MÜßIG...' as often as 'MÜSSIG...')."""
     return "".join(c if c == "ß" else c.upper() for c in text)
 
 
 def _spellings(value: str) -> set[str]:
-    """The value, its umlaut transliteration and its accent-free form."""
+    """The value, its umlaut transliteration and its accent-free form (only for Latin script: the
+    ASCII left of a Japanese or Chinese value is a fragment, not a spelling of it)."""
     plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
-    return {s for s in (value, value.translate(_TRANSLIT), plain) if s}
+    latin = all(c.isascii() or unicodedata.name(c, "").startswith("LATIN") for c in value)
+    return {s for s in (value, value.translate(_TRANSLIT), plain if latin else "") if s}
 
 
 def _compile(forms: list[tuple], text: bool) -> re.Pattern | None:
@@ -230,11 +372,15 @@ class IdentifierCollector:
     operator chose to retain.
     """
 
-    def __init__(self, options: frozenset[str] = frozenset()) -> None:
+    def __init__(self, options: frozenset[str] = frozenset(), release: Iterable[str] = ()) -> None:
         self.options = annex_e.validate_options(options)
+        self.release = parse_releases(release)
         self._items: dict[tuple[str, str], Identifier] = {}
         self._uids: set[str] = set()
         self._kept: set[str] = set()
+        self._kept_dates: set[str] = set()
+        self.released: set[str] = set()
+        """KEYWORD=VALUE overrides that matched a value of this participant (for the audit)."""
 
     def add_dataset(self, ds: Dataset) -> None:
         """Collect from one dataset, its file meta and every nested item."""
@@ -274,16 +420,18 @@ class IdentifierCollector:
                     self._add_name(keyword, elem.value)
                 continue
             if elem.VR in DATE_VRS:
+                if action == "K":
+                    self._kept_dates.update(str(v).strip()[:8] for v in _values(elem.value))
                 if action in ("X", "Z", "D", "C"):
                     formats = _BIRTH_FORMATS if "Birth" in keyword else _DATE_FORMATS
                     for value in _values(elem.value):
                         self._add_date("birth date" if "Birth" in keyword else "date", value, formats)
                 continue
-            if elem.VR not in TEXT_VRS or elem.VR == "CS":
+            if elem.VR not in TEXT_VRS:
                 continue
             values = [v for v in (str(x).strip(" \x00") for x in _values(elem.value)) if v]
-            if action in ("K", "C"):
-                self._kept.update(v.lower() for v in values)
+            if action in ("K", "C") or elem.VR == "CS":
+                self._kept.update(_normal(v) for v in values)
                 continue
             for value in values:
                 self._add(keyword, value)
@@ -328,15 +476,63 @@ class IdentifierCollector:
         for fmt in formats:
             text = when.strftime(fmt)
             self._items.setdefault((kind, text), Identifier(f"{kind} ({_fmt_name(fmt)})", text, True))
+            self._dates[(kind, text)] = when.strftime("%Y%m%d")
+
+    @cached_property
+    def _dates(self) -> dict[tuple[str, str], str]:
+        """The YYYYMMDD source of each date identifier (to compare with the dates the options keep)."""
+        return {}
 
     def result(self) -> Identifiers:
-        """The collected identifiers, minus values an element the profile keeps also holds."""
-        items = tuple(
-            item
-            for item in self._items.values()
-            if item.value.lower() not in self._kept or item.kind.startswith(CORE_KINDS)
-        )
-        return Identifiers(items, frozenset(self._uids))
+        """The collected identifiers, each in its class; overridden values left out."""
+        items = []
+        for key, item in self._items.items():
+            override = self._override(item)
+            if override:
+                self.released.add(override)
+                continue
+            strength = _strength(item, self._kept, self._dates.get(key), self._kept_dates)
+            if strength == KEPT and not item.kind.startswith(CORE_KINDS) and "date" not in item.kind:
+                continue  # e.g. a description the profile keeps elsewhere: not an identifier at all
+            items.append(replace(item, strength=strength))
+        return Identifiers(tuple(items), frozenset(self._uids), frozenset(self.released))
+
+    def _override(self, item: Identifier) -> str:
+        """The KEYWORD=VALUE override that releases `item`, or ''."""
+        for keyword, value in self.release:
+            if item.kind.split(" ")[0] == keyword and _normal(item.value) == _normal(value):
+                return f"{keyword}={value}"
+        return ""
+
+
+def parse_releases(release: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """'KEYWORD=VALUE' overrides as pairs; a malformed one is an error naming it."""
+    pairs = []
+    for text in release:
+        keyword, sep, value = str(text).partition("=")
+        if not sep or not keyword.strip() or not value.strip():
+            raise MrishareError(f"--release-value needs KEYWORD=VALUE (e.g. PatientName=HFS), got {text!r}")
+        pairs.append((keyword.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _strength(item: Identifier, kept: set[str], date: str | None, kept_dates: set[str]) -> str:
+    """The class of one identifier: KEPT if the input keeps the same value in a kept attribute,
+    WEAK if it is a common word, STRONG otherwise (see the module docstring)."""
+    if date is not None:
+        return KEPT if date in kept_dates else STRONG
+    value = _normal(item.value)
+    if value in kept:
+        return KEPT
+    letters = sum(c.isalpha() for c in value)
+    if not any(c.isalnum() for c in value) or value in _DOMAIN_WORDS:
+        return WEAK
+    if item.kind.startswith(("PatientID", "OtherPatient", "AccessionNumber", "UID")) or value.isdigit():
+        return STRONG
+    whole_name = item.kind in ("PatientName", "PatientBirthName", "PatientMotherBirthName")
+    if letters < 4 or (not whole_name and " " not in value and _generic(value)):
+        return WEAK
+    return STRONG
 
 
 def _fmt_name(fmt: str) -> str:
@@ -356,19 +552,21 @@ def _is_instance_uid(keyword: str) -> bool:
     return keyword.endswith("UID") and not keyword.endswith(("ClassUID", "SyntaxUID", "SchemeUID"))
 
 
-def identifiers_from_datasets(datasets: Iterable[Dataset], options: frozenset[str] = frozenset()) -> Identifiers:
-    """Identifiers gathered from `datasets` (headers are enough) under `options`."""
-    collector = IdentifierCollector(options)
+def identifiers_from_datasets(datasets: Iterable[Dataset], options: frozenset[str] = frozenset(),
+                              release: Iterable[str] = ()) -> Identifiers:
+    """Identifiers gathered from `datasets` (headers are enough) under `options`, minus `release` overrides."""
+    collector = IdentifierCollector(options, release)
     for ds in datasets:
         collector.add_dataset(ds)
     return collector.result()
 
 
-def collect_identifiers(participant: Participant, options: frozenset[str] = frozenset()) -> Identifiers:
+def collect_identifiers(participant: Participant, options: frozenset[str] = frozenset(),
+                        release: Iterable[str] = ()) -> Identifiers:
     """The participant's identifying values, from the first header of every series of every patient
     in the folder (misfiled ones too). Values that differ per file (each instance's own UIDs) are
     added per file by the de-identification worker (`Identifiers.with_uids`)."""
-    collector = IdentifierCollector(options)
+    collector = IdentifierCollector(options, release)
     for patient in participant.patients:
         for study in patient.studies:
             for series in study.series:
@@ -384,26 +582,41 @@ def collect_identifiers(participant: Participant, options: frozenset[str] = froz
 
 
 def check_text(text: str, identifiers: Identifiers, where: str = "text", file: str = "") -> list[Leak]:
-    """Leaks in a piece of text (a sidecar, a header field, a file name)."""
-    return [Leak(file, where, item.kind) for item, _ in identifiers.find_text(text)]
+    """Findings in a piece of text that carries input values (a file name, a sidecar value):
+    strong identifiers block, kept ones are notes, weak ones are not searched inside text."""
+    return [Leak(file, where, item.kind, item.strength == STRONG) for item, _ in identifiers.find_text(text)]
 
 
-def check_bytes(
-    data: bytes, identifiers: Identifiers, file: str = "", skip: Iterable[tuple[int, int]] = ()
-) -> list[Leak]:
-    """Leaks in raw bytes, outside the `skip` ranges (pixel data: text there needs OCR, not grep)."""
-    leaks = []
-    start = 0
-    for begin, end in sorted(skip):
-        leaks += _bytes_leaks(data[start:begin], identifiers, file, start)
-        start = max(start, end)
-    leaks += _bytes_leaks(data[start:], identifiers, file, start)
+def check_value(text: str, identifiers: Identifiers, where: str, file: str, removed: bool) -> list[Leak]:
+    """Findings in one element value. `removed`: the profile removes or replaces this element, so a
+    value that is an identifier as a whole (any class: `HFS`, `MRI`, `-----`) blocks there."""
+    leaks = check_text(text, identifiers, where, file)
+    whole = identifiers.whole_value(text) if removed else None
+    if whole is not None and whole.strength != STRONG:
+        leaks = [leak for leak in leaks if leak.blocks] + [Leak(file, where, whole.kind)]
     return leaks
 
 
-def _bytes_leaks(chunk: bytes, identifiers: Identifiers, file: str, base: int) -> list[Leak]:
+def check_bytes(
+    data: bytes, identifiers: Identifiers, file: str = "", skip: Iterable[tuple[int, int]] = (),
+    encodings: tuple[str, ...] = (),
+) -> list[Leak]:
+    """Strong identifiers in raw bytes (also in the file's own character sets `encodings`), outside
+    the `skip` ranges (pixel data: text there needs OCR, not grep)."""
+    leaks = []
+    start = 0
+    for begin, end in sorted(skip):
+        leaks += _bytes_leaks(data[start:begin], identifiers, file, start, encodings)
+        start = max(start, end)
+    leaks += _bytes_leaks(data[start:], identifiers, file, start, encodings)
+    return leaks
+
+
+def _bytes_leaks(chunk: bytes, identifiers: Identifiers, file: str, base: int,
+                 encodings: tuple[str, ...] = ()) -> list[Leak]:
     """Leaks in one chunk, offsets counted from the start of the file."""
-    return [Leak(file, f"bytes @{base + offset}", item.kind) for item, offset in identifiers.find_bytes(chunk)]
+    return [Leak(file, f"bytes @{base + offset}", item.kind)
+            for item, offset in identifiers.find_bytes(chunk, encodings)]
 
 
 def check_paths(paths: Iterable[Path | str], identifiers: Identifiers, root: Path | None = None) -> list[Leak]:
@@ -415,24 +628,38 @@ def check_paths(paths: Iterable[Path | str], identifiers: Identifiers, root: Pat
     return leaks
 
 
-def check_dataset(ds: Dataset, identifiers: Identifiers, file: str = "") -> list[Leak]:
-    """Leaks in every parsed element of `ds` at every depth, file meta included (pixel data excluded)."""
+# Elements the program writes itself (PS3.15 E.1.1 marking) or that name encodings: never findings.
+OWN_TAGS = frozenset({0x00080005, 0x00120062, 0x00120063, 0x00120064, 0x00280303, 0x00020010, 0x00020012,
+                      0x00020013})
+# Code sequence items of a standard coding scheme hold the standard's words, not the participant's.
+_CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080104, 0x00080103})
+_STANDARD_SCHEMES = frozenset({"DCM", "SCT", "SRT", "LN", "UCUM", "FMA", "RADLEX", "NCIT", "UMLS", "ACR"})
+
+
+def check_dataset(ds: Dataset, identifiers: Identifiers, file: str = "",
+                  options: frozenset[str] = frozenset()) -> list[Leak]:
+    """Findings in every parsed (decoded) element of `ds` at every depth, file meta included, pixel
+    data and our own marking excluded; `options` tell which elements should have been removed."""
     leaks: list[Leak] = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        _walk_check(meta, "", identifiers, file, leaks)
-    _walk_check(ds, "", identifiers, file, leaks)
+        _walk_check(meta, "", identifiers, file, leaks, options)
+    _walk_check(ds, "", identifiers, file, leaks, options)
     return leaks
 
 
-def _walk_check(ds: Dataset, prefix: str, identifiers: Identifiers, file: str, leaks: list[Leak]) -> None:
-    """Append the leaks of each element (text values and binary blobs) under `prefix`."""
+def _walk_check(ds: Dataset, prefix: str, identifiers: Identifiers, file: str, leaks: list[Leak],
+                options: frozenset[str]) -> None:
+    """Append the findings of each element (text values and binary blobs) under `prefix`."""
+    standard_code = str(ds.get("CodingSchemeDesignator", "") or "").strip().upper() in _STANDARD_SCHEMES
     for elem in ds:
         tag = int(elem.tag)
         where = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if tag in OWN_TAGS or (standard_code and tag in _CODE_TAGS):
+            continue
         if elem.VR == "SQ":
             for index, item in enumerate(elem.value or ()):
-                _walk_check(item, f"{where}[{index}]", identifiers, file, leaks)
+                _walk_check(item, f"{where}[{index}]", identifiers, file, leaks, options)
             continue
         value = elem.value
         if value is None or tag in PIXEL_TAGS:
@@ -440,10 +667,46 @@ def _walk_check(ds: Dataset, prefix: str, identifiers: Identifiers, file: str, l
         if isinstance(value, (bytes, bytearray)):
             leaks += [Leak(file, where, item.kind) for item, _ in identifiers.find_bytes(bytes(value))]
             continue
+        removed = (tag >> 16) & 1 == 1 or annex_e.lookup(tag, elem.VR, None, options).action not in ("K", "C")
         for one in _values(value):
             if isinstance(one, (str, PersonName)):
-                text = str(one)
-                leaks += [Leak(file, where, item.kind) for item, _ in identifiers.find_text(text)]
+                leaks += check_value(str(one), identifiers, where, file, removed)
+
+
+def charsets_of(ds: Dataset) -> tuple[str, ...]:
+    """The Python codecs of the dataset's SpecificCharacterSet (empty for the default repertoire)."""
+    from pydicom.charset import convert_encodings
+
+    terms = ds.get("SpecificCharacterSet") or ""
+    terms = [terms] if isinstance(terms, str) else list(terms)
+    if not any(str(t).strip() for t in terms):
+        return ()
+    try:
+        return tuple(convert_encodings([str(t).strip() for t in terms]))
+    except (LookupError, ValueError):
+        return ()
+
+
+def summarize(leaks: Iterable[Leak], limit: int = 8) -> list[str]:
+    """Findings grouped by kind, place and whether they block: one line per group, not one per file."""
+    groups: dict[tuple[bool, str, str], list[str]] = {}
+    for leak in leaks:
+        where = "raw bytes" if leak.where.startswith("bytes @") else leak.where
+        groups.setdefault((not leak.blocks, leak.kind, where), []).append(leak.file)
+    lines = []
+    for (note, kind, where), files in sorted(groups.items()):
+        unique = sorted(set(files))
+        count = f"{len(unique)} file(s), e.g. {unique[0]}" if len(unique) > 1 else unique[0]
+        lines.append(f"{kind} in {where}: {count}" + (" (does not block)" if note else " (blocks)"))
+    return lines[:limit] + ([f"... and {len(lines) - limit} more group(s)"] if len(lines) > limit else [])
+
+
+def kept_notes(identifiers: Identifiers) -> list[str]:
+    """Warnings for the participant's own identity values that the input also keeps on purpose
+    (birth date equal to a kept study date, a name equal to a kept code such as HFS)."""
+    kinds = sorted({item.kind.split(" (")[0] for item in identifiers.items if item.strength == KEPT})
+    return [f"{kind} equals a value kept on purpose elsewhere (a kept date or code): visible there, "
+            "not quarantined" for kind in kinds]
 
 
 def pixel_ranges(ds: Dataset) -> list[tuple[int, int]]:
@@ -497,14 +760,26 @@ def _png_metadata(data: bytes) -> bytes:
     return b"\n".join(parts)
 
 
-def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | None = None) -> list[Leak]:
-    """The gate over files on disk: path names, raw bytes (inflated if deflated) and parsed DICOM elements."""
+# Pages the program writes from its own templates (tui/core/participant_docs.py); the only input
+# values in them are the package's file names, which the gate checks as path names.
+OWN_DOCS = frozenset({"README.txt", "index.html"})
+
+
+def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | None = None,
+                options: frozenset[str] = frozenset()) -> list[Leak]:
+    """The gate over files on disk: path names, raw bytes (inflated if deflated), parsed DICOM
+    elements, JSON sidecar values; our own pages only by name."""
     leaks: list[Leak] = []
     for path in paths:
         path = Path(path)
         name = str(path.relative_to(root)) if root is not None else str(path)
         leaks += check_paths([path], identifiers, root)
+        if path.name in OWN_DOCS:
+            continue
         data = path.read_bytes()
+        if path.suffix == ".json":
+            leaks += _check_json(data, identifiers, name, options)
+            continue
         if path.name.endswith(".gz"):
             try:
                 data = gzip.decompress(data)
@@ -521,12 +796,44 @@ def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | No
         except (InvalidDicomError, OSError, ValueError, EOFError, struct.error, KeyError, TypeError, AttributeError):
             leaks += check_bytes(data, identifiers, name)
             continue
-        leaks += check_bytes(data, identifiers, name, pixel_ranges(ds))
+        encodings = charsets_of(ds)
+        leaks += check_bytes(data, identifiers, name, pixel_ranges(ds), encodings)
         ts = str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
         if ts == DEFLATED:
-            leaks += check_bytes(_inflate(data), identifiers, f"{name} (inflated)")
-        leaks += check_dataset(ds, identifiers, name)
+            leaks += check_bytes(_inflate(data), identifiers, f"{name} (inflated)", (), encodings)
+        leaks += check_dataset(ds, identifiers, name, options)
     return leaks
+
+
+def _check_json(data: bytes, identifiers: Identifiers, name: str, options: frozenset[str]) -> list[Leak]:
+    """A sidecar: only its values came from the input (keys are ours); a key that is a DICOM keyword
+    tells whether the value should have been removed. Not JSON: searched as raw bytes."""
+    import json
+
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return check_bytes(data, identifiers, name)
+    leaks: list[Leak] = []
+    for key, text in _json_strings(document, ""):
+        tag = tag_for_keyword(key.rsplit(".", 1)[-1].split("[")[0])
+        removed = tag is not None and annex_e.lookup(tag, dictionary_VR(tag), None, options).action not in ("K", "C")
+        leaks += check_value(text, identifiers, key or "value", name, removed)
+    return leaks
+
+
+def _json_strings(node: object, path: str) -> Iterator[tuple[str, str]]:
+    """(key path, string) for every string value in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _json_strings(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _json_strings(value, f"{path}[{index}]")
+    elif isinstance(node, str):
+        yield path, node
 
 
 def _inflate(data: bytes) -> bytes:

@@ -93,6 +93,20 @@ def _check_safe(value: str, what: str, where: str | Path | None = None) -> None:
         raise MrishareError(f"{what} must be 1-64 characters of A-Z a-z 0-9 . _ - (starting alphanumeric)", where)
 
 
+def identity_key(patient_id: object, patient_name: object = "", birth_date: object = "",
+                 folder: str = "") -> tuple[str, str]:
+    """(key, what it is) for the pseudonym and date offsets: the PatientID; if that is empty, the
+    next stable identity: PatientName + PatientBirthDate, else the participant folder name. The
+    derived keys carry a prefix, so they never equal a real PatientID."""
+    pid = strip_padding(patient_id)
+    if pid:
+        return pid, "PatientID"
+    name, born = strip_padding(patient_name), strip_padding(birth_date)
+    if name:
+        return f"name+birth:{' '.join(name.replace('^', ' ').split()).upper()}|{born}", "PatientName+PatientBirthDate"
+    return f"folder:{folder}", "participant folder name"
+
+
 class Pseudonymizer:
     """Turns a PatientID into its pseudonym under one scheme."""
 

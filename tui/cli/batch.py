@@ -43,6 +43,14 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     p.add_argument("--workers", type=int, default=2, help="participants processed at once")
     p.add_argument("--keep-work", action="store_true", help="keep de-identified DICOM and unpacked packages")
+    add_release_argument(p)
+
+
+def add_release_argument(p: argparse.ArgumentParser) -> None:
+    """The leak gate's per-value override (shared with `deid`)."""
+    p.add_argument("--release-value", action="append", default=[], metavar="KEYWORD=VALUE",
+                   help="release one value the leak gate blocks that you judge not identifying, e.g. "
+                        "InstitutionName=ACME (repeatable; recorded in the audit log)")
 
 
 BATCH_HELP = "run the pipeline for every participant under a study folder"
@@ -74,7 +82,13 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     """Pipeline settings: command-line flags over `settings.json` over the credentials file over defaults."""
     from tui.core.settings import load_settings
 
-    return load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
+    from dataclasses import replace
+
+    from tui.core.leakcheck import parse_releases
+
+    parse_releases(args.release_value)  # a malformed override stops before any work
+    settings = load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
+    return replace(settings, release_values=tuple(args.release_value))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from tui.cli.batch import add_release_argument
 from tui.cli.output import run_with_progress, stderr, stdout
 from tui.core import annex_e
 from tui.core.errors import MrishareError
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-originals-in-audit", action="store_true",
                    help="store original values and source paths in the local audit file (mode 0600)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    add_release_argument(p)
     p.set_defaults(handler=run)
 
     c = subparsers.add_parser("deid-csv", help="pseudonymize a study-variables CSV like the DICOM data")
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         options=options_from(args.option), pseudonym=args.pseudonym,
         modalities=frozenset(m.strip().upper() for m in args.modalities.split(",") if m.strip()),
         keep_originals_in_audit=args.keep_originals_in_audit, workers=args.workers,
+        release_values=tuple(args.release_value),
     )
     if args.out.resolve() == args.source.resolve() or args.source.resolve() in args.out.resolve().parents:
         raise MrishareError("OUT must not be inside SRC", args.out)

@@ -273,7 +273,8 @@ class _Run:
             return "done earlier"
         shutil.rmtree(out, ignore_errors=True)
         deid_settings = DeidSettings(options=self.profile.options, pseudonym=self.settings.pseudonym,
-                                     modalities=self.settings.modalities)
+                                     modalities=self.settings.modalities,
+                                     release_values=self.settings.release_values)
         result = yield from relabel(deidentify_participant(self.participant, out, deid_settings, self.cancel),
                                     self.subject, "deidentify")
         if not result.released:
@@ -281,7 +282,9 @@ class _Run:
                                 f"{len(result.skipped)} skipped)")
         assert self.journal is not None
         self.journal.pseudonym = result.pseudonym
-        self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified")
+        note = "; ".join(result.notes)
+        self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified",
+                       **({"note": note[:500]} if note else {}))
         self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined))
         return f"{len(result.released)} released, {len(result.quarantined)} quarantined"
 
@@ -366,7 +369,10 @@ class _Run:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
         self._write_docs()
-        self._leak_gate(sorted(p for p in self.package_root.rglob("*") if p.is_file()), self.package_root.parent)
+        notes = self._leak_gate(sorted(p for p in self.package_root.rglob("*") if p.is_file()),
+                                self.package_root.parent)
+        for line in notes:
+            yield StepNote(self.subject, "pack", f"leak gate: {line}", "warning")
         phrase = passphrase.generate(self.settings.language)
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
@@ -384,13 +390,19 @@ class _Run:
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off")
 
-    def _leak_gate(self, files: list[Path], root: Path) -> None:
-        """Refuse to release if any identifier of the participant is found in a file or a name below `root`."""
-        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
-        leaks = leakcheck.check_files(files, identifiers, root=root)  # names included
-        if leaks:
-            where = ", ".join(sorted({str(leak) for leak in leaks})[:3])
-            raise MrishareError(f"leak gate: {len(leaks)} identifying value(s) found ({where}); nothing released")
+    def _leak_gate(self, files: list[Path], root: Path) -> list[str]:
+        """Refuse to release if a blocking identifier of the participant is found in a file or a name
+        below `root`; the findings that do not block come back grouped, for the report."""
+        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
+                                                    self.settings.release_values)
+        leaks = leakcheck.check_files(files, identifiers, root=root, options=self.profile.options)
+        blocking = [leak for leak in leaks if leak.blocks]
+        if blocking:
+            groups = leakcheck.summarize(blocking, limit=3)
+            raise MrishareError(f"leak gate: {len(blocking)} identifying value(s) found ({'; '.join(groups)}); "
+                                "nothing released (release a value you judge harmless with "
+                                "--release-value KEYWORD=VALUE)")
+        return leakcheck.summarize(leaks)
 
     def upload(self) -> EventStream[str]:
         """Send the zip; a file that already arrived before a crash is taken as delivered."""
@@ -423,7 +435,8 @@ class _Run:
         if self.profile.deface != "off":
             yield StepNote(self.subject, "upload", "DICOM sent to a node keeps the face (defacing applies to "
                            "NIfTI packages only)", "warning")
-        self._leak_gate(files, deid)
+        for line in self._leak_gate(files, deid):
+            yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
         node = cast("DicomNodeDestination", self.destination)
         delivered = yield from relabel(node.send(files, f"{self.journal.share_id}/sub-{self.label}", self.cancel),
                                        self.subject, "upload")

@@ -39,6 +39,8 @@ class PipelineSettings:
     keep_work: bool = False
     """Keep de-identified DICOM and the unpacked package after a successful share."""
     credentials: Credentials | None = field(default=None, repr=False)
+    release_values: tuple[str, ...] = ()
+    """KEYWORD=VALUE values the operator judged not identifying (per value, recorded in the audit)."""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

@@ -238,7 +238,10 @@ def test_whole_shared_data_folder(shared_data: Path) -> None:
     folders = {str(p.folder.relative_to(shared_data)) for p in result.participants}
     assert f"phi-corpus/files/{A}" in folders and "phi-corpus/files/found/dicognito" in folders
     assert "head-mri/philips_ingenia_elitionx_adni_mprage_1mm" in folders
-    assert len(folders) == 7 + 6
+    # each realworld series folder (new in ../shared/data/realworld) is a participant of its own
+    realworld = {f"realworld/{p.name}" for p in (shared_data / "realworld").iterdir() if p.is_dir()}
+    assert len(realworld) == 5 and realworld <= folders
+    assert len(folders) == 7 + 6 + 5
 
 
 def test_one_participant_with_study_subfolders(tmp_path: Path) -> None:

@@ -10,14 +10,18 @@ import pydicom
 import pytest
 
 from tui.core.dicom_scan import scan
+from tui.core.errors import MrishareError
 from tui.core.leakcheck import (
     Identifiers,
+    charsets_of,
     check_bytes,
+    check_dataset,
     check_files,
     check_paths,
     check_text,
     collect_identifiers,
     identifiers_from_datasets,
+    kept_notes,
 )
 
 
@@ -131,3 +135,96 @@ def test_png_is_checked_in_its_text_chunks_not_in_its_pixels(tmp_path: Path) -> 
     tagged = tmp_path / "tagged.png"
     noise.save(tagged, pnginfo=info)
     assert [leak.kind for leak in check_files([tagged], ids)] == ["PatientName"]
+
+
+# --- issue 11: specificity classes, own text, character sets, overrides --------------------------------
+
+
+def _mr(**values: object) -> pydicom.Dataset:
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.PatientID, ds.Modality = "Doe^Jane", "PX-778812", "MR"
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _findings(ids: Identifiers, **values: object) -> list:
+    """Findings in an output dataset holding `values` (PatientName/ID already replaced by a pseudonym)."""
+    out = _mr(**values)
+    out.PatientName = out.PatientID = "sub-1a2b3c"
+    return check_dataset(out, ids, "x.dcm", frozenset({"rtn_long_full_dates"}))
+
+
+def test_a_name_that_a_kept_attribute_also_holds_is_a_note_not_a_block() -> None:
+    # multivendor/siemens_prisma_t1_fl2d_sag_35sl: PatientName is HFS, the PatientPosition code the image keeps
+    ids = identifiers_from_datasets([_mr(PatientName="HFS", PatientPosition="HFS")])
+    found = _findings(ids, PatientPosition="HFS")
+    assert found and not any(leak.blocks for leak in found)
+    assert "does not block" in str(found[0])
+    # ... but the same value left in an element the profile removes still blocks
+    assert any(leak.blocks for leak in _findings(ids, PatientPosition="HFS", OtherPatientNames="HFS"))
+
+
+def test_weak_values_count_only_as_whole_values_of_removed_elements() -> None:
+    ids = identifiers_from_datasets([_mr(InstitutionalDepartmentName="MRI", InstitutionName="orange",
+                                         InstitutionAddress="-------------", PatientName="dicom")])
+    assert not _findings(ids, SeriesDescription="MRI orange ------------- dicom T1")
+    assert [leak.kind for leak in _findings(ids, InstitutionName="orange")] == ["InstitutionName"]
+    assert _findings(ids, InstitutionAddress="-------------")
+    assert not check_text("README: your MRI images in DICOM", ids)
+
+
+def test_strong_values_block_anywhere_and_in_raw_bytes() -> None:
+    ids = identifiers_from_datasets([_mr(InstitutionAddress="Rosenweg 12, Piepstadt")])
+    assert all(leak.blocks for leak in _findings(ids, ImageComments="scan of Jane Doe"))
+    assert check_bytes(b"....PX-778812....", ids)
+    assert not check_bytes(b"....Basic Application Confidentiality Profile\x00ISO_IR 100", ids)
+
+
+def test_birth_date_equal_to_a_kept_study_date_is_a_warning() -> None:
+    # d2n_tiny: anonymized with PatientBirthDate = StudyDate; the participant copy keeps study dates
+    ids = identifiers_from_datasets([_mr(PatientBirthDate="20160309", StudyDate="20160309")],
+                                    frozenset({"rtn_long_full_dates"}))
+    assert not any(leak.blocks for leak in _findings(ids, StudyDate="20160309"))
+    assert kept_notes(ids) and "birth date" in kept_notes(ids)[-1]
+    shifted = identifiers_from_datasets([_mr(PatientBirthDate="20160309", StudyDate="20160309")],
+                                        frozenset({"rtn_long_modif_dates"}))
+    assert any(leak.blocks for leak in check_bytes(b"born 20160309", shifted))
+
+
+def test_iso_2022_identifiers_are_encoded_and_ascii_fragments_never_match() -> None:
+    from pydicom.charset import encode_string
+
+    ds = _mr(SpecificCharacterSet=["", "ISO 2022 IR 87"], PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう",
+             Occupation="会社員")
+    ids = identifiers_from_datasets([ds])
+    codecs = charsets_of(ds)
+    encoded = encode_string("会社員", list(codecs))
+    assert encoded.startswith(b"\x1b$B")
+    assert check_bytes(b"xx" + encoded + b"xx", ids, encodings=codecs), "the value as the file encodes it"
+    seven_bit = encoded[3:-3]  # the JIS codes alone look like ASCII text
+    assert seven_bit.isascii()
+    assert not check_bytes(seven_bit + b" ISO 2022 IR 87 mrishare", ids, encodings=codecs)
+    assert check_bytes(b"patient yamada", ids), "the alphabetic name is still an identifier"
+
+
+def test_release_override_is_per_value_and_reported() -> None:
+    source = _mr(InstitutionName="Acme Imaging Partners")
+    assert _findings(identifiers_from_datasets([source]), ImageComments="Acme Imaging Partners")
+    ids = identifiers_from_datasets([source], release=["InstitutionName=Acme Imaging Partners"])
+    assert ids.released == {"InstitutionName=Acme Imaging Partners"}
+    assert not _findings(ids, ImageComments="Acme Imaging Partners")
+    assert _findings(ids, ImageComments="Jane Doe"), "only that value is released"
+    with pytest.raises(MrishareError, match="KEYWORD=VALUE"):
+        identifiers_from_datasets([source], release=["InstitutionName"])
+
+
+def test_findings_are_grouped_for_people() -> None:
+    from tui.core.leakcheck import Leak, summarize
+
+    leaks = [Leak(f"01/{n:04d}.dcm", "(0010,1040)", "PatientAddress") for n in range(35)]
+    leaks.append(Leak("01/0001.dcm", "(0018,5100)", "PatientName", blocks=False))
+    lines = summarize(leaks)
+    assert lines == ["PatientAddress in (0010,1040): 35 file(s), e.g. 01/0000.dcm (blocks)",
+                     "PatientName in (0018,5100): 01/0001.dcm (does not block)"]

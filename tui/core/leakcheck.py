@@ -350,15 +350,26 @@ def _spellings(value: str) -> set[str]:
 
 
 def _compile(forms: list[tuple], text: bool) -> re.Pattern | None:
-    """One alternation over all forms (longest first); bounded forms get word-boundary guards."""
+    """One alternation over all forms (longest first); bounded forms get word-boundary guards on the
+    sides where they start or end with a word character (an ISO 2022 escape is its own boundary)."""
     if not forms:
         return None
     unique = sorted(set(forms), key=lambda f: -len(f[0]))
     if text:
-        parts = [(r"(?<![^\W_])" + re.escape(f) + r"(?![^\W_])") if b else re.escape(f) for f, b in unique]
-        return re.compile("|".join(parts))
-    parts_b = [(rb"(?<![A-Za-z0-9])" + re.escape(f) + rb"(?![A-Za-z0-9])") if b else re.escape(f) for f, b in unique]
-    return re.compile(b"|".join(parts_b), re.IGNORECASE)
+        def guard(form: str) -> str:
+            head = r"(?<![^\W_])" if re.match(r"[^\W_]", form[:1]) else ""
+            tail = r"(?![^\W_])" if re.match(r"[^\W_]", form[-1:]) else ""
+            return head + re.escape(form) + tail
+
+        return re.compile("|".join(guard(f) if b else re.escape(f) for f, b in unique))
+
+    def guard_b(form: bytes) -> bytes:
+        escaped = b"\x1b" in form  # ISO 2022: the escape sequences delimit the value
+        head = rb"(?<![A-Za-z0-9])" if form[:1].isalnum() and not escaped else b""
+        tail = rb"(?![A-Za-z0-9])" if form[-1:].isalnum() and not escaped else b""
+        return head + re.escape(form) + tail
+
+    return re.compile(b"|".join(guard_b(f) if b else re.escape(f) for f, b in unique), re.IGNORECASE)
 
 
 # --- collecting -------------------------------------------------------------------------------
@@ -500,7 +511,10 @@ class IdentifierCollector:
     def _override(self, item: Identifier) -> str:
         """The KEYWORD=VALUE override that releases `item`, or ''."""
         for keyword, value in self.release:
-            if item.kind.split(" ")[0] == keyword and _normal(item.value) == _normal(value):
+            if item.kind.split(" ")[0] != keyword:
+                continue
+            mine, released = _normal(item.value), _normal(value)
+            if mine == released or (item.kind.endswith(" part") and mine in _normal(_SPLIT.sub(" ", value)).split()):
                 return f"{keyword}={value}"
         return ""
 
@@ -530,7 +544,8 @@ def _strength(item: Identifier, kept: set[str], date: str | None, kept_dates: se
     if item.kind.startswith(("PatientID", "OtherPatient", "AccessionNumber", "UID")) or value.isdigit():
         return STRONG
     whole_name = item.kind in ("PatientName", "PatientBirthName", "PatientMotherBirthName")
-    if letters < 4 or (not whole_name and " " not in value and _generic(value)):
+    short = letters < 4 if value.isascii() else len(value) < 2  # 3 kanji are a full name, 3 letters are not
+    if short or (not whole_name and " " not in value and _generic(value)):
         return WEAK
     return STRONG
 

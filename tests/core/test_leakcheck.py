@@ -228,3 +228,14 @@ def test_findings_are_grouped_for_people() -> None:
     lines = summarize(leaks)
     assert lines == ["PatientAddress in (0010,1040): 35 file(s), e.g. 01/0000.dcm (blocks)",
                      "PatientName in (0018,5100): 01/0001.dcm (does not block)"]
+
+
+def test_sidecar_keys_and_converter_names_are_ours(tmp_path: Path) -> None:
+    # realworld/canon_galan_dti_ortho: PatientName "cd200917a^pCASL-dcm2nii"; dcm2niix names itself in the sidecar
+    ids = identifiers_from_datasets([_mr(PatientName="cd200917a^pCASL-dcm2nii", InstitutionName="Rosenweg Klinik")])
+    sidecar = tmp_path / "sub-1_dwi.json"
+    sidecar.write_text('{"ConversionSoftware": "dcm2niix", "InstitutionName": "ANONYMIZED", '
+                       '"PatientName": "Doe"}', encoding="utf-8")
+    assert check_files([sidecar], ids, root=tmp_path) == []
+    sidecar.write_text('{"ImageComments": "for cd200917a", "InstitutionName": "Rosenweg Klinik"}', encoding="utf-8")
+    assert {leak.where for leak in check_files([sidecar], ids, root=tmp_path)} == {"ImageComments", "InstitutionName"}

@@ -475,6 +475,9 @@ def deidentify_dataset(ds: Dataset, ctx: DeidContext) -> ChangeReport:
         if "SOPInstanceUID" in ds:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             report.add("(0002,0003)", "U")
+        elif original and not is_well_known(original) and "rtn_uids" not in ctx.options:
+            meta.MediaStorageSOPInstanceUID = _uid_map(ctx.secret).remap(original)  # no SOPInstanceUID to copy
+            report.add("(0002,0003)", "U")
         if "SOPClassUID" in ds:
             meta.MediaStorageSOPClassUID = ds.SOPClassUID
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

@@ -101,7 +101,10 @@ _DOMAIN_WORDS = frozenset({
     "neuroradiologie", "imaging", "scanner", "research", "forschung", "siemens", "philips", "ge", "gems",
     "general electric", "canon", "toshiba", "hitachi", "fujifilm", "uih", "united imaging", "bruker", "healthcare",
     "medical systems", "phantom", "qa", "brain", "head", "kopf", "study", "studie", "mrishare",
+    "dcm2nii", "dcm2niix", "dicom2nifti", "anonymous", "anonymized",
 })
+# Sidecar keys whose values the converter writes about itself, not about the input.
+OWN_SIDECAR_KEYS = frozenset({"ConversionSoftware", "ConversionSoftwareVersion"})
 
 
 @dataclass(frozen=True)
@@ -833,6 +836,8 @@ def _check_json(data: bytes, identifiers: Identifiers, name: str, options: froze
         return check_bytes(data, identifiers, name)
     leaks: list[Leak] = []
     for key, text in _json_strings(document, ""):
+        if key in OWN_SIDECAR_KEYS:
+            continue
         tag = tag_for_keyword(key.rsplit(".", 1)[-1].split("[")[0])
         removed = tag is not None and annex_e.lookup(tag, dictionary_VR(tag), None, options).action not in ("K", "C")
         leaks += check_value(text, identifiers, key or "value", name, removed)

@@ -71,7 +71,7 @@ def run_folder(folder: Path, out: Path, as_participant: bool, options: frozenset
             continue
         row["released"] = [str(p) for p in result.released]
         row["blocked"] = sum(1 for _, reason in result.quarantined if reason.startswith("leak gate"))
-        row["held"] = len(result.quarantined) + len(result.skipped) - row["blocked"]
+        row["held"] = files - len(result.released) - row["blocked"]
         for leak in result.leaks:
             row["findings"][f"{'block' if getattr(leak, 'blocks', True) else 'note'}:{leak.kind}"] += 1
         for note in getattr(result, "notes", ()):
@@ -109,8 +109,9 @@ def summary(name: str, rows: list[dict], releasable: int | str, files: int | Non
         findings.update(row["findings"])
     failed = "; ".join(sorted({r["failed"] for r in rows if r["failed"]}))
     shown = ", ".join(f"{k} {v}" for k, v in sorted(findings.items())) or "-"
+    held = sum(r["held"] for r in rows) if files is None else files - sum(len(r["released"]) + r["blocked"] for r in rows)
     return (f"| {name} | {files if files is not None else sum(r['files'] for r in rows)} | {releasable} | {sum(len(r['released']) for r in rows)} | "
-            f"{sum(r['blocked'] for r in rows)} | {sum(r['held'] for r in rows)} | {shown}"
+            f"{sum(r['blocked'] for r in rows)} | {held} | {shown}"
             + (f" (failed: {failed})" if failed else "") + " |")
 
 

@@ -547,7 +547,8 @@ def _strength(item: Identifier, kept: set[str], date: str | None, kept_dates: se
     if item.kind.startswith(("PatientID", "OtherPatient", "AccessionNumber", "UID")) or value.isdigit():
         return STRONG
     whole_name = item.kind in ("PatientName", "PatientBirthName", "PatientMotherBirthName")
-    short = letters < 4 if value.isascii() else len(value) < 2  # 3 kanji are a full name, 3 letters are not
+    # fewer than 4 letters (and short: "cd200917a" is specific), or one character of a non-Latin script
+    short = (letters < 4 and len(value) < 6) if value.isascii() else len(value) < 2
     if short or (not whole_name and " " not in value and _generic(value)):
         return WEAK
     return STRONG

@@ -231,6 +231,19 @@ def test_leak_gate_holds_back_what_the_profile_kept(folder_a: Path, tmp_path: Pa
     assert "PatientID" in reason and "98765432" not in reason
     assert not any("98765432" in repr(e) for e in events)
     assert site_secret()  # the run used this home's secret
+    held = [e.message for e in events if isinstance(e, StepNote) and e.message.startswith("leak gate:")]
+    assert len(held) == 1 and held[0].startswith("leak gate: PatientID in raw bytes: ") and held[0].endswith("(blocks)")
+    audit = [json.loads(line) for line in result.audit_path.read_text().splitlines()]
+    (finding,) = [f for r in audit for f in r.get("findings", ())]
+    assert finding["kind"] == "PatientID" and finding["where"].startswith("bytes @") and finding["blocks"]
+    # An operator who judges that value harmless releases it, for this value only, and the audit says so.
+    again, events = _run(source, tmp_path / "again", options=frozenset({"rtn_safe_priv"}),
+                         release_values=("PatientID=98765432",))
+    assert again.released and not again.leaks
+    audit = [json.loads(line) for line in again.audit_path.read_text().splitlines()]
+    assert any(r.get("released_by_operator") == ["PatientID"] for r in audit)
+    assert not any("98765432" in json.dumps(r) for r in audit), "the value itself only with opted-in originals"
+    assert any("released by the operator: PatientID" in e.message for e in events if isinstance(e, StepNote))
 
 
 @pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])

@@ -444,8 +444,10 @@ class IdentifierCollector:
             if elem.VR not in TEXT_VRS:
                 continue
             values = [v for v in (str(x).strip(" \x00") for x in _values(elem.value)) if v]
-            if action in ("K", "C") or elem.VR == "CS":
+            if action in ("K", "C"):
                 self._kept.update(_normal(v) for v in values)
+                continue
+            if elem.VR == "CS":  # coded values name no one
                 continue
             for value in values:
                 self._add(keyword, value)

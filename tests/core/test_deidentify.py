@@ -16,7 +16,7 @@ from tui.core.audit import read_records
 from tui.core.config import site_secret
 from tui.core.deidentify import DeidContext, DeidSettings, deidentify_dataset, deidentify_participant
 from tui.core.dicom_scan import scan
-from tui.core.events import StepFailed, StepNote, drain
+from tui.core.events import StepNote, drain
 from tui.core.leakcheck import check_dataset, identifiers_from_datasets
 from tui.core.uidmap import UidMap
 

@@ -80,11 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from(args: argparse.Namespace) -> PipelineSettings:
     """Pipeline settings: command-line flags over `settings.json` over the credentials file over defaults."""
-    from tui.core.settings import load_settings
-
     from dataclasses import replace
 
     from tui.core.leakcheck import parse_releases
+    from tui.core.settings import load_settings
 
     parse_releases(args.release_value)  # a malformed override stops before any work
     settings = load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)

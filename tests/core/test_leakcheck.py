@@ -239,3 +239,11 @@ def test_sidecar_keys_and_converter_names_are_ours(tmp_path: Path) -> None:
     assert check_files([sidecar], ids, root=tmp_path) == []
     sidecar.write_text('{"ImageComments": "for cd200917a", "InstitutionName": "Rosenweg Klinik"}', encoding="utf-8")
     assert {leak.where for leak in check_files([sidecar], ids, root=tmp_path)} == {"ImageComments", "InstitutionName"}
+
+
+def test_a_name_in_a_cleaned_description_stays_strong() -> None:
+    # clean_desc cleans StudyDescription (C): the name in it must be scrubbed and found, not taken as "kept"
+    source = _mr(PatientName="Wang^XiaoDong", StudyDescription="Wang^XiaoDong")
+    ids = identifiers_from_datasets([source], frozenset({"clean_desc"}))
+    assert {item.strength for item in ids.items if item.kind.startswith("PatientName")} == {"strong"}
+    assert ids.scrub("head scan Wang XiaoDong") == "head scan "

@@ -393,6 +393,7 @@ class IdentifierCollector:
         self._uids: set[str] = set()
         self._kept: set[str] = set()
         self._kept_dates: set[str] = set()
+        self._cleaned: set[str] = set()
         self.released: set[str] = set()
         """KEYWORD=VALUE overrides that matched a value of this participant (for the audit)."""
 
@@ -444,8 +445,11 @@ class IdentifierCollector:
             if elem.VR not in TEXT_VRS:
                 continue
             values = [v for v in (str(x).strip(" \x00") for x in _values(elem.value)) if v]
-            if action in ("K", "C"):
+            if action == "K":
                 self._kept.update(_normal(v) for v in values)
+                continue
+            if action == "C":  # cleaned, not kept: the participant's identity is scrubbed out of it
+                self._cleaned.update(_normal(v) for v in values)
                 continue
             if elem.VR == "CS":  # coded values name no one
                 continue
@@ -507,9 +511,10 @@ class IdentifierCollector:
             if override:
                 self.released.add(override)
                 continue
-            strength = _strength(item, self._kept, self._dates.get(key), self._kept_dates)
-            if strength == KEPT and not item.kind.startswith(CORE_KINDS) and "date" not in item.kind:
+            core = item.kind.startswith(CORE_KINDS) or "date" in item.kind
+            if not core and _normal(item.value) in self._kept | self._cleaned:
                 continue  # e.g. a description the profile keeps elsewhere: not an identifier at all
+            strength = _strength(item, self._kept, self._dates.get(key), self._kept_dates)
             items.append(replace(item, strength=strength))
         return Identifiers(tuple(items), frozenset(self._uids), frozenset(self.released))
 

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"Annex E option, repeatable: {', '.join(annex_e.OPTIONS)}; 'none' for the Basic "
                         f"Profile alone (default: {', '.join(sorted(DEID_OPTIONS))})")
     p.add_argument("--pseudonym", default="keyed", metavar="SCHEME",
-                   help="keyed (default), adit:SEED, csv:FILE or fixed:VALUE")
+                   help="keyed (default), adit:SEED, adit-upload:DEPARTMENT, csv:FILE or fixed:VALUE")
     p.add_argument("--modalities", default="MR", help="allowed modalities, comma separated (default MR)")
     p.add_argument("--participant", action="store_true", help="treat SRC as one participant's folder")
     p.add_argument("--keep-originals-in-audit", action="store_true",

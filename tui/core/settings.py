@@ -68,7 +68,7 @@ class UserSettings:
         if not self.modalities or not all(isinstance(m, str) and m.isalnum() and m.isupper() for m in self.modalities):
             raise MrishareError("modalities must be a non-empty list of DICOM modality codes such as MR, CT")
         if not isinstance(self.pseudonym, str):
-            raise MrishareError("pseudonym must be text: keyed | adit:SEED | csv:FILE | fixed:VALUE")
+            raise MrishareError("pseudonym must be text: keyed | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
         parse_scheme(self.pseudonym)
 
     @classmethod

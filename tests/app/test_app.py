@@ -16,6 +16,7 @@ from textual.widgets import Input, OptionList, SelectionList
 
 from tests.app.conftest import FAKE_PASSPHRASE, NOW, SIZE
 from tests.app.pilot_helpers import settle
+from tests.protocol_pages import copy_with_protocol_page
 from tui.app.app import TuiApp
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
@@ -592,3 +593,38 @@ async def test_a_broken_settings_file_is_named_and_the_app_still_starts(ledger_p
         messages = [n.message for n in app._notifications]
         assert any(str(saved) in m and "unknown setting 'expiry'" in m for m in messages)
         assert app.settings.destination.startswith("folder:")
+
+
+async def test_protocol_page_is_flagged_with_its_reason_and_the_list_is_editable(
+        make_app, shared_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    copy_with_protocol_page(shared_data, study / "participant")
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ParticipantScreen)
+        index = next(i for i, s in enumerate(screen.series) if s.number == 99)
+        series_table = screen.query_one("#series-table")
+        assert "Q" in series_table.get_cell_at((index, 6)).plain
+        assert all("Q" not in series_table.get_cell_at((i, 6)).plain for i in range(len(screen.series)) if i != index)
+        series_table.move_cursor(row=index)
+        await settle(app, pilot)
+        title = screen.query_one(TagTable).border_title
+        assert title == "Tags · series 99 MR · withheld: protocol/report page (Patient Protocol)"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        pages = app.screen.query_one("#set-protocol-pages", Input)
+        assert pages.value == "Patient Protocol, PhoenixZIPReport, Dose Report, Screen Save, Exam Summary"
+        pages.value = "Dose Report, Scout Report"
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert app.settings.protocol_pages == ("Dose Report", "Scout Report")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "Q" not in app.screen.query_one("#series-table").get_cell_at((index, 6)).plain

@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     """Scan SRC, de-identify each participant, print a summary; exit 1 if anything was held back."""
     from tui.core.deidentify import DeidSettings, deidentify_participant, quiet_pydicom
     from tui.core.dicom_scan import scan_events
+    from tui.core.settings import load_settings
 
     settings = DeidSettings(
-        options=options_from(args.option), pseudonym=args.pseudonym,
+        options=options_from(args.option), pseudonym=args.pseudonym, protocol_pages=load_settings().protocol_pages,
         modalities=frozenset(m.strip().upper() for m in args.modalities.split(",") if m.strip()),
         keep_originals_in_audit=args.keep_originals_in_audit, workers=args.workers,
     )

@@ -67,6 +67,7 @@ from tui.core.leakcheck import (
 )
 from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
 from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
+from tui.core.presets import PROTOCOL_PAGES
 from tui.core.quarantine import QuarantineStore, quarantine_reason
 from tui.core.uidmap import UidMap, is_well_known
 
@@ -114,6 +115,8 @@ class DeidSettings:
     options: frozenset[str] = DEFAULT_OPTIONS
     pseudonym: str = "keyed"
     modalities: frozenset[str] = frozenset({"MR"})
+    protocol_pages: tuple[str, ...] = PROTOCOL_PAGES
+    """SeriesDescriptions of protocol/report pages, quarantined whatever BurnedInAnnotation says."""
     keep_originals_in_audit: bool = False
     """Store original values and source paths in the audit file (0600, local). Off by default."""
     quarantine_dir: Path | None = None
@@ -135,6 +138,7 @@ class DeidContext:
     time_offset: int = 0
     """Seconds added (modulo 24 h) to every TM and to the time part of DT."""
     keep_originals: bool = False
+    protocol_pages: tuple[str, ...] = PROTOCOL_PAGES
 
 
 def context_for(datasets: list[Dataset], options: frozenset[str] = DEFAULT_OPTIONS, pseudonym: str = "keyed",
@@ -644,7 +648,7 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
         return FileOutcome(job.source, "skipped", reason=f"unreadable ({type(error).__name__})")
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         return FileOutcome(job.source, "skipped", reason="no SOP class/instance UID (not a DICOM object)")
-    reason = quarantine_reason(ds, modalities, ctx.options)
+    reason = quarantine_reason(ds, modalities, ctx.options, ctx.protocol_pages)
     if reason:
         return FileOutcome(job.source, "quarantined", reason=reason)
     problem = _pixel_problem(ds)
@@ -685,7 +689,8 @@ def _bytes_cover_charset(ds: Dataset) -> bool:
 
 def _process_chunk(jobs: list[FileJob], ctx: DeidContext, out: Path, modalities: frozenset[str]) -> list[FileOutcome]:
     """A batch of files in one worker call; the context (and its compiled searches) is reused per process."""
-    key = (ctx.identifiers.token, ctx.pseudonym, ctx.options, ctx.date_offset, ctx.time_offset, ctx.keep_originals)
+    key = (ctx.identifiers.token, ctx.pseudonym, ctx.options, ctx.date_offset, ctx.time_offset, ctx.keep_originals,
+           ctx.protocol_pages)
     ctx = _CONTEXTS.setdefault(key, ctx)
     return [process_file(job, ctx, out, modalities) for job in jobs]
 
@@ -771,7 +776,7 @@ def deidentify_participant(participant: Participant, out: Path, settings: DeidSe
     ctx = DeidContext(options=options, pseudonym=pseudonym, identifiers=identifiers, secret=secret,
                       date_offset=offset_days(secret, strip_padding(main.patient_id)),
                       time_offset=offset_seconds(secret, strip_padding(main.patient_id)),
-                      keep_originals=settings.keep_originals_in_audit)
+                      keep_originals=settings.keep_originals_in_audit, protocol_pages=settings.protocol_pages)
     out = Path(out)
     jobs = _plan(participant, identifiers, options, pseudonym)
     store = QuarantineStore(settings.quarantine_dir, settings.run_id)

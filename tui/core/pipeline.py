@@ -273,7 +273,8 @@ class _Run:
             return "done earlier"
         shutil.rmtree(out, ignore_errors=True)
         deid_settings = DeidSettings(options=self.profile.options, pseudonym=self.settings.pseudonym,
-                                     modalities=self.settings.modalities)
+                                     modalities=self.settings.modalities,
+                                     protocol_pages=self.settings.protocol_pages)
         result = yield from relabel(deidentify_participant(self.participant, out, deid_settings, self.cancel),
                                     self.subject, "deidentify")
         if not result.released:

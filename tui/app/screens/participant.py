@@ -23,6 +23,8 @@ from tui.app.widgets.tag_table import TagGrid, TagTable
 from tui.core.annex_e import OPTIONS
 from tui.core.errors import MrishareError
 from tui.core.events import drain
+from tui.core.presets import PROTOCOL_PAGES
+from tui.core.quarantine import protocol_page
 
 if TYPE_CHECKING:
     from tui.core.tag_edit import Edit
@@ -48,12 +50,12 @@ def dimensions(series: Any) -> str:
     return f"{series.cols or '?'}×{series.rows or '?'}×{depth}"
 
 
-def series_flags(series: Any, found: dict[str, set[str]]) -> str:
+def series_flags(series: Any, found: dict[str, set[str]], pages: tuple[str, ...] = PROTOCOL_PAGES) -> str:
     """B burned-in, Q will be quarantined, P private tags, I identifying values (once tags were read)."""
     flags = ""
     if series.burned_in and series.burned_in.upper() != "NO":
         flags += "B"
-    if getattr(series, "quarantine", False):
+    if getattr(series, "quarantine", False) or protocol_page(series.description, pages):
         flags += "Q"
     seen = found.get(series.series_uid, set())
     flags += "P" if "private" in seen else ""
@@ -133,6 +135,12 @@ class ParticipantScreen(Screen[None]):
                 )
         yield Footer(compact=True)
 
+    @property
+    def pages(self) -> tuple[str, ...]:
+        """SeriesDescriptions withheld as protocol/report pages (the run settings', else the default list)."""
+        settings = self.app.settings  # type: ignore[attr-defined]
+        return settings.protocol_pages if settings is not None else PROTOCOL_PAGES
+
     def on_mount(self) -> None:
         table = self.query_one("#series-table", DataTable)
         for key, label, width in (
@@ -153,7 +161,7 @@ class ParticipantScreen(Screen[None]):
                 Text(str(len(series.files)), justify="right"),
                 Text(human_size(series.bytes), justify="right"),
                 Text(dimensions(series)),
-                Text(series_flags(series, self.found)),
+                Text(series_flags(series, self.found, self.pages)),
                 key=series.series_uid,
             )
         self.query_one("#options-panel").display = False
@@ -188,7 +196,9 @@ class ParticipantScreen(Screen[None]):
         if table.edits:
             self.notify(f"{len(table.edits)} unsaved edits dropped (W saves a copy first).", severity="warning")
             table.edits = []
-        self.query_one(TagTable).border_title = f"Tags · series {series.number or ''} {series.modality}"
+        page = protocol_page(series.description, self.pages)
+        self.query_one(TagTable).border_title = f"Tags · series {series.number or ''} {series.modality}" + (
+            f" · withheld: protocol/report page ({page})" if page else "")
         self.read_tags_worker(series, self.options)
         preview = self.query_one(ImagePreview)
         if self.query_one(ContentSwitcher).current == "image-preview":
@@ -221,7 +231,7 @@ class ParticipantScreen(Screen[None]):
         self.found[message.series_uid] = seen
         series = self.current_series
         if series is not None and series.series_uid == message.series_uid:
-            flags = Text(series_flags(series, self.found))
+            flags = Text(series_flags(series, self.found, self.pages))
             self.query_one("#series-table", DataTable).update_cell(series.series_uid, "flags", flags)
 
     @on(SelectionList.SelectedChanged, "#options-list")

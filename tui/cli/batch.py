@@ -48,9 +48,16 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
 BATCH_HELP = "run the pipeline for every participant under a study folder"
 
 
+def _list_argument(p: argparse.ArgumentParser) -> None:
+    from tui.cli.deid import LIST_HELP
+
+    p.add_argument("--pseudonym-list", type=Path, default=None, metavar="FILE", help=LIST_HELP)
+
+
 def _batch_arguments(batch: argparse.ArgumentParser) -> None:
     batch.add_argument("folder", type=Path, metavar="STUDY_DIR")
     add_pipeline_arguments(batch)
+    _list_argument(batch)
     batch.set_defaults(handler=run, as_participant=False)
 
 
@@ -67,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     share = subparsers.add_parser("share", help="run the pipeline for one participant's folder")
     share.add_argument("folder", type=Path, metavar="PARTICIPANT_DIR")
     add_pipeline_arguments(share)
+    _list_argument(share)
     share.set_defaults(handler=run, as_participant=True)
 
 
@@ -77,19 +85,37 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     return load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
 
 
+def released_folders(settings: PipelineSettings) -> list[Path]:
+    """Local folders whose content is packed or delivered: a pseudonym list must never be inside one."""
+    folders = [settings.work_dir]
+    if settings.destination.startswith("folder:"):
+        folders.append(Path(settings.destination.removeprefix("folder:")))
+    return folders
+
+
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed."""
     from tui.core.dicom_scan import scan_events
     from tui.core.ledger import Ledger
     from tui.core.pipeline import run_batch
+    from tui.core.pseudonym_list import check_list_path, entries_for, write_pseudonym_list
 
     settings = settings_from(args)
+    list_path = getattr(args, "pseudonym_list", None)
+    if list_path is not None:
+        check_list_path(list_path, released_folders(settings), settings.pseudonym)
     scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
     if not scanned.participants:
         raise MrishareError("no DICOM participant found", args.folder)
     ledger_path = args.ledger or default_ledger()
     with Ledger.open(ledger_path) as ledger:
         result = run_with_progress(run_batch(scanned.participants, settings, ledger, workers=args.workers))
+    if list_path is not None:
+        failures = {o.key: o.reason or o.status for o in result.failed}
+        written = write_pseudonym_list(list_path, entries_for(scanned.participants, settings.pseudonym, failures),
+                                       released_folders(settings), settings.pseudonym)
+        stdout.print(Text(f"pseudonym list: {written} ({len(scanned.participants)} participants, "
+                          f"{len(failures)} marked failed; mode 0600, keep it local)"))
     table = Table("participant", "row", "status", "reason", title=f"ledger: {ledger_path}")
     for outcome in result.outcomes:
         table.add_row(Text(outcome.key), Text(outcome.row_id), Text(outcome.status), Text(outcome.reason))

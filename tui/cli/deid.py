@@ -17,9 +17,14 @@ from tui.cli.output import run_with_progress, stderr, stdout
 from tui.core import annex_e
 from tui.core.errors import MrishareError
 from tui.core.presets import DEID_OPTIONS
+from tui.core.pseudonym_list import check_list_path
 
 if TYPE_CHECKING:
     from tui.core.deidentify import DeidResult, DeidSettings
+
+
+LIST_HELP = ("write PatientID,Pseudonym per participant to FILE (mode 0600, local only: never inside OUT, "
+             "a package or a destination); failed participants are marked")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pseudonym", default="keyed", metavar="SCHEME",
                    help="keyed (default), adit:SEED, adit-upload:DEPARTMENT, csv:FILE or fixed:VALUE")
     p.add_argument("--modalities", default="MR", help="allowed modalities, comma separated (default MR)")
+    p.add_argument("--pseudonym-list", type=Path, default=None, metavar="FILE", help=LIST_HELP)
     p.add_argument("--participant", action="store_true", help="treat SRC as one participant's folder")
     p.add_argument("--keep-originals-in-audit", action="store_true",
                    help="store original values and source paths in the local audit file (mode 0600)")
@@ -70,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out.resolve() == args.source.resolve() or args.source.resolve() in args.out.resolve().parents:
         raise MrishareError("OUT must not be inside SRC", args.out)
+    if args.pseudonym_list is not None:
+        check_list_path(args.pseudonym_list, [args.out], args.pseudonym)
     with quiet_pydicom():  # pydicom warnings quote values: never on the terminal
         found = run_with_progress(scan_events(args.source, workers=args.workers, as_participant=args.participant))
     results: list[tuple[str, DeidResult | str]] = []
@@ -80,8 +88,23 @@ def run(args: argparse.Namespace) -> int:
         except MrishareError as error:
             results.append((participant.key, error.reason))
     print_summary(results, len(found.skipped), settings)
+    if args.pseudonym_list is not None:
+        save_list(args.pseudonym_list, found.participants, results, settings.pseudonym, args.out)
     failed = any(isinstance(r, str) or r.leaks for _, r in results)
     return 1 if failed or not results else 0
+
+
+def save_list(path: Path, participants: list, results: list[tuple[str, DeidResult | str]], scheme: str,
+              out: Path) -> None:
+    """Write the pseudonym list of this run; participants that failed or released nothing are marked."""
+    from tui.core.pseudonym_list import entries_for, write_pseudonym_list
+
+    failures = {key: r if isinstance(r, str) else "nothing released" for key, r in results
+                if isinstance(r, str) or not r.released}
+    used = {key: r.pseudonym for key, r in results if not isinstance(r, str)}
+    written = write_pseudonym_list(path, entries_for(participants, scheme, failures, used), [out], scheme)
+    stdout.print(f"pseudonym list: {written} ({len(participants)} participants, {len(failures)} marked failed; "
+                 "mode 0600, keep it local)", markup=False)
 
 
 def print_summary(results: list[tuple[str, DeidResult | str]], unused: int, settings: DeidSettings) -> None:

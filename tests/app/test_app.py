@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import shutil
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from tui.app.screens.help import HelpScreen
 from tui.app.screens.ledger import LedgerScreen, LedgerTable
 from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
+from tui.app.screens.save_path import SavePathScreen
 from tui.app.screens.settings import SettingsScreen
 from tui.app.widgets.big_words import BigWord, big_lines
 from tui.app.widgets.image_preview import ImagePreview
@@ -628,3 +630,26 @@ async def test_protocol_page_is_flagged_with_its_reason_and_the_list_is_editable
         await pilot.press("enter")
         await settle(app, pilot)
         assert "Q" not in app.screen.query_one("#series-table").get_cell_at((index, 6)).plain
+
+
+async def test_save_pseudonym_list_from_the_ledger(make_app, settings, shared_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    shutil.copytree(shared_data / "realworld/siemens_orientation_2slice", study / "orient")
+    shutil.copytree(shared_data / "head-mri/siemens_prisma_xa30_mprage_2mm", study / "xa30")
+    app = make_app(study, settings=dataclasses.replace(settings, pseudonym="adit-upload:Neuroradiologie"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        for where, saved in ((tmp_path / "outbox" / "list.csv", False), (tmp_path / "mine" / "list.csv", True)):
+            await pilot.press("L")
+            await pilot.pause()
+            assert isinstance(app.screen, SavePathScreen)
+            app.screen.query_one("#save-path", Input).value = str(where)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert where.exists() is saved
+        # printf '%-64s%-64s' 'Neuroradiologie' 'crlab' | openssl dgst -sha3-256  (and '12343@hucheng')
+        assert sorted(where.read_text(encoding="utf-8").splitlines()) == [
+            "12343@hucheng,a3b9a4098bdeae6caa0a1064bb49649b82791f670d2814dc1a0e3d6fc596c1ef",
+            "PatientID,Pseudonym",
+            "crlab,9bcc9d465957605b1d7da9cd1179858f3f6a798c6369562b6de9e4cc7dda2675"]
+        assert where.stat().st_mode & 0o777 == 0o600

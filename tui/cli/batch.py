@@ -85,20 +85,12 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     return load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
 
 
-def released_folders(settings: PipelineSettings) -> list[Path]:
-    """Local folders whose content is packed or delivered: a pseudonym list must never be inside one."""
-    folders = [settings.work_dir]
-    if settings.destination.startswith("folder:"):
-        folders.append(Path(settings.destination.removeprefix("folder:")))
-    return folders
-
-
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed."""
     from tui.core.dicom_scan import scan_events
     from tui.core.ledger import Ledger
     from tui.core.pipeline import run_batch
-    from tui.core.pseudonym_list import check_list_path, entries_for, write_pseudonym_list
+    from tui.core.pseudonym_list import check_list_path, entries_for, released_folders, write_pseudonym_list
 
     settings = settings_from(args)
     list_path = getattr(args, "pseudonym_list", None)

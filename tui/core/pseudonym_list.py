@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.core.config import site_secret, write_private
+from tui.core.config import data_dir, site_secret, write_private
 from tui.core.errors import MrishareError
 from tui.core.pseudonym import Pseudonymizer, parse_scheme, strip_padding
 
 if TYPE_CHECKING:
     from tui.core.dicom_scan import Participant
+    from tui.core.run_settings import PipelineSettings
 
 HEADER = ["PatientID", "Pseudonym"]
 
@@ -55,6 +56,19 @@ def entries_for(participants: Iterable[Participant], scheme: str, failures: Mapp
                 failure = failure or error.reason
         entries.append(ListEntry(patient_id, pseudonym, failure))
     return entries
+
+
+def released_folders(settings: PipelineSettings) -> list[Path]:
+    """Local folders whose content is packed or delivered: a pseudonym list must never be inside one."""
+    folders = [settings.work_dir]
+    if settings.destination.startswith("folder:"):
+        folders.append(Path(settings.destination.removeprefix("folder:")))
+    return folders
+
+
+def default_list_path() -> Path:
+    """Where the app offers to save the list: the local data folder, beside the pseudonym mapping."""
+    return data_dir() / "pseudonym-list.csv"
 
 
 def check_list_path(path: Path, released: Iterable[Path | None], scheme: str = "keyed") -> Path:

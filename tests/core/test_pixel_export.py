@@ -19,7 +19,7 @@ ENHANCED = "head-mri/siemens_prisma_xa30_mprage_2mm/dicom"  # 96 frames, window 
 
 
 def first(shared_data: Path, folder: str) -> Path:
-    return sorted((shared_data / folder).iterdir())[0]
+    return min((shared_data / folder).iterdir())
 
 
 def pixels(path: Path) -> np.ndarray:

@@ -653,3 +653,60 @@ async def test_save_pseudonym_list_from_the_ledger(make_app, settings, shared_da
             "PatientID,Pseudonym",
             "crlab,9bcc9d465957605b1d7da9cd1179858f3f6a798c6369562b6de9e4cc7dda2675"]
         assert where.stat().st_mode & 0o777 == 0o600
+
+
+async def test_nested_elements_are_edited_added_and_deleted(make_app, shared_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    shutil.copytree(shared_data / "realworld/siemens_orientation_2slice", study / "orient")
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        series = screen.current_series
+        table, grid = screen.query_one(TagTable), screen.query_one(TagGrid)
+        grid.focus()
+
+        def go(path: str) -> None:
+            grid.move_cursor(row=next(i for i, r in enumerate(table.shown) if r.path == path))
+
+        go("(0008,1140)[0](0008,1155)")
+        await pilot.press("e")
+        await pilot.pause()
+        assert "ReferencedImageSequence[0].ReferencedSOPInstanceUID" in str(app.screen.query_one("#edit-title").render())
+        app.screen.query_one("#edit-value", Input).value = "1.2.3.4"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert str(grid.get_row_at(grid.cursor_row)[3]) == "✎ 1.2.3.4"
+        go("(0008,1140)[0](0008,1150)")
+        await pilot.press("delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)  # Type 1 in the SOP Instance Reference Macro
+        assert "SOP Instance Reference Macro" in str(app.screen.query_one("#confirm-title").render())
+        await pilot.press("y")
+        await pilot.pause()
+        await pilot.press("plus")
+        await pilot.pause()
+        assert "Add an element in ReferencedImageSequence[0]" in str(app.screen.query_one("#edit-title").render())
+        app.screen.query_one("#edit-tag", Input).value = "ReferencedFrameNumber"
+        app.screen.query_one("#edit-value", Input).value = "1"
+        app.screen.query_one("#edit-value", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [e.path for e in table.edits] == ["(0008,1140)[0](0008,1155)", "(0008,1140)[0](0008,1150)",
+                                                 "(0008,1140)[0](0008,1160)"]
+        await pilot.press("W")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert not table.edits
+    source = Path(series.files[0]).parent
+    copies = sorted((source.parent / f"{source.name}-edited").iterdir())
+    assert len(copies) == len(series.files)
+    for copy in copies:
+        item = pydicom.dcmread(copy).ReferencedImageSequence[0]
+        assert item.ReferencedSOPInstanceUID == "1.2.3.4" and "ReferencedSOPClassUID" not in item
+        assert item.ReferencedFrameNumber == 1
+        assert pydicom.dcmread(copy).SOPInstanceUID != pydicom.dcmread(source / copy.name).SOPInstanceUID

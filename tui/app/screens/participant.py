@@ -287,47 +287,59 @@ class ParticipantScreen(Screen[None]):
 
     # -- tag editing (a copy with new SOP Instance UIDs; originals never change) -----------------
 
-    def _editable_row(self) -> Any:
+    def _editable_row(self, sequence_too: bool = False) -> Any:
+        """The highlighted element if it can be changed (any depth; not file meta; a sequence only as a whole)."""
         row = self.query_one(TagTable).current
-        if row is None or row.depth > 0 or row.vr == "SQ" or row.tag >> 16 == 0x0002:
-            self.notify("Only top-level data elements (not file meta, not sequences) can be edited.",
+        if row is None or (row.depth == 0 and row.tag >> 16 == 0x0002) or (row.vr == "SQ" and not sequence_too):
+            self.notify("File meta elements cannot be edited, nor a sequence's value (edit the elements inside it).",
                         severity="warning")
             return None
         return row
 
     def action_edit(self) -> None:
-        """Change the highlighted element's value."""
+        """Change the highlighted element's value (at any depth)."""
+        from tui.core.tag_edit import parent_of
+
         row = self._editable_row()
         if row is not None:
-            self.app.push_screen(EditElementScreen(row.tag, row.name, row.value), self._edited)
+            self.app.push_screen(EditElementScreen(row.tag, row.keyword_path, row.value, parent_of(row.path)),
+                                 self._edited)
 
     def action_add(self) -> None:
-        """Add an element by tag or keyword."""
-        self.app.push_screen(EditElementScreen(), self._edited)
+        """Add an element by tag or keyword beside the highlighted one (in the same sequence item)."""
+        from tui.core.tag_edit import parent_of
+
+        row = self.query_one(TagTable).current
+        if row is None or row.depth == 0:
+            self.app.push_screen(EditElementScreen(), self._edited)
+            return
+        where = row.keyword_path[: row.keyword_path.rfind(".")]
+        self.app.push_screen(EditElementScreen(parent=parent_of(row.path), where=where), self._edited)
 
     def _edited(self, edit: Edit | None) -> None:
         if edit is not None:
             self.query_one(TagTable).add_edit(edit)
 
     def action_delete(self) -> None:
-        """Delete the highlighted element, warning first if the IOD requires it."""
-        from tui.core.tag_edit import Edit, required_by_iod  # pydicom only once an edit is made
+        """Delete the highlighted element (a sequence with its items), warning first if it is required."""
+        from tui.core.tag_edit import Edit, parent_of, required  # pydicom only once an edit is made
 
-        row = self._editable_row()
+        row = self._editable_row(sequence_too=True)
         if row is None:
             return
         sop_class = str(self._header.get("SOPClassUID", "")) if self._header is not None else None
-        required = required_by_iod(row.tag, sop_class)
-        if required is None:
-            self._edited(Edit(row.tag, None))
+        deletion = Edit(row.tag, None, parent=parent_of(row.path))
+        why = required(row.tag, sop_class, deletion.parent)
+        if why is None:
+            self._edited(deletion)
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._edited(Edit(row.tag, None))
+                self._edited(deletion)
 
         self.app.push_screen(ConfirmScreen(
-            f"{row.name} is required ({required}).",
+            f"{row.name} is required ({why}).",
             "Without it the edited copy is not a valid DICOM object of this kind; other programs may refuse it. "
             "Delete it anyway?", yes="Delete"), answered)
 

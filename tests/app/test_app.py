@@ -675,7 +675,8 @@ async def test_nested_elements_are_edited_added_and_deleted(make_app, shared_dat
         go("(0008,1140)[0](0008,1155)")
         await pilot.press("e")
         await pilot.pause()
-        assert "ReferencedImageSequence[0].ReferencedSOPInstanceUID" in str(app.screen.query_one("#edit-title").render())
+        title = str(app.screen.query_one("#edit-title").render())
+        assert "ReferencedImageSequence[0].ReferencedSOPInstanceUID" in title
         app.screen.query_one("#edit-value", Input).value = "1.2.3.4"
         await pilot.press("enter")
         await pilot.pause()

@@ -66,8 +66,8 @@ from tui.core.leakcheck import (
     identifiers_from_datasets,
 )
 from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
-from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
 from tui.core.presets import PROTOCOL_PAGES
+from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
 from tui.core.quarantine import QuarantineStore, quarantine_reason
 from tui.core.uidmap import UidMap, is_well_known
 

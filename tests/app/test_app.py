@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import shutil
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from textual.widgets import Input, OptionList, SelectionList
 
 from tests.app.conftest import FAKE_PASSPHRASE, NOW, SIZE
 from tests.app.pilot_helpers import settle
+from tests.protocol_pages import copy_with_protocol_page
 from tui.app.app import TuiApp
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
@@ -23,6 +25,7 @@ from tui.app.screens.help import HelpScreen
 from tui.app.screens.ledger import LedgerScreen, LedgerTable
 from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
+from tui.app.screens.save_path import SavePathScreen
 from tui.app.screens.settings import SettingsScreen
 from tui.app.widgets.big_words import BigWord, big_lines
 from tui.app.widgets.image_preview import ImagePreview
@@ -592,3 +595,119 @@ async def test_a_broken_settings_file_is_named_and_the_app_still_starts(ledger_p
         messages = [n.message for n in app._notifications]
         assert any(str(saved) in m and "unknown setting 'expiry'" in m for m in messages)
         assert app.settings.destination.startswith("folder:")
+
+
+async def test_protocol_page_is_flagged_with_its_reason_and_the_list_is_editable(
+        make_app, shared_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    copy_with_protocol_page(shared_data, study / "participant")
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ParticipantScreen)
+        index = next(i for i, s in enumerate(screen.series) if s.number == 99)
+        series_table = screen.query_one("#series-table")
+        assert "Q" in series_table.get_cell_at((index, 6)).plain
+        assert all("Q" not in series_table.get_cell_at((i, 6)).plain for i in range(len(screen.series)) if i != index)
+        series_table.move_cursor(row=index)
+        await settle(app, pilot)
+        title = screen.query_one(TagTable).border_title
+        assert title == "Tags · series 99 MR · withheld: protocol/report page (Patient Protocol)"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        pages = app.screen.query_one("#set-protocol-pages", Input)
+        assert pages.value == "Patient Protocol, PhoenixZIPReport, Dose Report, Screen Save, Exam Summary"
+        pages.value = "Dose Report, Scout Report"
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert app.settings.protocol_pages == ("Dose Report", "Scout Report")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "Q" not in app.screen.query_one("#series-table").get_cell_at((index, 6)).plain
+
+
+async def test_save_pseudonym_list_from_the_ledger(make_app, settings, shared_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    shutil.copytree(shared_data / "realworld/siemens_orientation_2slice", study / "orient")
+    shutil.copytree(shared_data / "head-mri/siemens_prisma_xa30_mprage_2mm", study / "xa30")
+    app = make_app(study, settings=dataclasses.replace(settings, pseudonym="adit-upload:Neuroradiologie"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        for where, saved in ((tmp_path / "outbox" / "list.csv", False), (tmp_path / "mine" / "list.csv", True)):
+            await pilot.press("L")
+            await pilot.pause()
+            assert isinstance(app.screen, SavePathScreen)
+            app.screen.query_one("#save-path", Input).value = str(where)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert where.exists() is saved
+        # printf '%-64s%-64s' 'Neuroradiologie' 'crlab' | openssl dgst -sha3-256  (and '12343@hucheng')
+        assert sorted(where.read_text(encoding="utf-8").splitlines()) == [
+            "12343@hucheng,a3b9a4098bdeae6caa0a1064bb49649b82791f670d2814dc1a0e3d6fc596c1ef",
+            "PatientID,Pseudonym",
+            "crlab,9bcc9d465957605b1d7da9cd1179858f3f6a798c6369562b6de9e4cc7dda2675"]
+        assert where.stat().st_mode & 0o777 == 0o600
+
+
+async def test_nested_elements_are_edited_added_and_deleted(make_app, shared_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    shutil.copytree(shared_data / "realworld/siemens_orientation_2slice", study / "orient")
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        series = screen.current_series
+        table, grid = screen.query_one(TagTable), screen.query_one(TagGrid)
+        grid.focus()
+
+        def go(path: str) -> None:
+            grid.move_cursor(row=next(i for i, r in enumerate(table.shown) if r.path == path))
+
+        go("(0008,1140)[0](0008,1155)")
+        await pilot.press("e")
+        await pilot.pause()
+        title = str(app.screen.query_one("#edit-title").render())
+        assert "ReferencedImageSequence[0].ReferencedSOPInstanceUID" in title
+        app.screen.query_one("#edit-value", Input).value = "1.2.3.4"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert str(grid.get_row_at(grid.cursor_row)[3]) == "✎ 1.2.3.4"
+        go("(0008,1140)[0](0008,1150)")
+        await pilot.press("delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)  # Type 1 in the SOP Instance Reference Macro
+        assert "SOP Instance Reference Macro" in str(app.screen.query_one("#confirm-title").render())
+        await pilot.press("y")
+        await pilot.pause()
+        await pilot.press("plus")
+        await pilot.pause()
+        assert "Add an element in ReferencedImageSequence[0]" in str(app.screen.query_one("#edit-title").render())
+        app.screen.query_one("#edit-tag", Input).value = "ReferencedFrameNumber"
+        app.screen.query_one("#edit-value", Input).value = "1"
+        app.screen.query_one("#edit-value", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [e.path for e in table.edits] == ["(0008,1140)[0](0008,1155)", "(0008,1140)[0](0008,1150)",
+                                                 "(0008,1140)[0](0008,1160)"]
+        await pilot.press("W")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert not table.edits
+    source = Path(series.files[0]).parent
+    copies = sorted((source.parent / f"{source.name}-edited").iterdir())
+    assert len(copies) == len(series.files)
+    for copy in copies:
+        item = pydicom.dcmread(copy).ReferencedImageSequence[0]
+        assert item.ReferencedSOPInstanceUID == "1.2.3.4" and "ReferencedSOPClassUID" not in item
+        assert item.ReferencedFrameNumber == 1
+        assert pydicom.dcmread(copy).SOPInstanceUID != pydicom.dcmread(source / copy.name).SOPInstanceUID

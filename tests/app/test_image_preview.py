@@ -149,3 +149,29 @@ def test_detect_does_not_hang_on_a_silent_terminal() -> None:
     chose, elapsed = ask_in_pty({})
     assert chose == "halfblock"
     assert elapsed < 15  # Python start-up and imports on a busy machine; each query waits 0.1 s for a reply
+
+
+async def test_export_key_saves_the_slice_with_the_window_shown(enhanced_mr: list[Path], tmp_path: Path) -> None:
+    from PIL import Image
+    from textual.widgets import Input
+
+    from tui.app.screens.save_path import SavePathScreen
+    from tui.core.pixel_export import export_frame
+
+    app = PreviewApp(MODE)
+    async with app.run_test(size=SIZE) as pilot:
+        preview = await loaded(app, pilot, enhanced_mr)
+        preview.index = 39
+        preview.window = (-75.0, 1120.0)  # = centre 523, width 1196 (PS3.3 C.11.2.1.2.1): the file's window, frame 40
+        preview.focus()
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, SavePathScreen)
+        assert app.screen.query_one("#save-path", Input).value.endswith("exports/as-stored-slice-40.png")
+        app.screen.query_one("#save-path", Input).value = str(tmp_path / "shown.png")
+        await pilot.press("enter")
+        await pilot.pause()
+    shown = np.asarray(Image.open(tmp_path / "shown.png")).astype(int)
+    # the same frame through the file's window, by the command line's path: the same picture within rounding
+    cli = np.asarray(Image.open(export_frame(enhanced_mr[0], tmp_path / "cli.png", frame=40).path)).astype(int)
+    assert shown.shape == (128, 128) and np.abs(shown - cli).max() <= 1

@@ -12,6 +12,7 @@ from tui.core.errors import MrishareError
 from tui.core.pseudonym import (
     Pseudonymizer,
     adit_pseudonym,
+    adit_upload_pseudonym,
     mapping_path,
     parse_scheme,
     record_mapping,
@@ -72,3 +73,44 @@ def test_mapping_file_is_private_deduplicated_and_refuses_collisions() -> None:
     assert path.read_text().count("PID-CANARY-4711") == 1
     with pytest.raises(MrishareError, match="same pseudonym"):
         record_mapping(scheme, "PID-OTHER", "subaaaa")
+
+
+# Test vectors computed outside the code, with OpenSSL on the padded text:
+#   printf '%-64s%-64s' 'Neuroradiologie' 'PID-CANARY-4711' | openssl dgst -sha3-256
+UPLOAD_VECTOR = "d7f711ef0fbc278fb814b0dd0b34a7b881615e7b0a7429c6c1dac542c53c383a"
+#   printf '%-64s%-64s' 'Neuroradiologie' '12343@hucheng' | openssl dgst -sha3-256   (the XA30 series' PatientID)
+UPLOAD_XA30 = "a3b9a4098bdeae6caa0a1064bb49649b82791f670d2814dc1a0e3d6fc596c1ef"
+
+
+def test_adit_upload_matches_an_independent_vector_and_strips_padding() -> None:
+    assert adit_upload_pseudonym("Neuroradiologie", "PID-CANARY-4711") == UPLOAD_VECTOR
+    names = Pseudonymizer(parse_scheme("adit-upload:Neuroradiologie"), SECRET)
+    assert names.pseudonym("PID-CANARY-4711 \x00") == UPLOAD_VECTOR
+    assert names.pseudonym("PID-CANARY-4712") != UPLOAD_VECTOR
+    assert Pseudonymizer(parse_scheme("adit-upload:Radiologie"), SECRET).pseudonym("PID-CANARY-4711") != UPLOAD_VECTOR
+
+
+@pytest.mark.parametrize(("spec", "message"), [("adit-upload:", "DEPARTMENT"), ("adit-upload:   ", "empty"),
+                                               ("adit-upload:" + "x" * 65, "65 characters")])
+def test_adit_upload_department_must_be_1_to_64_characters(spec: str, message: str) -> None:
+    with pytest.raises(MrishareError, match=message):
+        parse_scheme(spec)
+    assert len(adit_upload_pseudonym("x" * 64, "1")) == 64
+
+
+def test_adit_upload_names_the_real_series_its_folder_and_files(shared_data: Path, tmp_path: Path) -> None:
+    import pydicom
+
+    from tui.core.deidentify import DeidSettings, deidentify_participant
+    from tui.core.dicom_scan import scan
+    from tui.core.events import drain
+
+    folder = shared_data / "head-mri/siemens_prisma_xa30_mprage_2mm"
+    participant = scan(folder, as_participant=True).participants[0]
+    result = drain(deidentify_participant(participant, tmp_path, DeidSettings(pseudonym="adit-upload:Neuroradiologie",
+                                                                               workers=1)))
+    assert result.pseudonym == UPLOAD_XA30 and len(result.released) == 1
+    assert {p.relative_to(tmp_path).parts[0] for p in result.released} == {UPLOAD_XA30}
+    ds = pydicom.dcmread(result.released[0])
+    assert ds.PatientID == UPLOAD_XA30 and str(ds.PatientName) == UPLOAD_XA30
+    assert ds.data_element("PatientName").VR == "PN" and "^" not in str(ds.PatientName)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from tests.protocol_pages import copy_with_protocol_page
 from tui.core.quarantine import QuarantineStore, quarantine_reason
 
 MR = frozenset({"MR"})
@@ -69,3 +70,53 @@ def test_store_copies_unchanged_with_reason_and_private_modes(files: Path, tmp_p
 def test_default_folder_is_local_data(files: Path) -> None:
     store = QuarantineStore(run_id="r")
     assert store.root.parts[-2:] == ("quarantine", "r") and "data" in store.root.parts
+
+
+# -- protocol/report pages (dicom-anon's rule): a real series re-described, placed among real images ----------
+
+@pytest.fixture
+def with_protocol_page(shared_data: Path, tmp_path: Path) -> Path:
+    return copy_with_protocol_page(shared_data, tmp_path / "participant")
+
+
+def test_protocol_page_matches_the_list_case_insensitively() -> None:
+    from tui.core.quarantine import protocol_page
+
+    assert protocol_page("PATIENT protocol ") == "Patient Protocol"
+    assert protocol_page("phoenixzipreport\x00") == "PhoenixZIPReport"
+    assert protocol_page("t1_mprage_sag") is None and protocol_page("") is None and protocol_page(None) is None
+    assert protocol_page("Patient Protocol", ("Dose Report",)) is None
+
+
+def test_protocol_page_series_is_quarantined_among_real_images(with_protocol_page: Path, tmp_path: Path) -> None:
+    from tui.core.deidentify import DeidSettings, deidentify_participant
+    from tui.core.dicom_scan import scan
+    from tui.core.events import drain
+
+    participant = scan(with_protocol_page, as_participant=True).participants[0]
+    result = drain(deidentify_participant(participant, tmp_path / "out", DeidSettings(workers=1)))
+    assert len(result.released) == 42 and len(result.quarantined) == 2
+    assert {reason for _, reason in result.quarantined} == {
+        "protocol/report page (SeriesDescription 'Patient Protocol' is on the withheld list: text in the pixels)"}
+    for copy, _ in result.quarantined:
+        assert pydicom.dcmread(copy).SeriesDescription == "PATIENT protocol"  # unchanged copy, held locally
+    # the list is the user's: without the entry the same files are released (they are real MR images)
+    edited = drain(deidentify_participant(participant, tmp_path / "out2",
+                                          DeidSettings(workers=1, protocol_pages=("Dose Report",))))
+    assert len(edited.released) == 44 and not edited.quarantined
+
+
+def test_scan_says_why_the_series_is_withheld(with_protocol_page: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tui.cli import main
+
+    assert main(["scan", str(with_protocol_page), "--participant"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # the console may wrap the line
+    assert text.count("WITHHELD") == 1 and "#99 MR PATIENT protocol" in text
+    assert "WITHHELD: protocol/report page (SeriesDescription 'Patient Protocol' is on the withheld list" in text
+    assert main(["scan", str(with_protocol_page), "--participant", "--json"]) == 0
+    series = [s for p in json.loads(capsys.readouterr().out)["participants"] for pat in p["patients"]
+              for st in pat["studies"] for s in st["series"]]
+    assert [s["number"] for s in series if s["withheld"]] == [99]
+    assert all("protocol/report page" in s["withheld"] for s in series if s["withheld"])

@@ -23,10 +23,12 @@ def test_round_trip_every_field_mode_0600(tmp_path: Path) -> None:
     chosen = UserSettings(destination=f"folder:{tmp_path}", expiry_days=30, encryption="aes", preset="research",
                           options=frozenset({"clean_desc", "rtn_pat_chars"}), deface_mode="deface",
                           modalities=frozenset({"MR", "CT"}), pseudonym="adit:lab7", engine="dicom2nifti",
-                          language="de", ledger=tmp_path / "list.xlsx")
+                          language="de", ledger=tmp_path / "list.xlsx",
+                          protocol_pages=("Patient Protocol", "Scout Report"))
     path = save_settings(chosen)
     assert path == config_dir() / "settings.json" and path.stat().st_mode & 0o777 == 0o600
     assert json.loads(path.read_text())["modalities"] == ["CT", "MR"]
+    assert json.loads(path.read_text())["protocol_pages"] == ["Patient Protocol", "Scout Report"]
     assert load_settings() == chosen
     assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == []  # no temp file left
 
@@ -41,6 +43,9 @@ def test_round_trip_every_field_mode_0600(tmp_path: Path) -> None:
     ({"options": "clean_desc"}, "options must be a list"),
     ({"modalities": ["mr"]}, "modalities must be"),
     ({"pseudonym": "random"}, "unknown pseudonym scheme"),
+    ({"pseudonym": "adit-upload:" + "d" * 65}, "at most 64 are allowed"),
+    ({"protocol_pages": "Patient Protocol"}, "protocol_pages must be a list"),
+    ({"protocol_pages": ["Patient Protocol", " "]}, "protocol_pages must be a list of series descriptions"),
     ({"destination": "s3:bucket"}, "destination must be"),
     ({"language": "fr"}, "language must be one of en, de"),
     ({"modalities": [["MR"]]}, "wrong type"),

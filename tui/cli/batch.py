@@ -35,7 +35,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", default=None, choices=annex_e.OPTIONS, metavar="NAME",
                    help="Annex E option (repeatable); replaces the preset's options")
     p.add_argument("--deface", choices=DEFACE_MODES, default=None, help="override the preset")
-    p.add_argument("--pseudonym", default=None, help="keyed (default) | adit:SEED | csv:FILE | fixed:VALUE")
+    p.add_argument("--pseudonym", default=None, help="keyed (default) | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
     p.add_argument("--modalities", default=None, help="comma-separated allow-list (default MR)")
     p.add_argument("--engine", choices=ENGINES, default=None, help=f"default {ENGINES[0]}")
     p.add_argument("--encryption", choices=ENCRYPTIONS, default=None, help="default aes")
@@ -56,9 +56,16 @@ def add_release_argument(p: argparse.ArgumentParser) -> None:
 BATCH_HELP = "run the pipeline for every participant under a study folder"
 
 
+def _list_argument(p: argparse.ArgumentParser) -> None:
+    from tui.cli.deid import LIST_HELP
+
+    p.add_argument("--pseudonym-list", type=Path, default=None, metavar="FILE", help=LIST_HELP)
+
+
 def _batch_arguments(batch: argparse.ArgumentParser) -> None:
     batch.add_argument("folder", type=Path, metavar="STUDY_DIR")
     add_pipeline_arguments(batch)
+    _list_argument(batch)
     batch.set_defaults(handler=run, as_participant=False)
 
 
@@ -75,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     share = subparsers.add_parser("share", help="run the pipeline for one participant's folder")
     share.add_argument("folder", type=Path, metavar="PARTICIPANT_DIR")
     add_pipeline_arguments(share)
+    _list_argument(share)
     share.set_defaults(handler=run, as_participant=True)
 
 
@@ -95,14 +103,24 @@ def run(args: argparse.Namespace) -> int:
     from tui.core.dicom_scan import scan_events
     from tui.core.ledger import Ledger
     from tui.core.pipeline import run_batch
+    from tui.core.pseudonym_list import check_list_path, entries_for, released_folders, write_pseudonym_list
 
     settings = settings_from(args)
+    list_path = getattr(args, "pseudonym_list", None)
+    if list_path is not None:
+        check_list_path(list_path, released_folders(settings), settings.pseudonym)
     scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
     if not scanned.participants:
         raise MrishareError("no DICOM participant found", args.folder)
     ledger_path = args.ledger or default_ledger()
     with Ledger.open(ledger_path) as ledger:
         result = run_with_progress(run_batch(scanned.participants, settings, ledger, workers=args.workers))
+    if list_path is not None:
+        failures = {o.key: o.reason or o.status for o in result.failed}
+        written = write_pseudonym_list(list_path, entries_for(scanned.participants, settings.pseudonym, failures),
+                                       released_folders(settings), settings.pseudonym)
+        stdout.print(Text(f"pseudonym list: {written} ({len(scanned.participants)} participants, "
+                          f"{len(failures)} marked failed; mode 0600, keep it local)"))
     table = Table("participant", "row", "status", "reason", title=f"ledger: {ledger_path}")
     for outcome in result.outcomes:
         table.add_row(Text(outcome.key), Text(outcome.row_id), Text(outcome.status), Text(outcome.reason))

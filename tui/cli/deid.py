@@ -18,9 +18,14 @@ from tui.cli.output import run_with_progress, stderr, stdout
 from tui.core import annex_e
 from tui.core.errors import MrishareError
 from tui.core.presets import DEID_OPTIONS
+from tui.core.pseudonym_list import check_list_path
 
 if TYPE_CHECKING:
     from tui.core.deidentify import DeidResult, DeidSettings
+
+
+LIST_HELP = ("write PatientID,Pseudonym per participant to FILE (mode 0600, local only: never inside OUT, "
+             "a package or a destination); failed participants are marked")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"Annex E option, repeatable: {', '.join(annex_e.OPTIONS)}; 'none' for the Basic "
                         f"Profile alone (default: {', '.join(sorted(DEID_OPTIONS))})")
     p.add_argument("--pseudonym", default="keyed", metavar="SCHEME",
-                   help="keyed (default), adit:SEED, csv:FILE or fixed:VALUE")
+                   help="keyed (default), adit:SEED, adit-upload:DEPARTMENT, csv:FILE or fixed:VALUE")
     p.add_argument("--modalities", default="MR", help="allowed modalities, comma separated (default MR)")
+    p.add_argument("--pseudonym-list", type=Path, default=None, metavar="FILE", help=LIST_HELP)
     p.add_argument("--participant", action="store_true", help="treat SRC as one participant's folder")
     p.add_argument("--keep-originals-in-audit", action="store_true",
                    help="store original values and source paths in the local audit file (mode 0600)")
@@ -63,15 +69,18 @@ def run(args: argparse.Namespace) -> int:
     """Scan SRC, de-identify each participant, print a summary; exit 1 if anything was held back."""
     from tui.core.deidentify import DeidSettings, deidentify_participant, quiet_pydicom
     from tui.core.dicom_scan import scan_events
+    from tui.core.settings import load_settings
 
     settings = DeidSettings(
-        options=options_from(args.option), pseudonym=args.pseudonym,
+        options=options_from(args.option), pseudonym=args.pseudonym, protocol_pages=load_settings().protocol_pages,
         modalities=frozenset(m.strip().upper() for m in args.modalities.split(",") if m.strip()),
         keep_originals_in_audit=args.keep_originals_in_audit, workers=args.workers,
         release_values=tuple(args.release_value),
     )
     if args.out.resolve() == args.source.resolve() or args.source.resolve() in args.out.resolve().parents:
         raise MrishareError("OUT must not be inside SRC", args.out)
+    if args.pseudonym_list is not None:
+        check_list_path(args.pseudonym_list, [args.out], args.pseudonym)
     with quiet_pydicom():  # pydicom warnings quote values: never on the terminal
         found = run_with_progress(scan_events(args.source, workers=args.workers, as_participant=args.participant))
     results: list[tuple[str, DeidResult | str]] = []
@@ -82,8 +91,23 @@ def run(args: argparse.Namespace) -> int:
         except MrishareError as error:
             results.append((participant.key, error.reason))
     print_summary(results, len(found.skipped), settings)
+    if args.pseudonym_list is not None:
+        save_list(args.pseudonym_list, found.participants, results, settings.pseudonym, args.out)
     failed = any(isinstance(r, str) or r.leaks for _, r in results)
     return 1 if failed or not results else 0
+
+
+def save_list(path: Path, participants: list, results: list[tuple[str, DeidResult | str]], scheme: str,
+              out: Path) -> None:
+    """Write the pseudonym list of this run; participants that failed or released nothing are marked."""
+    from tui.core.pseudonym_list import entries_for, write_pseudonym_list
+
+    failures = {key: r if isinstance(r, str) else "nothing released" for key, r in results
+                if isinstance(r, str) or not r.released}
+    used = {key: r.pseudonym for key, r in results if not isinstance(r, str)}
+    written = write_pseudonym_list(path, entries_for(participants, scheme, failures, used), [out], scheme)
+    stdout.print(f"pseudonym list: {written} ({len(participants)} participants, {len(failures)} marked failed; "
+                 "mode 0600, keep it local)", markup=False)
 
 
 def print_summary(results: list[tuple[str, DeidResult | str]], unused: int, settings: DeidSettings) -> None:

@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     p.add_argument("--reveal", action="store_true", help="show identifying values instead of masking them")
     p.add_argument("--only-identifying", action="store_true", help="list only elements de-identification changes or flags")
+    p.add_argument("--png", type=Path, default=None, metavar="OUT",
+                   help="write the image to OUT through its window/level instead of listing tags (NOT de-identified)")
+    p.add_argument("--frame", type=int, default=None, metavar="N", help="with --png: frame N of a multi-frame image "
+                   "(1-based, default 1)")
+    p.add_argument("--jpeg", action="store_true", help="with --png: write JPEG instead of PNG")
     p.set_defaults(handler=run)
 
 
@@ -61,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = annex_e.validate_options(args.option)
     path = first_dicom(args.target)
+    if args.png is not None:
+        return export(path, args.png, args.frame or 1, args.jpeg)
+    if args.frame is not None or args.jpeg:
+        raise MrishareError("--frame and --jpeg go with --png OUT")
     try:
         ds = pydicom.dcmread(path, force=True, defer_size="256 KB")
     except (InvalidDicomError, OSError, ValueError, EOFError) as error:
@@ -74,6 +83,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         stdout.print(table(rows, args.reveal, path))
         stdout.print(legend(options, args.reveal))
+    return 0
+
+
+def export(path: Path, out: Path, frame: int, jpeg: bool) -> int:
+    """Write one frame as a picture and say which window was used."""
+    from tui.core.pixel_export import export_frame
+
+    done = export_frame(path, out, frame, jpeg)
+    window = ("colour, no window" if done.window_from == "colour"
+              else f"window center {done.center:g} width {done.width:g} ({done.window_from})")
+    stdout.print(Text(f"wrote {done.path}: frame {done.frame} of {done.frames}, {window}"))
     return 0
 
 

@@ -1,7 +1,8 @@
 """`mrishare scan DIR`: show the participants, series and unused files found under a folder.
 
 Per series: number, modality, description, files, size, rows x cols x slices, and the
-BurnedInAnnotation flag (`BURNED-IN TEXT` = YES, `burned-in?` = not stated).
+BurnedInAnnotation flag (`BURNED-IN TEXT` = YES, `burned-in?` = not stated), and `WITHHELD` with the
+reason when the description names a protocol/report page on the settings' withheld list.
 
 Patient values (name, ID, birth date, study description, dates, accession) and participant folder
 names are masked unless `--reveal`: the participant key and "patient 1 of 2" stand in for them.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from tui.cli.output import run_with_progress, stdout
+from tui.core.presets import PROTOCOL_PAGES
 
 if TYPE_CHECKING:
     from tui.core.dicom_scan import Participant, ScanResult, Series, Skipped
@@ -38,13 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Scan and print; unusable files are reported, not an error (exit 0)."""
     from tui.core.dicom_scan import scan_events
+    from tui.core.settings import load_settings
 
+    pages = load_settings().protocol_pages
     result = run_with_progress(scan_events(args.folder, workers=args.workers, as_participant=args.participant),
                                quiet=args.json)
     if args.json:
-        print(json.dumps(to_json(result, reveal=args.reveal), indent=2, ensure_ascii=False))
+        print(json.dumps(to_json(result, reveal=args.reveal, pages=pages), indent=2, ensure_ascii=False))
     else:
-        print_result(result, reveal=args.reveal)
+        print_result(result, reveal=args.reveal, pages=pages)
     return 0
 
 
@@ -72,8 +77,16 @@ def shown_path(path: Path, result: ScanResult, reveal: bool) -> str:
     return str(path.relative_to(result.root)) if path.is_relative_to(result.root) else str(path)
 
 
-def series_line(series: Series) -> Text:
-    """One series: number, modality, description, files, size, dimensions, burned-in flag."""
+def withheld(series: Series, pages: Collection[str]) -> str | None:
+    """Why the whole series is withheld from release (a protocol/report page), or None."""
+    from tui.core.quarantine import protocol_page, protocol_page_reason
+
+    page = protocol_page(series.description, pages)
+    return protocol_page_reason(page) if page is not None else None
+
+
+def series_line(series: Series, pages: Collection[str] = PROTOCOL_PAGES) -> Text:
+    """One series: number, modality, description, files, size, dimensions, burned-in flag, withheld reason."""
     dims = f"{series.rows}x{series.cols}x{series.slices}" if series.rows else count(series.slices, "object")
     text = Text(f"#{series.number if series.number is not None else '?'} {series.modality or '??'} ")
     text.append(series.description or "(no description)", style="bold")
@@ -82,10 +95,14 @@ def series_line(series: Series) -> Text:
         text.append("  BURNED-IN TEXT", style="red")
     elif series.burned_in is None and series.modality not in ("SR", "DOC"):
         text.append("  burned-in?", style="yellow")
+    reason = withheld(series, pages)
+    if reason:
+        text.append(f"  WITHHELD: {reason}", style="red")
     return text
 
 
-def participant_tree(participant: Participant, result: ScanResult, reveal: bool) -> Tree:
+def participant_tree(participant: Participant, result: ScanResult, reveal: bool,
+                     pages: Collection[str] = PROTOCOL_PAGES) -> Tree:
     """Patient -> study -> series tree of one participant."""
     head = Text(f"participant {participant.key}", style="bold")
     if reveal:
@@ -107,16 +124,16 @@ def participant_tree(participant: Participant, result: ScanResult, reveal: bool)
                 study_label.append(f"  {study.date} {study.description} | accession {study.accession}")
             study_branch = branch.add(study_label)
             for series in study.series:
-                study_branch.add(series_line(series))
+                study_branch.add(series_line(series, pages))
     return tree
 
 
-def print_result(result: ScanResult, reveal: bool) -> None:
+def print_result(result: ScanResult, reveal: bool, pages: Collection[str] = PROTOCOL_PAGES) -> None:
     """Human output: a tree per participant, misfiled files, then unused files with reasons."""
     if not result.participants:
         stdout.print(Text("no DICOM series found"))
     for participant in result.participants:
-        stdout.print(participant_tree(participant, result, reveal))
+        stdout.print(participant_tree(participant, result, reveal, pages))
         for path in participant.misfiled:
             stdout.print(Text(f"  misfiled (other patient): {shown_path(path, result, reveal)}", style="red"))
     if result.skipped:
@@ -129,7 +146,7 @@ def _skipped_json(skipped: Skipped) -> dict[str, str]:
     return {"path": str(skipped.path), "reason": skipped.reason}
 
 
-def to_json(result: ScanResult, reveal: bool) -> dict[str, object]:
+def to_json(result: ScanResult, reveal: bool, pages: Collection[str] = PROTOCOL_PAGES) -> dict[str, object]:
     """The scan as plain JSON data; identifying values only with `reveal`."""
 
     def series_json(series: Series) -> dict[str, object]:
@@ -139,7 +156,7 @@ def to_json(result: ScanResult, reveal: bool) -> dict[str, object]:
             "transfer_syntaxes": sorted(series.transfer_syntaxes), "files": [str(f) for f in series.files],
             "bytes": series.bytes, "rows": series.rows, "cols": series.cols, "slices": series.slices,
             "frames": series.frames, "burned_in": series.burned_in, "image_type": series.image_type,
-            "body_part": series.body_part, "protocol": series.protocol,
+            "body_part": series.body_part, "protocol": series.protocol, "withheld": withheld(series, pages),
         }
         if reveal:
             data.update(date=series.date, time=series.time)

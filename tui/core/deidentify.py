@@ -69,6 +69,7 @@ from tui.core.leakcheck import (
     summarize,
 )
 from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
+from tui.core.presets import PROTOCOL_PAGES
 from tui.core.pseudonym import Pseudonymizer, identity_key, parse_scheme, record_mapping
 from tui.core.quarantine import QuarantineStore, quarantine_reason
 from tui.core.uidmap import UidMap, is_well_known
@@ -117,6 +118,8 @@ class DeidSettings:
     options: frozenset[str] = DEFAULT_OPTIONS
     pseudonym: str = "keyed"
     modalities: frozenset[str] = frozenset({"MR"})
+    protocol_pages: tuple[str, ...] = PROTOCOL_PAGES
+    """SeriesDescriptions of protocol/report pages, quarantined whatever BurnedInAnnotation says."""
     keep_originals_in_audit: bool = False
     """Store original values and source paths in the audit file (0600, local). Off by default."""
     quarantine_dir: Path | None = None
@@ -140,6 +143,7 @@ class DeidContext:
     time_offset: int = 0
     """Seconds added (modulo 24 h) to every TM and to the time part of DT."""
     keep_originals: bool = False
+    protocol_pages: tuple[str, ...] = PROTOCOL_PAGES
 
 
 def context_for(datasets: list[Dataset], options: frozenset[str] = DEFAULT_OPTIONS, pseudonym: str = "keyed",
@@ -658,7 +662,7 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
         return FileOutcome(job.source, "skipped", reason=f"unreadable ({type(error).__name__})")
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         return FileOutcome(job.source, "skipped", reason="no SOP class/instance UID (not a DICOM object)")
-    reason = quarantine_reason(ds, modalities, ctx.options)
+    reason = quarantine_reason(ds, modalities, ctx.options, ctx.protocol_pages)
     if reason:
         return FileOutcome(job.source, "quarantined", reason=reason)
     problem = _pixel_problem(ds)
@@ -708,7 +712,8 @@ def _bytes_cover_charset(ds: Dataset) -> bool:
 
 def _process_chunk(jobs: list[FileJob], ctx: DeidContext, out: Path, modalities: frozenset[str]) -> list[FileOutcome]:
     """A batch of files in one worker call; the context (and its compiled searches) is reused per process."""
-    key = (ctx.identifiers.token, ctx.pseudonym, ctx.options, ctx.date_offset, ctx.time_offset, ctx.keep_originals)
+    key = (ctx.identifiers.token, ctx.pseudonym, ctx.options, ctx.date_offset, ctx.time_offset, ctx.keep_originals,
+           ctx.protocol_pages)
     ctx = _CONTEXTS.setdefault(key, ctx)
     return [process_file(job, ctx, out, modalities) for job in jobs]
 
@@ -794,7 +799,7 @@ def deidentify_participant(participant: Participant, out: Path, settings: DeidSe
         identifiers = collect_identifiers(participant, options, settings.release_values)
     ctx = DeidContext(options=options, pseudonym=pseudonym, identifiers=identifiers, secret=secret,
                       date_offset=offset_days(secret, key), time_offset=offset_seconds(secret, key),
-                      keep_originals=settings.keep_originals_in_audit)
+                      keep_originals=settings.keep_originals_in_audit, protocol_pages=settings.protocol_pages)
     notes = kept_notes(identifiers)
     if key_source != "PatientID":
         notes.append(f"empty PatientID: pseudonym derived from the {key_source}")

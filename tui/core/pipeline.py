@@ -274,7 +274,8 @@ class _Run:
         shutil.rmtree(out, ignore_errors=True)
         deid_settings = DeidSettings(options=self.profile.options, pseudonym=self.settings.pseudonym,
                                      modalities=self.settings.modalities,
-                                     release_values=self.settings.release_values)
+                                     release_values=self.settings.release_values,
+                                     protocol_pages=self.settings.protocol_pages)
         result = yield from relabel(deidentify_participant(self.participant, out, deid_settings, self.cancel),
                                     self.subject, "deidentify")
         if not result.released:

@@ -17,6 +17,9 @@ ENCRYPTIONS = ("aes", "zipcrypto")
 DEID_OPTIONS = frozenset({"rtn_long_modif_dates"})
 """Annex E options of `mrishare deid` unless the user picks others: shifted dates, descriptions removed
 (`clean_desc` keeps descriptions that hold no known identifier, e.g. "MRT Kopf Verlauf")."""
+PROTOCOL_PAGES = ("Patient Protocol", "PhoenixZIPReport", "Dose Report", "Screen Save", "Exam Summary")
+"""SeriesDescriptions of scanner protocol/report pages: screen shots with the patient's name in the pixels
+(dicom-anon's rule). Such series are quarantined whatever BurnedInAnnotation says; matched case-insensitively."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,13 @@ adit: the rule of ADIT (github.com/openradx/adit, `adit/core/utils/pseudonymizer
 big-endian integer and turned into 14 characters of A-Z0-9 by repeated divmod, least significant
 first. The seed is the ADIT job's pseudonym salt, given as `adit:SEED`.
 
+adit-upload: the rule of ADIT's upload app, which pseudonymizes on the client. The uploading
+user's department and the PatientID are each padded with spaces to 64 characters (so that a
+pseudonym cannot be related to its department), concatenated, and hashed with SHA3-256:
+`sha3_256((DEPARTMENT.ljust(64) + PatientID.ljust(64)).encode("utf-8")).hexdigest()`. The 64
+lower-case hex characters are the new PatientID and PatientName, and, unshortened, the folder
+and file names. Given as `adit-upload:DEPARTMENT` (1-64 characters).
+
 DICOM pads values with trailing spaces or NULs; they are stripped before hashing, so the same
 person gets the same pseudonym whichever file or encoding the ID came from.
 """
@@ -31,9 +38,13 @@ from pathlib import Path
 from tui.core.config import data_dir, write_private
 from tui.core.errors import MrishareError
 
-KINDS = ("keyed", "adit", "csv", "fixed")
+KINDS = ("keyed", "adit", "adit-upload", "csv", "fixed")
+HASHED_KINDS = ("keyed", "adit", "adit-upload")
+"""Schemes that compute the pseudonym from the PatientID (an empty ID is an error; collisions are refused)."""
 ADIT_ALPHABET = string.ascii_uppercase + string.digits
 ADIT_LENGTH = 14
+ADIT_UPLOAD_WIDTH = 64
+"""ADIT's upload app pads department and PatientID to this many characters before hashing."""
 KEYED_PREFIX = "sub"
 KEYED_CHARS = 10
 # A pseudonym becomes a folder name and a PatientID (LO, 64 chars): keep it boring.
@@ -53,14 +64,18 @@ class PseudonymScheme:
 
 
 def parse_scheme(spec: str) -> PseudonymScheme:
-    """`keyed`, `adit:SEED`, `csv:FILE` or `fixed:VALUE` as given on the command line."""
+    """`keyed`, `adit:SEED`, `adit-upload:DEPARTMENT`, `csv:FILE` or `fixed:VALUE` as given on the command line."""
     kind, _, arg = spec.partition(":")
     if kind not in KINDS:
-        raise MrishareError(f"unknown pseudonym scheme {kind!r}; use one of keyed, adit:SEED, csv:FILE, fixed:VALUE")
+        raise MrishareError(f"unknown pseudonym scheme {kind!r}; use one of keyed, adit:SEED, "
+                            "adit-upload:DEPARTMENT, csv:FILE, fixed:VALUE")
     if kind == "keyed" and arg:
         raise MrishareError("the keyed scheme takes no argument (it uses the site secret)")
     if kind != "keyed" and not arg:
-        raise MrishareError(f"the {kind} scheme needs a value: {kind}:{'SEED' if kind == 'adit' else kind.upper()}")
+        placeholder = {"adit": "SEED", "adit-upload": "DEPARTMENT"}.get(kind, kind.upper())
+        raise MrishareError(f"the {kind} scheme needs a value: {kind}:{placeholder}")
+    if kind == "adit-upload":
+        _check_department(arg)
     if kind == "fixed":
         _check_safe(arg, "fixed pseudonym")
     return PseudonymScheme(kind, arg)
@@ -85,6 +100,22 @@ def adit_pseudonym(seed: str, patient_id: str, length: int = ADIT_LENGTH) -> str
         number, index = divmod(number, len(ADIT_ALPHABET))
         chars.append(ADIT_ALPHABET[index])
     return "".join(chars)
+
+
+def adit_upload_pseudonym(department: str, patient_id: str) -> str:
+    """ADIT upload's pseudonym: SHA3-256 over department and PatientID, each padded to 64 characters."""
+    _check_department(department)
+    text = department.ljust(ADIT_UPLOAD_WIDTH) + patient_id.ljust(ADIT_UPLOAD_WIDTH)
+    return hashlib.sha3_256(text.encode("utf-8")).hexdigest()
+
+
+def _check_department(department: str) -> None:
+    """ADIT pads the department to 64 characters: a longer or blank one cannot be used."""
+    if not department.strip():
+        raise MrishareError("the adit-upload department must not be empty")
+    if len(department) > ADIT_UPLOAD_WIDTH:
+        raise MrishareError(f"the adit-upload department has {len(department)} characters; "
+                            f"at most {ADIT_UPLOAD_WIDTH} are allowed")
 
 
 def _check_safe(value: str, what: str, where: str | Path | None = None) -> None:
@@ -119,12 +150,14 @@ class Pseudonymizer:
         """The pseudonym for `patient_id` (padding stripped); an empty ID is an error for keyed/adit."""
         pid = strip_padding(patient_id)
         kind = self.scheme.kind
-        if not pid and kind in ("keyed", "adit"):
+        if not pid and kind in HASHED_KINDS:
             raise MrishareError(f"empty PatientID: no {kind} pseudonym possible (use --pseudonym fixed:VALUE)", where)
         if kind == "keyed":
             return keyed_pseudonym(self._secret, pid)
         if kind == "adit":
             return adit_pseudonym(self.scheme.arg, pid)
+        if kind == "adit-upload":
+            return adit_upload_pseudonym(self.scheme.arg, pid)
         if kind == "fixed":
             return self.scheme.arg
         if pid not in self._table:
@@ -167,7 +200,7 @@ def record_mapping(scheme: PseudonymScheme, patient_id: str, pseudonym: str, pat
     for kind, known_pid, known in rows:
         if kind == scheme.kind and known_pid == pid and known == pseudonym:
             return
-        if kind == scheme.kind and known == pseudonym and known_pid != pid and kind in ("keyed", "adit"):
+        if kind == scheme.kind and known == pseudonym and known_pid != pid and kind in HASHED_KINDS:
             raise MrishareError("two PatientIDs map to the same pseudonym; choose another scheme", path)
     rows.append([scheme.kind, pid, pseudonym])
     buffer = io.StringIO()

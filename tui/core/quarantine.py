@@ -1,6 +1,7 @@
 """Files that must not be released, and the local folder where they wait for a human.
 
-A file is held back when its pixels or content probably show text (BurnedInAnnotation YES,
+A file is held back when its series is a scanner protocol or report page (SeriesDescription on the
+withheld list, see `presets.PROTOCOL_PAGES`), when its pixels or content probably show text (BurnedInAnnotation YES,
 secondary/screen captures, encapsulated documents, structured reports unless Clean Structured
 Content is chosen), when its modality is outside the allow-list, or when it belongs to another
 patient. Held-back files are copied unchanged to `<data_dir>/quarantine/<run>/<subject>/` with
@@ -13,10 +14,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Collection
 from pathlib import Path
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from tui.core.config import data_dir
+from tui.core.presets import PROTOCOL_PAGES
+
+if TYPE_CHECKING:  # light at run time: the app's series list uses protocol_page before pydicom is loaded
+    from pydicom.dataset import Dataset
 
 # PS3.4 Annex B storage SOP classes that usually carry text in pixels or documents.
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -31,8 +35,23 @@ SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 SCREEN_CAPTURE_CONVERSION = {"WSD", "SI", "SD", "DV", "DI"}
 
 
-def quarantine_reason(ds: Dataset, modalities: Collection[str], options: Collection[str]) -> str | None:
+def protocol_page(description: object, pages: Collection[str] = PROTOCOL_PAGES) -> str | None:
+    """The entry of `pages` that equals a SeriesDescription (case-insensitive, padding stripped), or None."""
+    text = str(description if description is not None else "").strip(" \x00").casefold()
+    return next((page for page in pages if text and page.strip().casefold() == text), None)
+
+
+def protocol_page_reason(page: str) -> str:
+    """Why a protocol/report page is withheld; names the list entry, which is not identifying."""
+    return f"protocol/report page (SeriesDescription '{page}' is on the withheld list: text in the pixels)"
+
+
+def quarantine_reason(ds: Dataset, modalities: Collection[str], options: Collection[str],
+                      protocol_pages: Collection[str] = PROTOCOL_PAGES) -> str | None:
     """Why `ds` must be held back (one non-identifying line), or None if it may be de-identified."""
+    page = protocol_page(ds.get("SeriesDescription"), protocol_pages)
+    if page is not None:  # before BurnedInAnnotation: these pages often say NO and still show the name
+        return protocol_page_reason(page)
     sop_class = str(ds.get("SOPClassUID", "") or "")
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]

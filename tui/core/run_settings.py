@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tui.core.credentials import Credentials
 from tui.core.errors import MrishareError
-from tui.core.presets import PRESETS, Preset
+from tui.core.presets import PRESETS, PROTOCOL_PAGES, Preset
 
 STAGES = ("deidentify", "convert", "deface", "pack", "upload", "share")
 
@@ -31,6 +31,8 @@ class PipelineSettings:
     """reface | deface | off; None takes the preset's."""
     pseudonym: str = "keyed"
     modalities: frozenset[str] = frozenset({"MR"})
+    protocol_pages: tuple[str, ...] = PROTOCOL_PAGES
+    """SeriesDescriptions of protocol/report pages, always quarantined."""
     engine: str = "dcm2niix"
     encryption: str = "aes"
     expiry_days: int = 14

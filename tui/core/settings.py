@@ -16,7 +16,7 @@ from tui.core.config import config_dir, data_dir, write_private
 from tui.core.credentials import Credentials, load_credentials
 from tui.core.errors import MrishareError
 from tui.core.passphrase import LANGUAGES
-from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
+from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS, PROTOCOL_PAGES
 from tui.core.pseudonym import parse_scheme
 from tui.core.run_settings import PipelineSettings
 
@@ -43,6 +43,8 @@ class UserSettings:
     deface_mode: str | None = None
     """reface | deface | off; None takes the preset's."""
     modalities: frozenset[str] = frozenset({"MR"})
+    protocol_pages: tuple[str, ...] = PROTOCOL_PAGES
+    """SeriesDescriptions of scanner protocol/report pages: always quarantined (case-insensitive)."""
     pseudonym: str = "keyed"
     engine: str = "dcm2niix"
     language: str = "en"
@@ -67,8 +69,11 @@ class UserSettings:
             annex_e.validate_options(self.options)
         if not self.modalities or not all(isinstance(m, str) and m.isalnum() and m.isupper() for m in self.modalities):
             raise MrishareError("modalities must be a non-empty list of DICOM modality codes such as MR, CT")
+        if not isinstance(self.protocol_pages, tuple) or not all(
+                isinstance(p, str) and p.strip() and len(p) <= 64 for p in self.protocol_pages):
+            raise MrishareError("protocol_pages must be a list of series descriptions (1-64 characters each)")
         if not isinstance(self.pseudonym, str):
-            raise MrishareError("pseudonym must be text: keyed | adit:SEED | csv:FILE | fixed:VALUE")
+            raise MrishareError("pseudonym must be text: keyed | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
         parse_scheme(self.pseudonym)
 
     @classmethod
@@ -77,7 +82,7 @@ class UserSettings:
         return cls(destination=settings.destination, expiry_days=settings.expiry_days,
                    encryption=settings.encryption, preset=settings.preset, options=settings.options,
                    deface_mode=settings.deface_mode, modalities=frozenset(settings.modalities),
-                   pseudonym=settings.pseudonym, engine=settings.engine, language=settings.language, ledger=ledger)
+                   protocol_pages=settings.protocol_pages, pseudonym=settings.pseudonym, engine=settings.engine, language=settings.language, ledger=ledger)
 
     def with_flags(self, args: object) -> UserSettings:
         """These defaults overridden by every command-line flag that was given (not None)."""
@@ -105,7 +110,7 @@ class UserSettings:
         return PipelineSettings(
             destination=dest, work_dir=data_dir() / "work", preset=self.preset, options=self.options,
             deface_mode=self.deface_mode, pseudonym=self.pseudonym, modalities=self.modalities, engine=self.engine,
-            encryption=self.encryption, expiry_days=expiry, language=self.language, keep_work=keep_work,
+            protocol_pages=self.protocol_pages, encryption=self.encryption, expiry_days=expiry, language=self.language, keep_work=keep_work,
             credentials=credentials)
 
     def _credentials(self, explicit: Path | None) -> Credentials | None:
@@ -123,6 +128,7 @@ class UserSettings:
         """JSON-ready mapping (sets as sorted lists, paths as text)."""
         raw = asdict(self)
         raw["modalities"] = sorted(self.modalities)
+        raw["protocol_pages"] = list(self.protocol_pages)
         raw["options"] = sorted(self.options) if self.options is not None else None
         raw["ledger"] = str(self.ledger) if self.ledger is not None else None
         return raw
@@ -161,6 +167,10 @@ def load_settings(path: Path | None = None) -> UserSettings:
                 if not isinstance(values[name], list):
                     raise MrishareError(f"{name} must be a list")
                 values[name] = frozenset(values[name])
+        if "protocol_pages" in values:
+            if not isinstance(values["protocol_pages"], list):
+                raise MrishareError("protocol_pages must be a list")
+            values["protocol_pages"] = tuple(values["protocol_pages"])
         if "ledger" in values:
             values["ledger"] = Path(values["ledger"])
         return UserSettings(**values)

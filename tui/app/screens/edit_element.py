@@ -1,4 +1,4 @@
-"""A small form to change an element's value, or to add an element (tag or keyword, VR, value)."""
+"""A small form to change an element's value, or to add an element (tag or keyword, VR, value), at any depth."""
 
 from __future__ import annotations
 
@@ -18,19 +18,24 @@ if TYPE_CHECKING:
 
 
 class EditElementScreen(ModalScreen["Edit | None"]):
-    """Dismisses with an Edit, or None when cancelled; a fixed `tag` means "change this one"."""
+    """Dismisses with an Edit, or None when cancelled; a fixed `tag` means "change this one"; `parent` is the
+    path of the sequence item that holds the element (empty: top level), `where` its keyword path for the title."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="edit.cancel")]
 
-    def __init__(self, tag: int | None = None, name: str = "", value: str = "") -> None:
+    def __init__(self, tag: int | None = None, name: str = "", value: str = "", parent: str = "",
+                 where: str = "") -> None:
         super().__init__()
         self._tag = tag
         self._name = name
         self._value = value
+        self._item = parent
+        self._where = where
 
     def compose(self) -> ComposeResult:
         adding = self._tag is None
-        title = "Add an element" if adding else f"Change {self._name}"
+        title = (f"Add an element in {self._where}" if self._where else "Add an element") if adding \
+            else f"Change {self._name}"
         with Vertical(id="edit-box"):
             yield Label(f"{title}  (enter: keep · esc: cancel; saved only with W, as a copy)", id="edit-title",
                         markup=False)
@@ -57,11 +62,11 @@ class EditElementScreen(ModalScreen["Edit | None"]):
             return
         value = self.query_one("#edit-value", Input).value
         if self._tag is not None:
-            self.dismiss(Edit(self._tag, value))
+            self.dismiss(Edit(self._tag, value, parent=self._item))
             return
         try:
             tag = parse_tag(self.query_one("#edit-tag", Input).value)
         except MrishareError as error:
             self.notify(str(error), severity="error")
             return
-        self.dismiss(Edit(tag, value, self.query_one("#edit-vr", Input).value.strip().upper()))
+        self.dismiss(Edit(tag, value, self.query_one("#edit-vr", Input).value.strip().upper(), self._item))

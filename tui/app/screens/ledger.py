@@ -20,8 +20,10 @@ from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
 from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
+from tui.app.screens.save_path import SavePathScreen
 from tui.app.widgets.virtual_table import VirtualTable
 from tui.core.config import site_secret
+from tui.core.errors import MrishareError
 from tui.core.events import Event, StepNote, StepProgress
 from tui.core.keys import participant_key
 
@@ -139,6 +141,7 @@ class LedgerScreen(Screen[None]):
         Binding("d", "share_again", "Delete row to share again", show=False, id="ledger.share-again"),
         Binding("f", "fetch_pacs", "Fetch from PACS", show=False, id="ledger.fetch-pacs"),
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
+        Binding("L", "save_pseudonym_list", "Save pseudonym list…", show=False, id="ledger.pseudonym-list"),
         Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
     ]
@@ -395,6 +398,36 @@ class LedgerScreen(Screen[None]):
             self.notify("Nothing to run: select scanned participants (open a folder with o).", severity="warning")
             return
         self.app.start_batch([e.scanned for e in chosen])
+
+    def action_save_pseudonym_list(self) -> None:
+        """Write PatientID,Pseudonym of the selected (else all) scanned participants to a local 0600 file."""
+        from tui.core.pseudonym_list import default_list_path
+
+        chosen = [e for e in (self.selection() if self.marked else self.entries) if e.scanned is not None]
+        if not chosen or self.app.settings is None:
+            self.notify("No scanned participants: open a study folder first (o).", severity="warning")
+            return
+        note = (f"{len(chosen)} participants. The list re-identifies them: it stays on this machine (mode 0600), "
+                "never in a package or on a server.")
+        self.app.push_screen(SavePathScreen("Save pseudonym list", note, default_list_path()),
+                             lambda path: self._save_pseudonym_list(path, chosen))
+
+    def _save_pseudonym_list(self, path: Path | None, chosen: list[Entry]) -> None:
+        from tui.core.pseudonym_list import entries_for, released_folders, write_pseudonym_list
+
+        if path is None:
+            return
+        settings = self.app.settings
+        failures = {e.scanned.key: e.row.note or "failed" for e in chosen if e.row is not None and e.status == "failed"}
+        used = {e.scanned.key: e.row.pseudonym for e in chosen if e.row is not None and e.row.pseudonym}
+        try:
+            written = write_pseudonym_list(path, entries_for([e.scanned for e in chosen], settings.pseudonym,
+                                                             failures, used),
+                                           released_folders(settings), settings.pseudonym)
+        except MrishareError as error:
+            self.notify(str(error), title="Pseudonym list not saved", severity="error")
+            return
+        self.notify(f"{len(chosen)} participants ({len(failures)} failed) → {written}", title="Pseudonym list saved")
 
     def _entry_with_row(self, need_passphrase: bool = False) -> Entry | None:
         entry = self.current

@@ -23,6 +23,8 @@ from tui.app.widgets.tag_table import TagGrid, TagTable
 from tui.core.annex_e import OPTIONS
 from tui.core.errors import MrishareError
 from tui.core.events import drain
+from tui.core.presets import PROTOCOL_PAGES
+from tui.core.quarantine import protocol_page
 
 if TYPE_CHECKING:
     from tui.core.tag_edit import Edit
@@ -48,12 +50,12 @@ def dimensions(series: Any) -> str:
     return f"{series.cols or '?'}×{series.rows or '?'}×{depth}"
 
 
-def series_flags(series: Any, found: dict[str, set[str]]) -> str:
+def series_flags(series: Any, found: dict[str, set[str]], pages: tuple[str, ...] = PROTOCOL_PAGES) -> str:
     """B burned-in, Q will be quarantined, P private tags, I identifying values (once tags were read)."""
     flags = ""
     if series.burned_in and series.burned_in.upper() != "NO":
         flags += "B"
-    if getattr(series, "quarantine", False):
+    if getattr(series, "quarantine", False) or protocol_page(series.description, pages):
         flags += "Q"
     seen = found.get(series.series_uid, set())
     flags += "P" if "private" in seen else ""
@@ -133,6 +135,12 @@ class ParticipantScreen(Screen[None]):
                 )
         yield Footer(compact=True)
 
+    @property
+    def pages(self) -> tuple[str, ...]:
+        """SeriesDescriptions withheld as protocol/report pages (the run settings', else the default list)."""
+        settings = self.app.settings  # type: ignore[attr-defined]
+        return settings.protocol_pages if settings is not None else PROTOCOL_PAGES
+
     def on_mount(self) -> None:
         table = self.query_one("#series-table", DataTable)
         for key, label, width in (
@@ -153,7 +161,7 @@ class ParticipantScreen(Screen[None]):
                 Text(str(len(series.files)), justify="right"),
                 Text(human_size(series.bytes), justify="right"),
                 Text(dimensions(series)),
-                Text(series_flags(series, self.found)),
+                Text(series_flags(series, self.found, self.pages)),
                 key=series.series_uid,
             )
         self.query_one("#options-panel").display = False
@@ -188,7 +196,9 @@ class ParticipantScreen(Screen[None]):
         if table.edits:
             self.notify(f"{len(table.edits)} unsaved edits dropped (W saves a copy first).", severity="warning")
             table.edits = []
-        self.query_one(TagTable).border_title = f"Tags · series {series.number or ''} {series.modality}"
+        page = protocol_page(series.description, self.pages)
+        self.query_one(TagTable).border_title = f"Tags · series {series.number or ''} {series.modality}" + (
+            f" · withheld: protocol/report page ({page})" if page else "")
         self.read_tags_worker(series, self.options)
         preview = self.query_one(ImagePreview)
         if self.query_one(ContentSwitcher).current == "image-preview":
@@ -221,7 +231,7 @@ class ParticipantScreen(Screen[None]):
         self.found[message.series_uid] = seen
         series = self.current_series
         if series is not None and series.series_uid == message.series_uid:
-            flags = Text(series_flags(series, self.found))
+            flags = Text(series_flags(series, self.found, self.pages))
             self.query_one("#series-table", DataTable).update_cell(series.series_uid, "flags", flags)
 
     @on(SelectionList.SelectedChanged, "#options-list")
@@ -277,47 +287,59 @@ class ParticipantScreen(Screen[None]):
 
     # -- tag editing (a copy with new SOP Instance UIDs; originals never change) -----------------
 
-    def _editable_row(self) -> Any:
+    def _editable_row(self, sequence_too: bool = False) -> Any:
+        """The highlighted element if it can be changed (any depth; not file meta; a sequence only as a whole)."""
         row = self.query_one(TagTable).current
-        if row is None or row.depth > 0 or row.vr == "SQ" or row.tag >> 16 == 0x0002:
-            self.notify("Only top-level data elements (not file meta, not sequences) can be edited.",
+        if row is None or (row.depth == 0 and row.tag >> 16 == 0x0002) or (row.vr == "SQ" and not sequence_too):
+            self.notify("File meta elements cannot be edited, nor a sequence's value (edit the elements inside it).",
                         severity="warning")
             return None
         return row
 
     def action_edit(self) -> None:
-        """Change the highlighted element's value."""
+        """Change the highlighted element's value (at any depth)."""
+        from tui.core.tag_edit import parent_of
+
         row = self._editable_row()
         if row is not None:
-            self.app.push_screen(EditElementScreen(row.tag, row.name, row.value), self._edited)
+            self.app.push_screen(EditElementScreen(row.tag, row.keyword_path, row.value, parent_of(row.path)),
+                                 self._edited)
 
     def action_add(self) -> None:
-        """Add an element by tag or keyword."""
-        self.app.push_screen(EditElementScreen(), self._edited)
+        """Add an element by tag or keyword beside the highlighted one (in the same sequence item)."""
+        from tui.core.tag_edit import parent_of
+
+        row = self.query_one(TagTable).current
+        if row is None or row.depth == 0:
+            self.app.push_screen(EditElementScreen(), self._edited)
+            return
+        where = row.keyword_path[: row.keyword_path.rfind(".")]
+        self.app.push_screen(EditElementScreen(parent=parent_of(row.path), where=where), self._edited)
 
     def _edited(self, edit: Edit | None) -> None:
         if edit is not None:
             self.query_one(TagTable).add_edit(edit)
 
     def action_delete(self) -> None:
-        """Delete the highlighted element, warning first if the IOD requires it."""
-        from tui.core.tag_edit import Edit, required_by_iod  # pydicom only once an edit is made
+        """Delete the highlighted element (a sequence with its items), warning first if it is required."""
+        from tui.core.tag_edit import Edit, parent_of, required  # pydicom only once an edit is made
 
-        row = self._editable_row()
+        row = self._editable_row(sequence_too=True)
         if row is None:
             return
         sop_class = str(self._header.get("SOPClassUID", "")) if self._header is not None else None
-        required = required_by_iod(row.tag, sop_class)
-        if required is None:
-            self._edited(Edit(row.tag, None))
+        deletion = Edit(row.tag, None, parent=parent_of(row.path))
+        why = required(row.tag, sop_class, deletion.parent)
+        if why is None:
+            self._edited(deletion)
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._edited(Edit(row.tag, None))
+                self._edited(deletion)
 
         self.app.push_screen(ConfirmScreen(
-            f"{row.name} is required ({required}).",
+            f"{row.name} is required ({why}).",
             "Without it the edited copy is not a valid DICOM object of this kind; other programs may refuse it. "
             "Delete it anyway?", yes="Delete"), answered)
 

@@ -1,4 +1,5 @@
-"""Settings: destination, expiry, encryption, profile options, modalities, pseudonyms; test connection."""
+"""Settings: destination, expiry, encryption, profile options, modalities, withheld series descriptions
+(protocol/report pages, comma separated), pseudonyms; test connection."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ class SettingsScreen(ModalScreen[Any]):
                                                      placeholder="keyed | adit | csv:FILE | fixed:X"))
             yield from self._row("Modalities", Input(" ".join(sorted(settings.modalities)), placeholder="MR CT …",
                                                      id="set-modalities"))
+            yield from self._row("Withheld series", Input(", ".join(settings.protocol_pages), id="set-protocol-pages",
+                                                          placeholder="Patient Protocol, Dose Report …"))
             yield from self._row("Converter", Select(ENGINES, value=settings.engine, allow_blank=False,
                                                      id="set-engine"))
             yield from self._row("Passphrase", Select(WORDS, value=settings.language, allow_blank=False,
@@ -106,6 +109,8 @@ class SettingsScreen(ModalScreen[Any]):
             "deface_mode": self.query_one("#set-deface", Select).value or None,
             "pseudonym": self.query_one("#set-pseudonym", Input).value.strip() or "keyed",
             "modalities": frozenset(self.query_one("#set-modalities", Input).value.upper().split()),
+            "protocol_pages": tuple(page.strip() for page in self.query_one("#set-protocol-pages", Input).value
+                                    .split(",") if page.strip()),
             "engine": self.query_one("#set-engine", Select).value,
             "language": self.query_one("#set-language", Select).value,
             "options": None if options == PRESETS[str(preset)].options else options,

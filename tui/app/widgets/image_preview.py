@@ -17,7 +17,10 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from tui.app.screens.save_path import SavePathScreen
 from tui.app.widgets import graphics
+from tui.core.config import data_dir
+from tui.core.errors import MrishareError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,6 +72,7 @@ class ImagePreview(Widget, can_focus=True):
         Binding("l", "level(-0.05)", "Lower level", show=False, id="preview.lower"),
         Binding("L", "level(0.05)", "Higher level", show=False, id="preview.higher"),
         Binding("0", "reset", "Reset window", show=False, id="preview.reset"),
+        Binding("x", "export", "Export picture…", show=False, id="preview.export"),
     ]
 
     plane: reactive[int] = reactive(0)
@@ -224,3 +228,26 @@ class ImagePreview(Widget, can_focus=True):
     def action_reset(self) -> None:
         """Back to the automatic window."""
         self.window = self._auto
+
+    def action_export(self) -> None:
+        """Save the slice shown, with the window shown, as PNG (or JPEG for a .jpg/.jpeg name)."""
+        if self.volume is None or self.depth == 0:
+            self.notify("No picture to export yet.", severity="warning")
+            return
+        default = data_dir() / "exports" / f"{PLANES[self.plane].replace(' ', '-')}-slice-{self.index + 1}.png"
+        note = "With the window shown; .jpg for JPEG. NOT de-identified: text burned into the pixels stays."
+        self.app.push_screen(SavePathScreen("Export this picture", note, default), self._export)
+
+    def _export(self, path: Path | None) -> None:
+        from tui.core.pixel_export import linear_window, save_picture
+
+        if path is None or self.volume is None:
+            return
+        low, high = self.window  # as linear_window's centre/width this draws exactly (value - low) / (high - low)
+        picture = linear_window(self._slice(), (low + high) / 2 + 0.5, high - low + 1)
+        try:
+            written = save_picture(picture, path, path.suffix.lower() in (".jpg", ".jpeg"))
+        except MrishareError as error:
+            self.notify(str(error), title="Not exported", severity="error")
+            return
+        self.notify(str(written), title="Picture exported")

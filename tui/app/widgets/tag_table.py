@@ -79,7 +79,7 @@ class TagTable(Vertical):
 
     def add_edit(self, edit: Edit) -> None:
         """Queue a hand edit (shown at once; written only by saving a copy)."""
-        self.edits = [e for e in self.edits if e.tag != edit.tag] + [edit]
+        self.edits = [e for e in self.edits if e.path != edit.path] + [edit]
         self._refill()
 
     def clear_edits(self) -> None:
@@ -140,11 +140,11 @@ class TagTable(Vertical):
         private = grid.get_component_rich_style("tag-grid--private", partial=True)
         masked = grid.get_component_rich_style("tag-grid--masked", partial=True)
         edited = grid.get_component_rich_style("tag-grid--edited", partial=True)
-        by_tag = {e.tag: e for e in self.edits}
-        top = {r.tag for r in self.rows if r.depth == 0}
+        by_path = {e.path: e for e in self.edits}
+        known = {r.path for r in self.rows}
         for row in rows:
             style = grid.action_style(row.decision.action)
-            edit = by_tag.get(row.tag) if row.depth == 0 else None
+            edit = by_path.get(row.path)
             value = self.value_text(row)
             if edit is not None:
                 value_cell = Text("‹deleted›" if edit.value is None else f"✎ {edit.value}", style=edited)
@@ -158,10 +158,10 @@ class TagTable(Vertical):
                 Text(row.decision.action + ("?" if row.decision.review else ""), style=style),
             )
         for edit in self.edits:
-            if edit.tag not in top and edit.value is not None:
+            if edit.path not in known and edit.value is not None:
                 grid.add_row(Text(f"({edit.tag >> 16:04X},{edit.tag & 0xFFFF:04X})", style=edited),
-                             Text("+ added", style=edited), Text(edit.vr), Text(f"✎ {edit.value}", style=edited),
-                             Text("+", style=edited))
+                             Text("+ added" + (f" in {edit.parent}" if edit.parent else ""), style=edited),
+                             Text(edit.vr), Text(f"✎ {edit.value}", style=edited), Text("+", style=edited))
         if rows:
             grid.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         counts = f"{len(rows)}/{len(self.rows)}" if len(rows) != len(self.rows) else str(len(rows))

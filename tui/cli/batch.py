@@ -77,6 +77,16 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     return load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
 
 
+def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None:
+    """Tell the user when packages go to the local outbox because there is no credentials file."""
+    from tui.core.credentials import credentials_path
+    from tui.core.settings import default_outbox
+
+    if settings.credentials is None and settings.destination == default_outbox():
+        stdout.print(Text(f"No credentials file at {credentials_path(credentials)}: packages go to the local folder "
+                          f"{settings.destination.removeprefix('folder:')} (no link is made on Nextcloud)."))
+
+
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed."""
     from tui.core.dicom_scan import scan_events
@@ -84,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from tui.core.pipeline import run_batch
 
     settings = settings_from(args)
+    _say_if_outbox(settings, args.credentials)
     scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
     if not scanned.participants:
         raise MrishareError("no DICOM participant found", args.folder)

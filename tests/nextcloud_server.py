@@ -23,10 +23,12 @@ from pathlib import Path
 
 import niquests
 import pytest
-from conftest import SHARED
 
-KIT = SHARED / "nextcloud-server"
+REPO = Path(__file__).resolve().parents[1]
+KIT = Path(os.environ.get("MRISHARE_SHARED", REPO.parent / "shared")).resolve() / "nextcloud-server"
 XDIST_GROUP = pytest.mark.xdist_group("nextcloud")
+KEEP = "MRISHARE_NEXTCLOUD_DIR"
+"""Set to a WORKDIR (and NC_PORT) to reuse a running instance across test sessions while developing."""
 
 
 def _free_port() -> int:
@@ -109,9 +111,9 @@ class NextcloudServer:
         return sorted(line.removeprefix(f"files/{folder}/") for line in rows.splitlines())
 
     def trash(self) -> list[str]:
-        """Original names of what is in the uploader's trash bin."""
-        rows = self.sql(f"SELECT id FROM oc_files_trash WHERE user='{self.user}'")
-        return rows.splitlines()
+        """What lies in the uploader's trash bin on the server's disk (name.dTIMESTAMP)."""
+        folder = self.workdir / "data" / self.user / "files_trashbin" / "files"
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def shares(self) -> list[dict[str, str]]:
         """Every share row in the server's database (id, file_target, expiration, token; NULL for none)."""
@@ -149,6 +151,11 @@ class NextcloudServer:
 def nextcloud_session() -> Iterator[NextcloudServer]:
     """One real Nextcloud for the whole session, in a temporary folder removed afterwards."""
     assert (KIT / "start.sh").is_file(), f"Nextcloud test kit not found at {KIT} (set MRISHARE_SHARED)"
+    if kept := os.environ.get(KEEP):  # a developer's instance, reused and left running (start.sh is idempotent)
+        server = NextcloudServer(Path(kept), {"NC_PORT": os.environ.get("NC_PORT", "8089")})
+        server.start()
+        yield server
+        return
     workdir = Path(tempfile.mkdtemp(prefix="nextcloud-"))
     server = NextcloudServer(workdir, {})
     try:

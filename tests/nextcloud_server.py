@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -145,6 +146,20 @@ class NextcloudServer:
 
     def stop(self) -> None:
         subprocess.run([str(KIT / "stop.sh"), str(self.workdir)], capture_output=True, timeout=60)
+
+
+def public_download(url: str, password: str | None = None) -> niquests.Response:
+    """What a participant's browser does: open the link, fill in the password form if there is one, download."""
+    with niquests.Session() as browser:
+        page = browser.get(url, timeout=30)
+        if password is not None:
+            token = re.search(r'data-requesttoken="([^"]+)"', page.text or "")
+            assert token and 'name="password"' in (page.text or ""), "no password form"
+            form = browser.post(f"{url}/authenticate/showShare", timeout=30,
+                                data={"requesttoken": token.group(1), "password": password})
+            if 'name="password"' in (form.text or ""):
+                return form  # the form again: refused
+        return browser.get(f"{url}/download", timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from datetime import date, timedelta
 from pathlib import Path
 
 import niquests
 import pytest
-from nextcloud_server import XDIST_GROUP, NextcloudServer
+from nextcloud_server import XDIST_GROUP, NextcloudServer, public_download
 
 from tui.core.credentials import load_credentials
 from tui.core.errors import MrishareError
@@ -44,20 +43,6 @@ def uploaded(dest: NextcloudDestination, tmp_path: Path, rel: str, size: int = 5
     local.write_bytes(os.urandom(size))
     drain(dest.upload(local, rel))
     return local
-
-
-def public_download(url: str, password: str | None = None) -> niquests.Response:
-    """What a participant's browser does: open the link, fill in the password form if there is one, download."""
-    with niquests.Session() as browser:
-        page = browser.get(url, timeout=30)
-        if password is not None:
-            token = re.search(r'data-requesttoken="([^"]+)"', page.text or "")
-            assert token and 'name="password"' in (page.text or ""), "no password form"
-            form = browser.post(f"{url}/authenticate/showShare", timeout=30,
-                                data={"requesttoken": token.group(1), "password": password})
-            if 'name="password"' in (form.text or ""):
-                return form  # the form again: refused
-        return browser.get(f"{url}/download", timeout=30)
 
 
 def test_upload_share_and_public_download_match(nextcloud: NextcloudServer, dest, tmp_path: Path) -> None:

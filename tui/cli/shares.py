@@ -120,7 +120,7 @@ def cleanup_rows(args: argparse.Namespace) -> int:
 
     with _ledger(args) as ledger:
         removed = [path for destination in _destinations(
-            args, ledger, lambda row: row.status == "shared" or (row.status == "failed" and bool(row.remote_path)))
+            args, ledger, lambda row: bool(row.remote_path) and row.status in ("shared", "expired", "revoked", "failed"))
             for path in shares.cleanup_expired(ledger, destination)]
     stdout.print(Text(f"removed {len(removed)} remote file(s) of expired, revoked or failed shares"))
     return 0

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui.core.credentials import Credentials, load_credentials
-from tui.core.destinations import Destination, FolderDestination, ShareInfo, destination_from
+from tui.core.destinations import (
+    Destination,
+    FolderDestination,
+    ShareInfo,
+    destination_from,
+)
 from tui.core.errors import MrishareError
 
 if TYPE_CHECKING:
@@ -78,21 +83,21 @@ def extend(ledger: Ledger, row_id: str, days: int, destination: Destination) -> 
 def cleanup_expired(ledger: Ledger, destination: Destination, today: date | None = None) -> list[str]:
     """Delete remote files whose links expired or are gone on the server, and files left by failed runs.
 
-    Rows follow the server: a shared row whose link the server no longer has becomes expired (its date has
-    come) or revoked; a failed row's remote file (left when removing it after the failure did not work) is
-    deleted and the row's remote path cleared. Returns the remote paths removed.
+    Rows follow the server (`check`): a shared row whose link the server no longer has becomes expired (its
+    date has come) or revoked, and its file is deleted; so is a failed row's remote file (left when removing
+    it after the failure did not work), and that row's remote path is cleared so that the next run uploads
+    anew. Returns the remote paths removed.
     """
     today = today or date.today()
     removed = destination.cleanup_expired(today)
-    for row in check(ledger, destination, today):
-        if row.status in ("expired", "revoked") and row.remote_path and row.remote_path not in removed:
-            destination.revoke("", row.remote_path)
-            removed.append(row.remote_path)
+    check(ledger, destination, today)
     for row in ledger.rows():
-        if row.status == "failed" and row.remote_path and _belongs(row, destination):
+        if row.status in ("expired", "revoked", "failed") and row.remote_path and _belongs(row, destination) \
+                and row.remote_path not in removed and destination.exists(row.remote_path):
             destination.revoke("", row.remote_path)
             removed.append(row.remote_path)
-            ledger.upsert(replace(row, remote_path="", last_action=f"remote file removed by cleanup ({today})"))
+            ledger.upsert(replace(row, last_action=f"remote file removed by cleanup ({today})",
+                                  remote_path="" if row.status == "failed" else row.remote_path))
     ledger.save()
     return removed
 

@@ -157,3 +157,30 @@ def test_wrong_app_password_is_a_login_error_without_the_secret(nextcloud: Nextc
         d.policy()
     assert wrong not in str(caught.value)
     assert dict((k, ok) for k, ok, _ in d.check()) == {"login": False}
+
+
+def test_kill_9_during_chunked_upload_then_resume_gives_one_file(nextcloud: NextcloudServer, tmp_path: Path) -> None:
+    """The server crashes (SIGKILL to its process group) mid-upload; after a restart the upload resumes from the
+    chunks the server kept, and one file with one link results."""
+    from tui.core.events import StepNote, StepProgress
+
+    d = make_dest(nextcloud, tmp_path, timeout_s=10)
+    d.attempts = 2
+    local = tmp_path / "big.zip"
+    local.write_bytes(os.urandom(40 * MIB))
+    killed = False
+    with pytest.raises(MrishareError, match="upload"):
+        for event in d.upload(local, "k9/sub-01.zip"):
+            if not killed and isinstance(event, StepProgress) and event.done >= 22 * MIB:
+                nextcloud.kill9()
+                killed = True
+    assert killed
+    nextcloud.start()
+    notes: list[str] = []
+    drain(d.upload(local, "k9/sub-01.zip"), lambda e: notes.append(e.message) if isinstance(e, StepNote) else None)
+    assert any(n.startswith("resuming: ") and not n.startswith("resuming: 0 ") for n in notes), notes
+    info = d.share("k9/sub-01.zip", 3, "row-k9")
+    assert nextcloud.files(d.root) == ["k9/sub-01.zip"]
+    assert [s["token"] for s in nextcloud.shares() if s["token"] in info.url] == [info.url.rsplit("/", 1)[1]]
+    assert public_download(info.url).content == local.read_bytes()
+    d.close()

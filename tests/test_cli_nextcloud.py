@@ -114,6 +114,17 @@ def test_revoked_row_is_not_shared_until_shared_again_and_a_deleted_row_shares_o
     assert [s["file_target"] for s in nextcloud.shares() if s["token"] in third.link] == [
         f"/{Path(third.remote_path).name}"]
 
+    # the app password was withdrawn meanwhile: withdrawing the old upload fails as a login, not a deidentify
+    default_credentials(nextcloud, password="wrong-app-password-0123456789abcdef",
+                        remote_path=json.loads(creds.read_text())["remote_path"])
+    with Ledger.open(ledger) as book:
+        book.delete(third.id)
+        book.save()
+    capsys.readouterr()
+    assert share(participant, ledger) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert " upload failed: " in err and "login refused" in err and "deidentify failed" not in err
+
 
 # -- issue 18.3: the ledger follows the server -----------------------------------------------------------
 def test_expired_on_the_server_shows_in_check_and_cleanup_removes_the_file(

@@ -144,15 +144,14 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
                     destination: Destination, cancel: threading.Event | None = None) -> EventStream[Outcome]:
     """All stages for one participant; failures become a `failed` ledger row and a StepFailed event."""
     run = _Run(participant, settings, gate, destination, cancel or threading.Event())
-    stage = "deidentify"
+    stage = "upload"  # start() may withdraw an abandoned upload: a login failure there is no 'deidentify failed'
     try:
         run.start()
         delivered_before = run.delivered
         if delivered_before and (ended := run.link_ended()):
             yield StepFailed(run.subject, "share", ended)
             return Outcome(run.subject, run.journal.share_id, run.row.status, ended)
-        if not delivered_before and not run.to_node:
-            stage = "upload"  # login, sharing rights and link rules, before any work is done
+        if not delivered_before and not run.to_node:  # login, sharing rights and link rules, before any work
             run.policy = run.destination.policy()
             run.policy.expire_days(settings.expiry_days)
         for stage in STAGES:

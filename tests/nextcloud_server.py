@@ -61,14 +61,14 @@ class NextcloudServer:
     def occ(self, *args: str) -> str:
         """`php occ ARGS` in the server folder; its output, or AssertionError with stderr."""
         done = subprocess.run(["php", "occ", "--no-interaction", "--no-ansi", *args], cwd=self.workdir / "server",
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, f"occ {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
 
     def sql(self, statement: str) -> str:
         """One SQL statement through the kit's `sql.sh` (PHP PDO on the instance's SQLite file)."""
         done = subprocess.run([str(KIT / "sql.sh"), str(self.workdir), statement], capture_output=True, text=True,
-                              timeout=60)
+                              check=False, timeout=60)
         assert done.returncode == 0, f"sql.sh: {done.stdout}{done.stderr}"
         return done.stdout
 
@@ -140,12 +140,13 @@ class NextcloudServer:
     def start(self) -> None:
         """Start (or restart) the instance in `workdir` on its port."""
         done = subprocess.run([str(KIT / "start.sh"), str(self.workdir)], capture_output=True, text=True,
-                              timeout=900, env={**os.environ, "NC_PORT": self.env.get("NC_PORT", str(_free_port()))})
+                              check=False, timeout=900, env={**os.environ, "NC_PORT": self.env.get("NC_PORT", str(_free_port()))})
         assert done.returncode == 0, f"start.sh failed:\n{done.stderr[-3000:]}"
         self.env = dict(line.split("=", 1) for line in done.stdout.splitlines() if line.startswith("NC_"))
 
     def stop(self) -> None:
-        subprocess.run([str(KIT / "stop.sh"), str(self.workdir)], capture_output=True, timeout=60)
+        """Stop the instance (its process group only); the workdir stays."""
+        subprocess.run([str(KIT / "stop.sh"), str(self.workdir)], capture_output=True, timeout=60, check=False)
 
 
 def public_download(url: str, password: str | None = None) -> niquests.Response:

@@ -156,7 +156,7 @@ def test_wrong_app_password_is_a_login_error_without_the_secret(nextcloud: Nextc
     with pytest.raises(MrishareError, match="login refused: check username and app password") as caught:
         d.policy()
     assert wrong not in str(caught.value)
-    assert dict((k, ok) for k, ok, _ in d.check()) == {"login": False}
+    assert {k: ok for k, ok, _ in d.check()} == {"login": False}
 
 
 def test_kill_9_during_chunked_upload_then_resume_gives_one_file(nextcloud: NextcloudServer, tmp_path: Path) -> None:

@@ -14,7 +14,13 @@ from pathlib import Path
 from threading import Event
 
 from tui.core import dicom_net
-from tui.core.destinations import Delivered, SharePolicy, ShareInfo, check_remote_name, human_bytes
+from tui.core.destinations import (
+    Delivered,
+    ShareInfo,
+    SharePolicy,
+    check_remote_name,
+    human_bytes,
+)
 from tui.core.dicom_nodes import DicomNode
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepStarted

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from nextcloud_server import nextcloud, nextcloud_session  # noqa: F401  (the real Nextcloud, for every test folder)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MRISHARE_SHARED", REPO.parent / "shared")).resolve()

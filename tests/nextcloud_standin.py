@@ -581,7 +581,9 @@ class _Dav:
     def route(self, rest: str) -> None:
         kind, _, tail = rest.partition("/")
         owner, _, rel = tail.partition("/")
-        if owner != self.user or kind not in ("files", "uploads"):
+        if kind not in ("files", "uploads"):  # as Sabre answers for a root it does not have (no trash bin app)
+            return self.error(404, "NotFound", f"File with name {kind} could not be located")
+        if owner != self.user:
             return self.error(403, "Forbidden", "Access denied")
         rel = rel.strip("/")
         if kind == "uploads":

@@ -98,6 +98,16 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     return replace(settings, release_values=tuple(args.release_value))
 
 
+def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None:
+    """Tell the user when packages go to the local outbox because there is no credentials file."""
+    from tui.core.credentials import credentials_path
+    from tui.core.settings import default_outbox
+
+    if settings.credentials is None and settings.destination == default_outbox():
+        stdout.print(Text(f"No credentials file at {credentials_path(credentials)}: packages go to the local folder "
+                          f"{settings.destination.removeprefix('folder:')} (no link is made on Nextcloud)."))
+
+
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed."""
     from tui.core.dicom_scan import scan_events
@@ -109,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     list_path = getattr(args, "pseudonym_list", None)
     if list_path is not None:
         check_list_path(list_path, released_folders(settings), settings.pseudonym)
+    _say_if_outbox(settings, args.credentials)
     scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
     if not scanned.participants:
         raise MrishareError("no DICOM participant found", args.folder)

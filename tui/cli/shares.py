@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shares.add_argument("--ledger", type=Path, default=None, help="share list (default: settings, else the data folder)")
     shares.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     verbs = shares.add_subparsers(dest="verb", metavar="VERB", required=True)
-    verbs.add_parser("list", help="one line per ledger row").set_defaults(handler=list_rows)
+    listing = verbs.add_parser("list", help="one line per ledger row")
+    listing.add_argument("--check", action="store_true",
+                         help="ask the server for every shared row's link first; gone links become expired/revoked")
+    listing.set_defaults(handler=list_rows)
     revoke = verbs.add_parser("revoke", help="delete the link and the remote file")
     revoke.add_argument("row")
     revoke.set_defaults(handler=revoke_row)
@@ -65,9 +69,23 @@ def _destination(args: argparse.Namespace, row: LedgerRow) -> Destination:
     return row_destination(row, credentials_path=args.credentials)
 
 
+def _destinations(args: argparse.Namespace, ledger: Ledger, wanted: Callable[[LedgerRow], bool]) -> list[Destination]:
+    """One destination per distinct `destination` column among the rows `wanted` picks."""
+    rows = {row.destination: row for row in ledger.rows() if wanted(row)}
+    return [_destination(args, row) for row in rows.values()]
+
+
 def list_rows(args: argparse.Namespace) -> int:
-    """Print the ledger (never the passphrase)."""
+    """Print the ledger (never the passphrase); with --check, after asking the server about every link."""
+    from tui.core import shares
+
     with _ledger(args) as ledger:
+        if args.check:
+            for destination in _destinations(args, ledger, lambda row: row.status == "shared"):
+                changed = shares.check(ledger, destination)
+                destination.close()
+                for row in changed:
+                    stdout.print(Text(f"{row.id}: {row.status} ({row.last_action})"))
         table = Table("row", "participant", "status", "expires", "link", "last action")
         for r in ledger.rows():
             table.add_row(*(Text(str(v)) for v in (r.id, r.participant, r.status, r.expires or "", r.link,
@@ -101,10 +119,10 @@ def cleanup_rows(args: argparse.Namespace) -> int:
     from tui.core import shares
 
     with _ledger(args) as ledger:
-        specs = {row.destination: row for row in ledger.rows() if row.status == "shared"}
-        removed = [path for row in specs.values()
-                   for path in shares.cleanup_expired(ledger, _destination(args, row))]
-    stdout.print(Text(f"removed {len(removed)} expired remote file(s)"))
+        removed = [path for destination in _destinations(
+            args, ledger, lambda row: bool(row.remote_path) and row.status in ("shared", "expired", "revoked", "failed"))
+            for path in shares.cleanup_expired(ledger, destination)]
+    stdout.print(Text(f"removed {len(removed)} remote file(s) of expired, revoked or failed shares"))
     return 0
 
 

@@ -64,6 +64,26 @@ class ShareInfo:
         return self.expires - timedelta(days=1) if self.expires else None
 
 
+@dataclass(frozen=True)
+class SharePolicy:
+    """What the destination demands of a link, read before anything is uploaded."""
+
+    password_required: bool = False
+    """Links must carry a share password."""
+    password_min_length: int = 0
+    """The server's password policy: shortest share password it accepts."""
+    max_expire_days: int | None = None
+    """Most full days a link may give (None: no limit)."""
+
+    def expire_days(self, wanted: int) -> int:
+        """`wanted` full days, shortened to the server's limit."""
+        if self.max_expire_days is None:
+            return wanted
+        if self.max_expire_days < 1:
+            raise MrishareError("the server allows no link that stays valid for a full day")
+        return min(wanted, self.max_expire_days)
+
+
 class Destination(Protocol):
     """What the pipeline and the app need from any destination."""
 
@@ -83,6 +103,14 @@ class Destination(Protocol):
 
     def share(self, delivered_path: str, expire_days: int, label: str, password: str | None = None) -> ShareInfo:
         """A read-only link giving `expire_days` full days."""
+        ...
+
+    def policy(self) -> SharePolicy:
+        """The link rules of this destination (login and sharing rights checked on the way)."""
+        ...
+
+    def find_share(self, share_id: str) -> ShareInfo | None:
+        """The link as the destination has it now; None once it expired or was deleted."""
         ...
 
     def revoke(self, share_id: str, remote_path: str) -> None:
@@ -218,6 +246,18 @@ class FolderDestination:
             index[info.share_id] = info
             self._write_index(index)
         return info
+
+    def policy(self) -> SharePolicy:
+        """A folder makes no demands (and cannot protect a file with a password)."""
+        return SharePolicy()
+
+    def find_share(self, share_id: str) -> ShareInfo | None:
+        """The recorded share while its file is there and its expiry has not come."""
+        with self._lock:
+            info = self._read_index().get(share_id)
+        if info is None or not (self.root / info.remote_path).is_file():
+            return None
+        return None if info.expires is not None and info.expires <= date.today() else info
 
     def revoke(self, share_id: str, remote_path: str) -> None:
         """Delete the file (and its now-empty folder) and forget the share."""

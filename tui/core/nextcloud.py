@@ -42,6 +42,7 @@ import niquests
 from tui.core.destinations import (
     STEP,
     Delivered,
+    SharePolicy,
     ShareInfo,
     check_remote_name,
     expiry_date,
@@ -57,7 +58,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DAV_NS = {"d": "DAV:", "oc": "http://owncloud.org/ns"}
+DAV_NS = {"d": "DAV:", "oc": "http://owncloud.org/ns", "nc": "http://nextcloud.org/ns"}
+TRASH_BODY = (
+    b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:nc="http://nextcloud.org/ns"><d:prop>'
+    b"<nc:trashbin-original-location/></d:prop></d:propfind>"
+)
 PROPFIND_BODY = (
     b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
     b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><oc:id/></d:prop></d:propfind>"
@@ -66,6 +71,8 @@ SLICE = 1 << 20  # body block handed to the socket
 ORPHAN_GRACE = timedelta(days=2)
 LINK_SHARE, READ = 3, 1
 SHARES = "/ocs/v1.php/apps/files_sharing/api/v1/shares"
+SHARES_V2 = "/ocs/v2.php/apps/files_sharing/api/v1/shares"
+CAPABILITIES = "/ocs/v2.php/cloud/capabilities?format=json"
 NO_EXPIRY = date(1970, 1, 1)  # how nc-py-api reads back a share without expiry (`"expiration": null`)
 DOTENV_OFF = "PYTHON_DOTENV_DISABLED"  # python-dotenv >= 1.2
 _import_lock = threading.Lock()
@@ -346,6 +353,49 @@ class NextcloudDestination:
                     "exists" if found["dir"] else "is a file, not a folder")))
         return result
 
+    def _capabilities(self) -> dict[str, Any]:
+        """The server's capabilities (logs in: a wrong app password is a clear error here)."""
+        resp = self._request("capabilities", "GET", f"{self.base}{CAPABILITIES}", {200},
+                             headers={"OCS-APIRequest": "true", "Accept": "application/json"})
+        try:
+            caps = resp.json()["ocs"]["data"]["capabilities"]
+        except (ValueError, KeyError, TypeError):
+            raise MrishareError("the server's answer is not an OCS reply", self.base) from None
+        return caps if isinstance(caps, dict) else {}
+
+    def policy(self) -> SharePolicy:
+        """Link rules from the capabilities: enforced password and expiry, the password policy's minimum length.
+
+        Also refuses early when link sharing is off, and takes the server's chunk size limit into account.
+        """
+        caps = self._capabilities()
+        public = caps.get("files_sharing", {}).get("public", {})
+        if not caps.get("files_sharing", {}).get("api_enabled", False) or not public.get("enabled", False):
+            raise MrishareError("link sharing is switched off on this server", self.base)
+        expire = public.get("expire_date", {})
+        # Nextcloud takes a date up to today + days; a link giving N full days needs today + N + 1
+        max_days = int(expire.get("days", 0)) - 1 if expire.get("enforced") else None
+        max_chunk = caps.get("files", {}).get("chunked_upload", {}).get("max_size")
+        if isinstance(max_chunk, int) and 0 < max_chunk < self.chunk:
+            self.chunk = max_chunk
+        return SharePolicy(password_required=bool(public.get("password", {}).get("enforced")),
+                           password_min_length=int(caps.get("password_policy", {}).get("minLength", 0) or 0),
+                           max_expire_days=max_days)
+
+    def find_share(self, share_id: str) -> ShareInfo | None:
+        """The link as the server has it now (OCS GET); None when it was deleted or has expired."""
+        number = _share_number(share_id)
+        resp = self._request("look up link", "GET", f"{self.base}{SHARES_V2}/{number}?format=json", {200, 404},
+                             headers={"OCS-APIRequest": "true", "Accept": "application/json"})
+        if resp.status_code == 404:  # deleted, or expired (the server deletes it on this first access)
+            return None
+        try:
+            data = resp.json()["ocs"]["data"]
+            info = self._info(nc_py_api().files.Share(data[0] if isinstance(data, list) else data))
+        except (ValueError, KeyError, TypeError, IndexError):
+            raise MrishareError("the server's answer is not an OCS reply", self.base) from None
+        return None if info.expires is not None and info.expires <= date.today() else info
+
     # -- WebDAV ---------------------------------------------------------------------------------------
     def _propfind(self, url: str, depth: int) -> list[dict[str, Any]] | None:
         """Entries (href, size, dir, mtime, file_id) of a PROPFIND, or None for 404."""
@@ -593,20 +643,40 @@ class NextcloudDestination:
                 raise MrishareError(f"link not deleted: {exc.message}", share_id) from None
 
     def revoke(self, share_id: str, remote_path: str) -> None:
-        """Delete the link (if one was made: `share_id` may be empty), then the file and its now-empty folder."""
-        path = self._full(remote_path)
+        """Delete the link (if one was made: `share_id` may be empty), then the file, its now-empty folder
+        and both from the trash bin, so the encrypted package is gone from the server."""
         if share_id:
             self._delete_share(share_id)
-        self._delete(self._url(path))
-        self._remove_empty_parent(path)
+        self._delete_file(self._full(remote_path))
 
-    def _remove_empty_parent(self, path: str) -> None:
+    def _delete_file(self, path: str) -> None:
+        """Delete a file and its now-empty folder, then empty both from the user's trash bin."""
+        self._delete(self._url(path))
+        gone = {path}
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if not parent or parent == self.root or (self.root and not parent.startswith(f"{self.root}/")):
+        if parent and parent != self.root and (not self.root or parent.startswith(f"{self.root}/")):
+            entries = self._propfind(self._url(parent), 1)
+            if entries is not None and len(entries) == 1:
+                self._delete(self._url(parent))
+                gone.add(parent)
+        self._purge_trash(gone)
+
+    def _purge_trash(self, paths: set[str]) -> None:
+        """Delete the trash-bin items that were these paths (WebDAV trashbin; no trash bin app: nothing to do)."""
+        url = f"{self.base}/remote.php/dav/trashbin/{quote(self.user)}/trash"
+        resp = self._request("look-up", "PROPFIND", url, {207, 404, 405}, data=TRASH_BODY,
+                             headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
+        if resp.status_code != 207:
             return
-        entries = self._propfind(self._url(parent), 1)
-        if entries is not None and len(entries) == 1:
-            self._delete(self._url(parent))
+        try:
+            nodes = ET.fromstring(resp.content or b"").findall("d:response", DAV_NS)
+        except ET.ParseError:
+            raise MrishareError("the server's answer is not WebDAV XML", self.base) from None
+        for node in nodes[1:]:
+            where = node.findtext("d:propstat/d:prop/nc:trashbin-original-location", "", DAV_NS)
+            if where in paths:
+                origin = urlsplit(self.base)
+                self._delete(f"{origin.scheme}://{origin.netloc}{node.findtext('d:href', '', DAV_NS)}")
 
     def extend(self, share_id: str, expire_days: int) -> ShareInfo:
         """Set the link's expiry to give `expire_days` full days from today."""
@@ -662,7 +732,6 @@ class NextcloudDestination:
             if rel in live or rel in removed:
                 continue
             if entry["mtime"] is not None and entry["mtime"] < cutoff:
-                self._delete(self._url(entry["path"]))
-                self._remove_empty_parent(entry["path"])
+                self._delete_file(entry["path"])
                 removed.append(rel)
         return removed

@@ -14,7 +14,13 @@ from pathlib import Path
 from threading import Event
 
 from tui.core import dicom_net
-from tui.core.destinations import Delivered, ShareInfo, check_remote_name, human_bytes
+from tui.core.destinations import (
+    Delivered,
+    ShareInfo,
+    SharePolicy,
+    check_remote_name,
+    human_bytes,
+)
 from tui.core.dicom_nodes import DicomNode
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepStarted
@@ -72,6 +78,14 @@ class DicomNodeDestination:
         """Refused: a DICOM node gives no download links."""
         raise MrishareError("a DICOM node gives no download links; use a folder or Nextcloud destination for "
                             "participants", self.node.label)
+
+    def policy(self) -> SharePolicy:
+        """No link rules: a node makes no links."""
+        return SharePolicy()
+
+    def find_share(self, share_id: str) -> ShareInfo | None:
+        """None: a node makes no links."""
+        return None
 
     def revoke(self, share_id: str, remote_path: str) -> None:
         """Refused: mrishare does not delete from a PACS (ask its administrator)."""

@@ -21,13 +21,13 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tui.core import leakcheck, passphrase
 from tui.core.deidentify import DeidSettings, deidentify_participant
-from tui.core.destinations import Delivered, Destination, destination_from
+from tui.core.destinations import Delivered, Destination, SharePolicy, destination_from
 from tui.core.dicom_scan import Participant, scan
 from tui.core.errors import MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
@@ -92,6 +92,14 @@ def new_share_id() -> str:
     return "s" + secrets.token_hex(5)
 
 
+def share_password(language: str, min_length: int) -> str:
+    """A generated share password of at least 60 bits and at least `min_length` characters."""
+    bits = 60
+    while len(text := passphrase.generate(language, bits=bits).text()) < min_length:
+        bits += 20
+    return text
+
+
 def bids_label(pseudonym: str) -> str:
     """The pseudonym as a BIDS label (letters and digits only)."""
     label = re.sub(r"[^A-Za-z0-9]", "", pseudonym)
@@ -136,10 +144,16 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
                     destination: Destination, cancel: threading.Event | None = None) -> EventStream[Outcome]:
     """All stages for one participant; failures become a `failed` ledger row and a StepFailed event."""
     run = _Run(participant, settings, gate, destination, cancel or threading.Event())
-    stage = "deidentify"
+    stage = "upload"  # start() may withdraw an abandoned upload: a login failure there is no 'deidentify failed'
     try:
         run.start()
         delivered_before = run.delivered
+        if delivered_before and (ended := run.link_ended()):
+            yield StepFailed(run.subject, "share", ended)
+            return Outcome(run.subject, run.journal.share_id, run.row.status, ended)
+        if not delivered_before and not run.to_node:  # login, sharing rights and link rules, before any work
+            run.policy = run.destination.policy()
+            run.policy.expire_days(settings.expiry_days)
         for stage in STAGES:
             if run.cancel.is_set():
                 raise MrishareError("cancelled")
@@ -178,6 +192,7 @@ class _Run:
         self.home = settings.work_dir / participant.key
         self.journal: Journal | None = None
         self.row: LedgerRow | None = None
+        self.policy: SharePolicy | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -207,6 +222,30 @@ class _Run:
             share = journal.done.get("share", {})
             self.destination.revoke(str(share.get("share_id", "")), str(upload["remote_path"]))
         shutil.rmtree(self.home / journal.share_id, ignore_errors=True)
+
+    def link_ended(self) -> str:
+        """Why a finished share gives the participant nothing any more ('' while its link lives).
+
+        A row the ledger still calls shared is checked with the server: a link that is gone there becomes
+        expired (its date has come) or revoked. A failed check leaves the row as it is.
+        """
+        assert self.row is not None
+        row = self.row
+        if self.to_node or row.status not in ("shared", "expired", "revoked"):
+            return ""
+        if row.status == "shared" and row.share_id:
+            try:
+                gone = self.destination.find_share(row.share_id) is None
+            except MrishareError:
+                return ""
+            if gone:
+                today = date.today()
+                status = "expired" if row.expires is not None and row.expires <= today else "revoked"
+                self._save_row(status=status, link="", last_action=f"link gone on the server (seen {today})")
+        if self.row.status == "shared":
+            return ""
+        return (f"not shared: the link was {self.row.status} ({self.row.last_action}); to share anew run "
+                f"`mrishare shares again {row.id}`")
 
     def _save_row(self, **changes: object) -> None:
         assert self.row is not None
@@ -249,10 +288,23 @@ class _Run:
         """Record the failure in the ledger (best effort: the ledger itself may be the problem)."""
         if self.row is None:
             return
+        if stage == "share" and self.journal is not None and "upload" in self.journal.done:
+            reason += self._remove_upload()
         try:
             self._save_row(status="failed", last_action=f"{stage} failed", note=reason)
         except MrishareError:
             pass
+
+    def _remove_upload(self) -> str:
+        """After a failed share: delete the uploaded file (nothing unshared stays); else say how to clean up."""
+        assert self.journal is not None
+        try:
+            self.destination.revoke("", str(self.journal.done["upload"]["remote_path"]))
+        except MrishareError:
+            return "; the uploaded file is still on the server: `mrishare shares cleanup` removes it"
+        self.journal.forget("upload")
+        self._save_row(remote_path="")
+        return "; the uploaded file was removed"
 
     def _done(self, step: str, *outputs: Path) -> bool:
         """True if the journal has `step` and its outputs are still there; otherwise forget it."""
@@ -408,8 +460,10 @@ class _Run:
     def upload(self) -> EventStream[str]:
         """Send the zip; a file that already arrived before a crash is taken as delivered."""
         assert self.journal is not None
-        if self._done("upload"):
+        assert self.row is not None
+        if self._done("upload") and self.row.remote_path:  # no remote_path: `shares cleanup` removed it
             return "done earlier"
+        self.journal.forget("upload")
         if self.to_node:
             return (yield from self._send_to_node())
         remote_name = f"{self.journal.share_id}/{self.zip_path.name}"
@@ -454,15 +508,19 @@ class _Run:
         remote_path = str(self.journal.done["upload"]["remote_path"])
         label = self.journal.share_id
         assert self.row is not None
-        if self.settings.wants_share_password and not self.row.share_password:
+        policy = self.policy or self.destination.policy()
+        days = policy.expire_days(self.settings.expiry_days)
+        if (self.settings.wants_share_password or policy.password_required) and not self.row.share_password:
             # into the ledger before the server sees it, so a crash cannot lose a live share's password
-            self._save_row(share_password=passphrase.generate(self.settings.language, bits=60).text())
+            self._save_row(share_password=share_password(self.settings.language, policy.password_min_length))
         info = next((s for s in self.destination.list_shares() if s.label == label), None)
         if info is None:
-            info = self.destination.share(remote_path, self.settings.expiry_days, label,
-                                          self.row.share_password or None)
+            info = self.destination.share(remote_path, days, label, self.row.share_password or None)
+        note = "" if days == self.settings.expiry_days else (
+            f"link gives {days} days, not {self.settings.expiry_days}: the server allows at most {days}")
+        if note:
+            yield StepNote(self.subject, "share", note, "warning")
         self._save_row(share_id=info.share_id, link=info.url, expires=info.expires, status="shared",
-                       last_action="link shared")
+                       last_action="link shared", note=note)
         self.journal.mark("share", share_id=info.share_id)
-        yield from ()
         return f"link expires {info.expires}" if info.expires else "link without expiry"

@@ -13,7 +13,7 @@ from typing import Any
 
 from tui.core import annex_e
 from tui.core.config import config_dir, data_dir, write_private
-from tui.core.credentials import Credentials, load_credentials
+from tui.core.credentials import Credentials, credentials_path, load_credentials
 from tui.core.errors import MrishareError
 from tui.core.passphrase import LANGUAGES
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS, PROTOCOL_PAGES
@@ -103,7 +103,7 @@ class UserSettings:
     def pipeline_settings(self, credentials_path: Path | None = None, keep_work: bool = False) -> PipelineSettings:
         """Settings for a run; the credentials file fills destination and expiry when these leave them open."""
         credentials = self._credentials(credentials_path)
-        dest = self.destination or (credentials.destination if credentials else f"folder:{data_dir() / 'outbox'}")
+        dest = self.destination or (credentials.destination if credentials else default_outbox())
         if dest.startswith("folder:"):
             Path(dest.removeprefix("folder:")).expanduser().mkdir(parents=True, exist_ok=True)
         expiry = self.expiry_days or (credentials.expiration_days if credentials else 14)
@@ -114,15 +114,17 @@ class UserSettings:
             credentials=credentials)
 
     def _credentials(self, explicit: Path | None) -> Credentials | None:
-        """The credentials file when the destination may need it; missing is fine unless it is required."""
+        """The credentials file when the destination may need it.
+
+        A file that exists but is refused (mode, JSON, a value) is an error naming the file and the reason:
+        a run never falls back to the local outbox because of it. Only when no file exists at all does a
+        run without a destination deliver to the outbox (see `default_outbox`).
+        """
         if self.destination.startswith(("folder:", "dicom-node:")) and explicit is None:
             return None
-        try:
-            return load_credentials(explicit)
-        except MrishareError:
-            if self.destination == "nextcloud" or explicit is not None:
-                raise
+        if explicit is None and self.destination != "nextcloud" and not credentials_path().exists():
             return None
+        return load_credentials(explicit)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready mapping (sets as sorted lists, paths as text)."""
@@ -137,6 +139,11 @@ class UserSettings:
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise MrishareError(f"{name} must be one of {', '.join(allowed)}")
+
+
+def default_outbox() -> str:
+    """The destination of a run when neither flags, settings nor a credentials file name one."""
+    return f"folder:{data_dir() / 'outbox'}"
 
 
 def settings_path() -> Path:

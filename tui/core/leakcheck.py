@@ -10,6 +10,8 @@ the place and the *kind* of identifier; never the value itself.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import hashlib
 import re
@@ -516,6 +518,9 @@ def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | No
         if data.startswith(b"\x89PNG\r\n\x1a\n"):
             leaks += check_bytes(_png_metadata(data), identifiers, name)
             continue
+        if path.suffix in (".html", ".js"):
+            leaks += check_embedded(data, identifiers, name)
+            continue
         try:
             ds = pydicom.dcmread(path, force=False)
         except (InvalidDicomError, OSError, ValueError, EOFError, struct.error, KeyError, TypeError, AttributeError):
@@ -526,6 +531,35 @@ def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | No
         if ts == DEFLATED:
             leaks += check_bytes(_inflate(data), identifiers, f"{name} (inflated)")
         leaks += check_dataset(ds, identifiers, name)
+    return leaks
+
+
+# base64 runs as data: URIs and viewer volumes write them; shorter runs are ordinary words and code
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{64,}={0,2}")
+
+
+def check_embedded(data: bytes, identifiers: Identifiers, file: str = "") -> list[Leak]:
+    """A page or script: its text without long base64 runs, and each run decoded and searched as what it is.
+
+    Random base64 (a compressed volume, a PNG) holds short names by chance, as a deflated stream does;
+    decoded, a NIfTI is searched in its header and a PNG in its metadata, like the files themselves.
+    """
+    leaks = check_bytes(_BASE64_RUN.sub(b" ", data), identifiers, file)
+    for match in _BASE64_RUN.finditer(data):
+        where = f"{file} (embedded @{match.start()})"
+        try:
+            blob = base64.b64decode(match.group(), validate=True)
+        except (binascii.Error, ValueError):
+            leaks += check_bytes(match.group(), identifiers, where)
+            continue
+        if blob.startswith(b"\x1f\x8b"):
+            try:
+                blob = gzip.decompress(blob)
+            except (OSError, EOFError, zlib.error):
+                pass
+        if blob.startswith(b"\x89PNG\r\n\x1a\n"):
+            blob = _png_metadata(blob)
+        leaks += check_bytes(_nifti_header(blob), identifiers, where)
     return leaks
 
 

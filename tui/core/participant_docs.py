@@ -7,12 +7,15 @@ words that are also first names (CSS `max-width` tripped it on an operator calle
 
 from __future__ import annotations
 
+import base64
 import html
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from tui.core.nifti import Converted
+from tui.core.viewer_page import CSP, VIEWER_DIR, viewer_script, viewer_section, viewer_styles, write_viewer
 
 # BIDS suffix -> (German, English) plain-language description
 KINDS = {
@@ -141,36 +144,52 @@ def readme_text(root: Path, items: Sequence[Converted | Path], language: str = "
     return ("\n" + "-" * 78 + "\n\n").join(parts)
 
 
-def index_html(root: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]]) -> str:
-    """A self-contained page (no scripts, no network) showing each series' previews.
+def _data_uri(png: Path) -> tuple[str, int, int]:
+    """A PNG as a data: URI with its pixel size (the page still shows it when opened alone from the zip)."""
+    data = Path(png).read_bytes()
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), width, height
 
-    `previews` is keyed by series key or by NIfTI file name.
+
+def index_html(root: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]],
+               viewer_scripts: Sequence[Path] = ()) -> str:
+    """A self-contained page showing each series' previews and, with `viewer_scripts`, the 3D viewer.
+
+    `previews` is keyed by series key or by NIfTI file name. Previews are inline (data: URIs) at their
+    natural size; the viewer's scripts are neighbouring files, so it needs the extracted folder.
     """
     sections = []
     for item in map(_entry, items):
         german, english = _kind(item)
         name = html.escape(Path(item.nifti).name)
-        images = "".join(
-            f'<a href="{quote(_relative(p, root))}"><img src="{quote(_relative(p, root))}" '
-            f'alt="{html.escape(english)}: {html.escape(Path(p).stem.rsplit("_", 1)[-1])}"></a>'
-            for p in previews.get(item.series_key) or previews.get(Path(item.nifti).name) or []
-        )
+        images = []
+        for png in previews.get(item.series_key) or previews.get(Path(item.nifti).name) or []:
+            uri, width, height = _data_uri(png)
+            label = html.escape(f"{english}: {Path(png).stem.rsplit('_', 1)[-1]}")
+            images.append(f'<img src="{uri}" width="{width}" height="{height}" alt="{label}">')
         sections.append(f'<section><h2><span lang="de">{html.escape(german)}</span> / '
                         f'<span lang="en">{html.escape(english)}</span></h2>'
-                        f"<p class=file>{name}</p>{images}</section>")
+                        f"<p class=file>{name}</p>{''.join(images)}</section>")
+    viewer = ""
+    if viewer_scripts:
+        sources = [f"{VIEWER_DIR}/niivue.umd.js", *(_relative(s, root) for s in viewer_scripts)]
+        viewer = (viewer_section() + "".join(f'<script src="{quote(s)}"></script>\n' for s in sources)
+                  + f"<script>\n{viewer_script()}\nmrishare.startViewer(window.MRISHARE_VOLUMES);\n</script>\n")
     return f"""<!DOCTYPE html>
 <html lang="de">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>MRT-Aufnahmen / MRI images</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1rem 6%; background: #111; color: #eee; line-height: 1.4; }}
+a {{ color: #9cf; }}
 .note {{ border: 2px solid #e0a030; padding: .5rem 1rem; border-radius: .4rem; }}
-img {{ width: 100%; height: auto; display: block; margin: .5rem 0; }}
+img {{ max-width: 100%; height: auto; display: block; margin: .5rem 0; }}
 .file {{ font-family: monospace; color: #bbb; }}
 section {{ border-top: 1px solid #444; margin-top: 1.5rem; }}
-</style>
+{viewer_styles() if viewer_scripts else ""}</style>
 </head>
 <body>
 <h1><span lang="de">Ihre MRT-Aufnahmen</span> / <span lang="en">Your MRI images</span></h1>
@@ -180,23 +199,25 @@ Sie wurden nicht ärztlich auf Krankheiten hin befundet.</p>
 <p lang="en"><strong>Important:</strong> these research images were not a diagnostic examination.
 No doctor has reviewed them for disease.</p>
 </div>
-<p lang="de">Radiologische Ansicht: Ihre rechte Körperseite ist links im Bild. Die vollständigen
-Bilder (.nii.gz) öffnen Sie mit einem kostenlosen Programm, siehe README.txt.</p>
-<p lang="en">Radiological view: your right side is on the left of the picture. To open the full
-images (.nii.gz) use a free program, see README.txt.</p>
-{"".join(sections)}
+<p lang="de">Radiologische Ansicht: Ihre rechte Körperseite ist links im Bild. Was jede Datei ist und wie Sie
+die vollständigen Bilder (.nii.gz) öffnen, steht in <a href="README.txt">README.txt</a>.</p>
+<p lang="en">Radiological view: your right side is on the left of the picture. What each file is and how to
+open the full images (.nii.gz) is explained in <a href="README.txt">README.txt</a>.</p>
+{viewer}{"".join(sections)}
 </body>
 </html>
 """
 
 
 def write_participant_docs(out_dir: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]],
-                           language: str = "de+en", faces_changed: bool = False) -> list[Path]:
-    """Write `index.html` and `README.txt` into the participant folder `out_dir` (`.../sub-<s>`)."""
+                           language: str = "de+en", faces_changed: bool = False, viewer: bool = True) -> list[Path]:
+    """Write `index.html`, `README.txt` and (with `viewer`) the 3D viewer into the folder `out_dir` (`.../sub-<s>`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    entries = [_entry(i) for i in items]
+    scripts = write_viewer(out_dir, [(i.nifti, " / ".join(_kind(i))) for i in entries]) if viewer else []
     index, readme = out_dir / "index.html", out_dir / "README.txt"
-    index.write_text(index_html(out_dir, items, previews), encoding="utf-8")
+    index.write_text(index_html(out_dir, entries, previews, scripts), encoding="utf-8")
     # CRLF so that every Windows editor shows the lines; UTF-8 for the umlauts.
-    readme.write_text(readme_text(out_dir, items, language, faces_changed), encoding="utf-8", newline="\r\n")
+    readme.write_text(readme_text(out_dir, entries, language, faces_changed), encoding="utf-8", newline="\r\n")
     return [index, readme]

@@ -108,6 +108,8 @@ def run_batch(participants: list[Participant], settings: PipelineSettings, ledge
     """
     cancel = cancel or threading.Event()
     destination = destination_from(settings.destination, settings.credentials)
+    for note in settings.credentials.notes if settings.credentials else ():
+        yield StepNote("settings", "settings", note)
     gate = LedgerGate(ledger)
     events: queue.Queue[Event | None] = queue.Queue()
 
@@ -359,6 +361,7 @@ class _Run:
     def pack(self) -> EventStream[str]:
         """Previews and README, the leak gate over everything, then the verified encrypted zip."""
         from tui.core import package  # pyzipper only when a run packs
+        from tui.core.viewer_page import gated_files
 
         assert self.journal is not None and self.row is not None
         zip_path = self.zip_path
@@ -366,7 +369,7 @@ class _Run:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
         self._write_docs()
-        self._leak_gate(sorted(p for p in self.package_root.rglob("*") if p.is_file()), self.package_root.parent)
+        self._leak_gate(gated_files(self.package_root), self.package_root.parent)
         phrase = passphrase.generate(self.settings.language)
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
@@ -382,7 +385,8 @@ class _Run:
 
         items = [p for p, _ in self._converted() if p.exists()]
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
-        write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off")
+        write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
+                               viewer=self.settings.include_viewer)
 
     def _leak_gate(self, files: list[Path], root: Path) -> None:
         """Refuse to release if any identifier of the participant is found in a file or a name below `root`."""

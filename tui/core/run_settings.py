@@ -55,6 +55,11 @@ class PipelineSettings:
         return self.encryption == "zipcrypto" or bool(self.credentials and self.credentials.share_password)
 
     @property
+    def include_viewer(self) -> bool:
+        """The 3D browser viewer goes into each package unless the credentials file turns it off."""
+        return self.credentials.include_viewer if self.credentials else True
+
+    @property
     def profile(self) -> Preset:
         """The preset with this run's overrides applied."""
         base = PRESETS[self.preset]

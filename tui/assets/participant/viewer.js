@@ -48,7 +48,7 @@ mrishare.startViewer = async function (volumes) {
   const nv = new niivue.Niivue({
     backColor: [0, 0, 0, 1], isRadiologicalConvention: true, sagittalNoseLeft: true,
     multiplanarShowRender: niivue.SHOW_RENDER.ALWAYS, multiplanarLayout: niivue.MULTIPLANAR_TYPE.GRID,
-    show3Dcrosshair: false, crosshairWidth: 0.5, dragAndDropEnabled: false, logLevel: "error", isOrientCube: true,
+    show3Dcrosshair: false, crosshairWidth: 0.5, clipPlaneColor: [0, 0, 0, 0], dragAndDropEnabled: false, logLevel: "error", isOrientCube: true,
     loadingText: "Lade... / Loading...",
   });
   await nv.attachToCanvas(document.getElementById("viewer-canvas"));

@@ -85,9 +85,9 @@ def participant_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFacto
 
 def wait_for_viewer(page: object, timeout_s: float = 120) -> str:
     """The viewer's final state (`ready`, `missing`, `no-webgl2`, `error`) once it settles."""
-    page.wait_for_function("document.body.dataset.viewer && document.body.dataset.viewer !== 'loading'",
-                           timeout=timeout_s * 1000)
-    return page.evaluate("document.body.dataset.viewer")
+    # a selector, not wait_for_function: the page's CSP forbids the eval that a string predicate needs
+    page.wait_for_selector("body[data-viewer]:not([data-viewer=loading])", timeout=timeout_s * 1000)
+    return page.get_attribute("body", "data-viewer")
 
 
 def canvas_pixels(page: object, path: Path) -> np.ndarray:

@@ -95,3 +95,19 @@ def canvas_pixels(page: object, path: Path) -> np.ndarray:
     page.wait_for_timeout(500)  # one more frame after `ready`
     page.locator("#viewer-canvas").screenshot(path=str(path))
     return np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+
+
+PHRASE = "apple-river-stone-cloud-seven"  # a fixed fake phrase, as the style guide asks
+
+
+@pytest.fixture(scope="module")
+def unlock_page(participant_folder: Path) -> tuple[Path, Path]:
+    """(encrypted zip, passphrase page) of the participant folder, as `pack` makes them."""
+    from tui.core import package
+    from tui.core.events import drain
+    from tui.core.passphrase import Passphrase
+    from tui.core.unlock_page import write_unlock_page
+
+    zip_path = participant_folder.parent / "out" / "sub-K7Q2.zip"
+    drain(package.build_package(participant_folder, zip_path, Passphrase.from_text(PHRASE, "en")))
+    return zip_path, write_unlock_page(zip_path, PHRASE).path

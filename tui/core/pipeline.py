@@ -34,6 +34,7 @@ from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNo
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.run_settings import STAGES, PipelineSettings
+from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
     from tui.core.node_destination import DicomNodeDestination
@@ -374,6 +375,7 @@ class _Run:
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
                                     self.subject, "pack")
+        self._write_unlock_page(zip_path, phrase.text())
         self._save_row(passphrase=phrase.text(), sha256=result.sha256, size=result.size, mode=result.mode,
                        status="packed", last_action="packed and verified")
         self.journal.mark("pack", size=result.size)
@@ -387,6 +389,17 @@ class _Run:
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
                                viewer=self.settings.include_viewer)
+
+    def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
+        """The passphrase page beside the zip; the leak gate searches its plain parts (not the ciphertext)."""
+        from tui.core.unlock_page import write_unlock_page
+
+        page = write_unlock_page(zip_path, phrase)
+        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
+        if leakcheck.check_text(page.plain_text, identifiers, "page", page.path.name):
+            page.path.unlink()
+            zip_path.unlink()
+            raise MrishareError("leak gate: identifying value(s) in the passphrase page; nothing released", page.path)
 
     def _leak_gate(self, files: list[Path], root: Path) -> None:
         """Refuse to release if any identifier of the participant is found in a file or a name below `root`."""
@@ -411,6 +424,11 @@ class _Run:
         else:
             delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
                                            self.subject, "upload")
+        page = page_path(self.zip_path)  # beside the zip where one link reaches both: a folder, for now
+        if self.destination.kind == "folder" and page.exists() and not self.destination.exists(
+                f"{self.journal.share_id}/{page.name}"):
+            drain(self.destination.upload(page, f"{self.journal.share_id}/{page.name}", self.cancel))
+            yield StepNote(self.subject, "upload", f"passphrase page {page.name} beside the zip")
         self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{delivered.size / 1e6:.1f} MB"

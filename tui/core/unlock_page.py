@@ -9,6 +9,8 @@ passphrase is only ever in the participant's browser, never in the page, its nam
 
 The payload is the encrypted zip's content repacked as a plain zip (MANIFEST-SHA256.txt included), so
 "save all" hands over exactly what the zip holds.
+
+Only `page_path` is cheap to import (destinations use it); the crypto and zip code load when a page is made.
 """
 
 from __future__ import annotations
@@ -23,12 +25,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyzipper
-from Cryptodome.Cipher import AES
-
 from tui.assets import ASSETS
 from tui.core.errors import MrishareError
-from tui.core.viewer_page import BUNDLE_DIR, CSP, viewer_script, viewer_section, viewer_styles
 
 ITERATIONS = 600_000  # OWASP 2023 for PBKDF2-HMAC-SHA256
 SALT_BYTES, NONCE_BYTES = 16, 12
@@ -53,6 +51,8 @@ def page_path(zip_path: Path) -> Path:
 
 def plain_zip(encrypted_zip: Path, passphrase: str) -> bytes:
     """Every member of the encrypted package, repacked as an ordinary zip in memory."""
+    import pyzipper
+
     out = io.BytesIO()
     try:
         with pyzipper.AESZipFile(encrypted_zip) as source, zipfile.ZipFile(out, "w") as target:
@@ -70,6 +70,8 @@ def plain_zip(encrypted_zip: Path, passphrase: str) -> bytes:
 
 def encrypt(payload: bytes, passphrase: str) -> dict[str, str | int]:
     """AES-256-GCM under PBKDF2-SHA256(passphrase, random salt); ciphertext with the 16-byte tag at its end."""
+    from Cryptodome.Cipher import AES
+
     salt, nonce = secrets.token_bytes(SALT_BYTES), secrets.token_bytes(NONCE_BYTES)
     key = hashlib.pbkdf2_hmac("sha256", passphrase.encode("utf-8"), salt, ITERATIONS, dklen=32)
     cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
@@ -86,6 +88,8 @@ def _inline(script: str) -> str:
 
 def page_html(top: str, sealed: dict[str, str | int], bundle: str) -> tuple[str, str]:
     """(the whole page, its plain parts): the plain parts leave out the ciphertext and the vendored bundle."""
+    from tui.core.viewer_page import CSP, viewer_script, viewer_section, viewer_styles
+
     header = json.dumps({k: v for k, v in sealed.items() if k != "data"})
     head = f"""<!DOCTYPE html>
 <html lang="de">
@@ -140,6 +144,8 @@ in this browser; nothing is sent anywhere.</p>
 
 def write_unlock_page(encrypted_zip: Path, passphrase: str, out: Path | None = None) -> UnlockPage:
     """Write the passphrase page for `encrypted_zip` beside it (or to `out`), readable only with `passphrase`."""
+    from tui.core.viewer_page import BUNDLE_DIR
+
     payload = plain_zip(encrypted_zip, passphrase)
     top = zipfile.ZipFile(io.BytesIO(payload)).namelist()[0].split("/", 1)[0]
     page, plain = page_html(top, encrypt(payload, passphrase), (BUNDLE_DIR / "niivue.umd.js").read_text("utf-8"))

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +18,7 @@ from PIL import Image
 from tui.core import leakcheck
 from tui.core.events import drain
 from tui.core.nifti import Converted, SeriesInput, convert_series, subject_dir
-from tui.core.participant_docs import write_participant_docs
+from tui.core.participant_docs import About, write_participant_docs
 from tui.core.preview import make_previews
 from tui.core.viewer_page import gated_files, is_vendored, volume_script
 
@@ -127,3 +128,23 @@ def test_docs_without_viewer_have_no_scripts(package: tuple) -> None:
     write_participant_docs(other, [], {}, viewer=False)
     page = (other / "index.html").read_text(encoding="utf-8")
     assert "<script" not in page and not (other / "viewer").exists()
+
+
+def test_readme_and_index_name_lab_study_and_scan_date_and_leave_out_empty_fields(package: tuple) -> None:
+    folder, items, _ = package
+    about = About(lab_name="MRT-Labor Musterstadt", lab_contact="mrt@example.org", study_name="Schlafstudie 2026",
+                  scan_date=date(2026, 3, 5))
+    write_participant_docs(folder, items, {}, about=about)
+    text = (folder / "README.txt").read_text(encoding="utf-8")
+    assert "Studie: Schlafstudie 2026" in text and "Study: Schlafstudie 2026" in text
+    assert "Aufnahmedatum: 05.03.2026" in text and "Date of the scan: 2026-03-05" in text
+    assert "Kontakt bei Fragen: MRT-Labor Musterstadt, mrt@example.org" in text
+    assert "MANIFEST-SHA256.txt: eine Prüfsumme" in text and "MANIFEST-SHA256.txt: a checksum" in text
+    assert "viewer/: the 3D viewer" in text
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    assert '<p lang="en">Questions: MRT-Labor Musterstadt, mrt@example.org</p>' in page
+    write_participant_docs(folder, items, {}, about=About(study_name="Schlafstudie 2026"), viewer=False)
+    text = (folder / "README.txt").read_text(encoding="utf-8")
+    assert "Study: Schlafstudie 2026" in text
+    assert "Kontakt" not in text and "Questions:" not in text and "Date of the scan" not in text
+    assert "viewer/" not in text

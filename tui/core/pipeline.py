@@ -38,6 +38,7 @@ from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
     from tui.core.node_destination import DicomNodeDestination
+    from tui.core.participant_docs import About
 
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
@@ -388,7 +389,18 @@ class _Run:
         items = [p for p, _ in self._converted() if p.exists()]
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
-                               viewer=self.settings.include_viewer)
+                               viewer=self.settings.include_viewer, about=self._about())
+
+    def _about(self) -> About:
+        """Lab, contact and study from the settings; the scan date only where the preset keeps real dates."""
+        from tui.core.participant_docs import About
+
+        scanned = None
+        patient = self.participant.main_patient
+        if "rtn_long_full_dates" in self.profile.options and patient is not None:
+            dates = sorted(s.date for s in patient.studies if re.fullmatch(r"\d{8}", s.date or ""))
+            scanned = datetime.strptime(dates[0], "%Y%m%d").date() if dates else None
+        return About(self.settings.lab_name, self.settings.lab_contact, self.settings.study_name, scanned)
 
     def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
         """The passphrase page beside the zip; the leak gate searches its plain parts (not the ciphertext)."""

@@ -39,6 +39,10 @@ class PipelineSettings:
     keep_work: bool = False
     """Keep de-identified DICOM and the unpacked package after a successful share."""
     credentials: Credentials | None = field(default=None, repr=False)
+    lab_name: str = ""
+    """The lab, its contact and the study as the participant's documents name them (empty: left out)."""
+    lab_contact: str = ""
+    study_name: str = ""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

@@ -47,6 +47,7 @@ def open_browser(profile: Path, extra_flags: tuple[str, ...] = ()) -> Iterator[B
             viewport={"width": 1100, "height": 1300}, accept_downloads=True)
         try:
             page = context.new_page()
+            page.set_default_timeout(120_000)  # two cores shared with other jobs: loading 2 MB of script can take 30 s
             browser = Browser(page)
             page.on("request", lambda request: browser.requests.append(request.url))
             page.on("console", lambda m: browser.errors.append(m.text) if m.type == "error" else None)
@@ -86,7 +87,8 @@ def participant_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFacto
 def wait_for_viewer(page: object, timeout_s: float = 120) -> str:
     """The viewer's final state (`ready`, `missing`, `no-webgl2`, `error`) once it settles."""
     # a selector, not wait_for_function: the page's CSP forbids the eval that a string predicate needs
-    page.wait_for_selector("body[data-viewer]:not([data-viewer=loading])", timeout=timeout_s * 1000)
+    page.wait_for_selector("body[data-viewer]:not([data-viewer=loading]):not([data-viewer=picking])",
+                           timeout=timeout_s * 1000)
     return page.get_attribute("body", "data-viewer")
 
 

@@ -52,3 +52,17 @@ def test_without_webgl2_the_page_says_so_and_shows_previews(browser_without_webg
     assert page.is_hidden("#viewer")
     assert page.eval_on_selector_all("img", "images => images.every(i => i.naturalWidth > 100)")
     assert browser_without_webgl.remote() == []
+
+
+def test_full_resolution_image_opens_through_the_file_picker(browser: Browser, participant_folder: Path,
+                                                             tmp_path: Path) -> None:
+    page = browser.page
+    page.goto((participant_folder / "index.html").as_uri())
+    assert wait_for_viewer(page) == "ready"
+    page.evaluate("document.body.dataset.viewer = 'picking'")  # so that `ready` below is the new image's
+    page.set_input_files("#viewer-file", str(participant_folder / "ses-1" / "anat" / "sub-K7Q2_ses-1_T1w.nii.gz"))
+    assert wait_for_viewer(page) == "ready"
+    assert page.evaluate("mrishare.nv.volumes[0].dims.slice(1, 4)") == [96, 128, 128]  # the full image
+    grey = canvas_pixels(page, tmp_path / "full.png")
+    assert grey.std() > 20 and (grey > 60).mean() > 0.1
+    assert browser.remote() == [] and browser.errors == []

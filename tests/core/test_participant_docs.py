@@ -84,7 +84,7 @@ def test_viewer_volume_is_a_small_head_windowed_8bit_copy(package: tuple) -> Non
     raw = base64.b64decode(entry["base64"])
     image = nib.Nifti1Image.from_bytes(gzip.decompress(raw))
     original = nib.as_closest_canonical(nib.load(items[0].nifti))
-    assert image.get_data_dtype() == np.uint8 and image.shape == original.shape[:3]
+    assert image.get_data_dtype() == np.uint8 and image.shape == original.shape[:3]  # 2 mm: not resampled
     assert np.allclose(image.affine, original.affine)
     data = np.asarray(image.dataobj)
     assert (data % 2 == 0).all() and data.max() >= 250  # 7 bits, the full window

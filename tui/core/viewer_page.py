@@ -4,10 +4,12 @@ Browsers block ES-module imports and fetch() of neighbouring files on file:// pa
 everything arrives as classic scripts: `viewer/niivue.umd.js` (the vendored bundle, unchanged) and one
 `viewer/<image>.js` per series that pushes the volume as base64 onto `window.MRISHARE_VOLUMES`.
 
-The viewer copy is small on purpose (the 1 mm Philips head: 15.7 MB NIfTI, 4.0 MB copy): grey levels
-windowed to the head (0.5-99.5 percentiles, as the previews), 7 bits (128 levels, more than a screen
-shows in one window), and everything outside the head set to 0, because noise in the air costs more
-bytes than the brain. It has a fresh NIfTI header: only the image geometry is carried over.
+The viewer copy is small on purpose (the 1 mm Philips head: 8.8 MB NIfTI from dcm2niix; an 8-bit copy at
+1 mm was 4.0 MB, at 1.5 mm it is 1.2 MB): voxels of at least 1.5 mm, grey levels windowed to the head
+(0.5-99.5 percentiles, as the previews), 7 bits (128 levels, more than a screen shows in one window), and
+everything outside the head set to 0, because noise in the air costs more bytes than the brain. It has a
+fresh NIfTI header: only the image geometry is carried over. The full-resolution .nii.gz opens in the same
+viewer through a file picker (a file the participant picks may be read; one the page names may not).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ SCRIPT = ASSETS / "participant" / "viewer.js"
 LEVEL_MASK = 0xFE  # keep 7 of 8 bits
 HEAD_THRESHOLD = 0.1  # fraction of the grey window below which a voxel may be air
 MASK_VOXELS = 1_500_000  # grid size the head outline is worked out on
+VOXEL_MM = 1.5  # finer images are resampled to this for the viewer copy; the full one opens by file picker
 # No network: nothing may be fetched from anywhere; scripts only inline or from neighbouring files.
 CSP = ("default-src 'none'; script-src 'unsafe-inline' file:; style-src 'unsafe-inline'; "
        "img-src data: blob:; connect-src data: blob:; worker-src blob:; form-action 'none'; base-uri 'none'")
@@ -42,7 +45,8 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline' file:; style-src 'unsafe-
 
 def viewer_volume(nifti: Path) -> bytes:
     """The gzipped 8-bit viewer copy of the first volume of `nifti` (see the module docstring)."""
-    volume, _, affine = load_canonical(nifti)
+    volume, zooms, affine = load_canonical(nifti)
+    volume, affine = _coarsen(volume, zooms, affine)
     low, high = window(volume)
     grey = (np.clip((np.nan_to_num(volume, nan=low) - low) / (high - low), 0.0, 1.0) * 255).astype(np.uint8)
     head = _head_mask(grey > HEAD_THRESHOLD * 255)
@@ -50,6 +54,19 @@ def viewer_volume(nifti: Path) -> bytes:
     out = nib.Nifti1Image(grey, affine)
     out.header.set_xyzt_units("mm")
     return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0)
+
+
+def _coarsen(volume: np.ndarray, zooms: tuple[float, float, float], affine: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Resample (linear) to at least VOXEL_MM per axis; the affine keeps voxel 0 and the far corner in place."""
+    factors = [min(1.0, z / VOXEL_MM) for z in zooms]
+    if all(f == 1.0 for f in factors):
+        return volume, affine
+    shape = [max(2, round(n * f)) for n, f in zip(volume.shape, factors)]
+    small = ndimage.zoom(volume, [m / n for m, n in zip(shape, volume.shape)], order=1, grid_mode=False)
+    scaled = affine.copy()
+    scaled[:3, :3] = affine[:3, :3] * [(n - 1) / (m - 1) for n, m in zip(volume.shape, small.shape)]
+    return small, scaled
 
 
 def _head_mask(mask: np.ndarray) -> np.ndarray:
@@ -101,7 +118,10 @@ def viewer_section() -> str:
     controls = "".join(f'<button type="button" data-view="{view}"><span lang="de">{html.escape(de)}</span>'
                        f'{" / " + html.escape(en) if en != de else ""}</button>' for view, de, en in buttons)
     return (f'<div id="viewer-status" class="note" hidden></div>\n<section id="viewer" hidden>\n'
-            f'<div class="controls"><select id="viewer-series" aria-label="Aufnahme / Image"></select>{controls}</div>\n'
+            f'<div class="controls"><select id="viewer-series" aria-label="Aufnahme / Image"></select>{controls}'
+            '<label class="pick"><span lang="de">Volle Auflösung: .nii.gz-Datei wählen</span> / '
+            '<span lang="en">Full resolution: choose the .nii.gz file</span> '
+            '<input id="viewer-file" type="file" accept=".nii,.gz"></label></div>\n'
             '<canvas id="viewer-canvas" width="900" height="900"></canvas>\n'
             '<p lang="de">Ziehen mit der Maus dreht das 3D-Bild; ein Klick in eine Schicht wählt den Punkt.</p>\n'
             '<p lang="en">Drag with the mouse to turn the 3D picture; click into a slice to pick a point.</p>\n'
@@ -117,7 +137,8 @@ def viewer_styles() -> str:
     """CSS for the viewer section."""
     return ("#viewer canvas { width: min(100%, 900px); aspect-ratio: 1; display: block; background: #000; }\n"
             "#viewer .controls { display: flex; gap: .5rem; flex-wrap: wrap; margin: .5rem 0; }\n"
-            "#viewer button, #viewer select { font: inherit; padding: .3rem .8rem; }\n")
+            "#viewer button, #viewer select { font: inherit; padding: .3rem .8rem; }\n"
+            "#viewer .pick { font-size: .9rem; color: #bbb; }\n")
 
 
 @cache

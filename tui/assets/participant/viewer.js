@@ -52,6 +52,7 @@ mrishare.startViewer = async function (volumes) {
     loadingText: "Lade... / Loading...",
   });
   await nv.attachToCanvas(document.getElementById("viewer-canvas"));
+  mrishare.nv = nv;
   nv.setRadiologicalConvention(true);
   const select = document.getElementById("viewer-series");
   select.replaceChildren(...volumes.map((v, i) => new Option(v.title, String(i))));
@@ -75,6 +76,17 @@ mrishare.startViewer = async function (volumes) {
     button.addEventListener("click", () => { views[button.dataset.view](); nv.drawScene(); });
   }
   select.addEventListener("change", () => load(Number(select.value)));
+  // The full-resolution image: a file the participant picks may be read on file://, one the page names not.
+  document.getElementById("viewer-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    document.body.dataset.viewer = "loading";
+    while (nv.volumes.length) nv.removeVolume(nv.volumes[0]);
+    nv.addVolume(await niivue.NVImage.loadFromFile({ file, name: file.name }));
+    views.slices();
+    nv.drawScene();
+    document.body.dataset.viewer = "ready";
+  });
   try {
     await load(0);
   } catch (error) {

@@ -44,7 +44,7 @@ def package_size(folder: Path, out: Path, viewer: bool, previews: dict) -> tuple
 
 def open_time(page_file: Path, profile: Path) -> tuple[float, float]:
     """(s from Open to the first frame, JS heap MB) in headless chromium."""
-    from conftest import open_browser
+    from browser_helpers import open_browser
 
     for browser in open_browser(profile):
         page = browser.page

@@ -123,7 +123,7 @@ def test_leak_gate_finds_nothing_in_the_package(package: tuple, shared_data: Pat
 
 
 def test_docs_without_viewer_have_no_scripts(package: tuple) -> None:
-    folder, items, _ = package
+    folder, _, _ = package
     other = folder.parent / "plain"
     write_participant_docs(other, [], {}, viewer=False)
     page = (other / "index.html").read_text(encoding="utf-8")

@@ -32,10 +32,10 @@ KINDS = {
 }
 UNKNOWN_KIND = ("MRT-Aufnahme", "MRI image")
 VIEWER_LINES = (
-    "- viewer/: der 3D-Betrachter für index.html (NiiVue, freie Software, siehe\n"
-    "  viewer/NOTICE.txt) und eine verkleinerte 8-Bit-Kopie jeder Aufnahme dafür.\n",
-    "- viewer/: the 3D viewer for index.html (NiiVue, free software, see\n"
-    "  viewer/NOTICE.txt) and a reduced 8-bit copy of each image for it.\n",
+    ("- viewer/: der 3D-Betrachter für index.html (NiiVue, freie Software, siehe\n"
+     "  viewer/NOTICE.txt) und eine verkleinerte 8-Bit-Kopie jeder Aufnahme dafür.\n"),
+    ("- viewer/: the 3D viewer for index.html (NiiVue, free software, see\n"
+     "  viewer/NOTICE.txt) and a reduced 8-bit copy of each image for it.\n"),
 )
 ABOUT_LABELS = (("Studie", "Aufnahmedatum", "Kontakt bei Fragen"), ("Study", "Date of the scan", "Questions"))
 

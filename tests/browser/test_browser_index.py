@@ -6,7 +6,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import Browser, canvas_pixels, wait_for_viewer
+import pytest
+from browser_helpers import Browser, canvas_pixels, wait_for_viewer
+
+pytestmark = pytest.mark.xdist_group("browser")  # one chromium at a time on two cores
 
 
 def test_extracted_index_renders_the_head_offline(browser: Browser, participant_folder: Path,

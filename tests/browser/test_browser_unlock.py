@@ -8,7 +8,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from conftest import PHRASE, Browser, canvas_pixels, wait_for_viewer
+import pytest
+from browser_helpers import PHRASE, Browser, canvas_pixels, wait_for_viewer
+
+pytestmark = pytest.mark.xdist_group("browser")  # one chromium at a time on two cores
 
 
 def manifest(zip_path: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tui.core.config import config_dir
-from tui.core.credentials import ENV_VAR, credentials_path, load_credentials, parse_credentials
+from tui.core.credentials import ENV_VAR, MRICRON_NOTE, credentials_path, load_credentials, parse_credentials
 from tui.core.errors import MrishareError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,17 @@ def test_seed_file_loads_as_nextcloud_destination(tmp_path: Path) -> None:
     creds = load_credentials(write(tmp_path / "c.json", SEED))
     assert creds.destination == "nextcloud"
     assert (creds.username, creds.remote_path, creds.expiration_days) == ("lab-share", "MRI-Uploads", 14)
-    assert creds.include_mricron is True and creds.chunk_mib == 100 and creds.ca_bundle is None
+    assert creds.chunk_mib == 100 and creds.ca_bundle is None
+    # the seed's MRIcron option now means the browser viewer, and the operator is told so in one line
+    assert creds.include_viewer is True and creds.notes == (MRICRON_NOTE,) and "\n" not in MRICRON_NOTE
+
+
+def test_viewer_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    plain = {k: v for k, v in SEED.items() if k != "include_mricron"}
+    assert load_credentials(write(tmp_path / "a.json", plain)).include_viewer is True
+    off = load_credentials(write(tmp_path / "b.json", {**plain, "include_viewer": False}))
+    assert off.include_viewer is False and off.notes == ()
+    assert load_credentials(write(tmp_path / "c.json", {**SEED, "include_mricron": False})).notes == ()
 
 
 def test_password_never_in_repr(tmp_path: Path) -> None:

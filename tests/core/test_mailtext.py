@@ -10,6 +10,7 @@ from tui.core.errors import MrishareError
 from tui.core.ledger import LedgerRow
 from tui.core.mailtext import mail_text
 from tui.core.passphrase import generate
+from tui.core.unlock_page import PAGE_SUFFIX
 
 LINK = "https://cloud.example.org/s/Ab12Cd34"
 
@@ -35,6 +36,13 @@ def test_bilingual_text_has_link_last_day_and_how_to_open() -> None:
     assert "157,0 MB" in german and "157.0 MB" in english
     assert body.index("Guten Tag") < body.index("Hello")
     assert "MRT-Labor Musterstadt" in body
+    assert PAGE_SUFFIX not in body  # a Nextcloud link reaches the zip only: no page to mention
+
+
+def test_folder_delivery_says_to_open_the_passphrase_page_first() -> None:
+    _, body = mail_text(_row(destination="folder:/media/stick", link="file:///media/stick/a/x.zip"), "de+en")
+    assert body.count(PAGE_SUFFIX) == 2 and body.index(PAGE_SUFFIX) < body.index("7-Zip")
+    assert "Webbrowser" in body and "web browser" in body
 
 
 @pytest.mark.parametrize("language", ["de", "en", "de+en", "en+de"])

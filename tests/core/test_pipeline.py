@@ -17,11 +17,13 @@ import pytest
 from nextcloud_standin import StandinNextcloud
 from tui.core.credentials import parse_credentials
 from tui.core.demo import make_demo_study
+from tui.core.destinations import FolderDestination
 from tui.core.dicom_scan import scan
 from tui.core.errors import MrishareError
 from tui.core.events import StepFailed, StepFinished, drain
 from tui.core.ledger import Ledger
 from tui.core.pipeline import PipelineSettings, run_batch
+from tui.core.unlock_page import page_path
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +71,12 @@ def test_folder_destination_end_to_end(demo: Path, tmp_path: Path) -> None:
     assert "Method = AES-256 Deflate" in listing or "Method = AES-256 Store" in listing
     test = subprocess.run(["7z", "t", "-pwrong-words-here", str(zips[0])], capture_output=True, text=True)
     assert test.returncode != 0
+    # the passphrase page lies beside the zip, holds no passphrase, and goes when the share is revoked
+    assert sorted(p.name for p in zips[0].parent.iterdir()) == sorted([zips[0].name, page_path(zips[0]).name])
+    assert row.passphrase not in page_path(zips[0]).read_text(encoding="utf-8")
+    assert any(n.endswith(".js") and "/viewer/" in n for n in names)
+    FolderDestination(outbox).revoke(row.share_id, row.remote_path)
+    assert not zips[0].parent.exists()
     # nothing of the participant's folder name (an invented "real" name) reaches the outbox
     name_parts = [p for p in participant_dir(demo).name.split("_") if p.isalpha()]
     for path in outbox.rglob("*"):

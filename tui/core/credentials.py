@@ -2,7 +2,8 @@
 
 The file keeps the seed's fields (`username`, `password`, `remote_path`, `expiration_days`,
 `include_mricron`, `nextcloud_baseurl`) and adds `destination`, `share_password`, `chunk_mib`,
-`viewer_bundle`, `ca_bundle` and `timeout_s`. It is looked up in this order: `--credentials PATH`,
+`include_viewer`, `viewer_bundle`, `ca_bundle` and `timeout_s`. The seed's `include_mricron: true`
+now means `include_viewer: true` (the browser viewer replaced the Windows-only MRIcron bundle). It is looked up in this order: `--credentials PATH`,
 the `MRISHARE_CREDENTIALS` environment variable, `config_dir()/credentials.json`. Nothing is ever
 read from a `.env` file or from nc-py-api's `NEXTCLOUD_URL`/`NC_AUTH_*` variables, so the source of a
 login is always one file the operator can name. A file readable by group/others is refused.
@@ -41,8 +42,8 @@ class Credentials:
     """mrishare's own folder on Nextcloud; clean-up only ever deletes below it."""
     expiration_days: int = 14
     """Full days a participant can use the link."""
-    include_mricron: bool = False
-    """Seed option: add the viewer bundle (`viewer_bundle`) to each package."""
+    include_viewer: bool = True
+    """Put the offline 3D browser viewer (NiiVue) into each package's index.html."""
     viewer_bundle: Path | None = None
     """Local folder or zip with a viewer (e.g. MRIcroGL/MRIcron) to include."""
     share_password: bool = False
@@ -53,10 +54,13 @@ class Credentials:
     """PEM file of a lab CA for a self-signed server; TLS is verified either way."""
     timeout_s: float = 120.0
     """Seconds without an answer before a request counts as failed."""
+    notes: tuple[str, ...] = ()
+    """One-line remarks about the file for the operator (e.g. a seed option that changed meaning)."""
 
 
 _INT_LIMITS = {"expiration_days": (1, 3650), "chunk_mib": (5, 4096)}
-_FIELDS = {name for name in Credentials.__dataclass_fields__ if name != "source"}
+_FIELDS = {name for name in Credentials.__dataclass_fields__ if name not in ("source", "notes")} | {"include_mricron"}
+MRICRON_NOTE = "include_mricron is now include_viewer: every package gets the offline 3D browser viewer"
 
 
 def credentials_path(explicit: Path | None = None) -> Path:
@@ -97,6 +101,9 @@ def parse_credentials(raw: dict[str, Any], source: Path) -> Credentials:
         if name.startswith("_"):
             continue
         values[name] = _coerce(name, value, source)
+    if values.pop("include_mricron", False):  # the seed's viewer option: MRIcron is gone, the browser viewer is on
+        values["include_viewer"] = True
+        values["notes"] = (MRICRON_NOTE,)
     # A seed file has no `destination`; its Nextcloud fields say where it meant to upload.
     values.setdefault("destination", "nextcloud" if values.get("nextcloud_baseurl") else "folder")
     creds = Credentials(source=source, **values)
@@ -105,7 +112,7 @@ def parse_credentials(raw: dict[str, Any], source: Path) -> Credentials:
 
 
 def _coerce(name: str, value: Any, source: Path) -> Any:
-    default = Credentials.__dataclass_fields__[name].default
+    default = False if name == "include_mricron" else Credentials.__dataclass_fields__[name].default
     if name in ("viewer_bundle", "ca_bundle"):
         if value in (None, ""):
             return None

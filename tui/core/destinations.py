@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from tui.core.config import fsync_path, write_private
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
+from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
     from threading import Event
@@ -305,6 +306,7 @@ class FolderDestination:
     def _remove(self, rel: str) -> None:
         target = self.root / rel
         target.unlink(missing_ok=True)
+        page_path(target).unlink(missing_ok=True)  # the passphrase page beside the zip goes with it
         for parent in target.parents:
             if parent == self.root or not parent.is_relative_to(self.root):
                 break

@@ -29,6 +29,8 @@ an explicit per-value override that the caller records in the audit log.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import hashlib
 import re
@@ -794,15 +796,16 @@ OWN_DOCS = frozenset({"README.txt", "index.html"})
 def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | None = None,
                 options: frozenset[str] = frozenset()) -> list[Leak]:
     """The gate over files on disk: path names, raw bytes (inflated if deflated), parsed DICOM
-    elements, JSON sidecar values; our own pages only by name."""
+    elements, JSON sidecar values; our own pages by name and by what they embed."""
     leaks: list[Leak] = []
     for path in paths:
         path = Path(path)
         name = str(path.relative_to(root)) if root is not None else str(path)
         leaks += check_paths([path], identifiers, root)
-        if path.name in OWN_DOCS:
-            continue
         data = path.read_bytes()
+        if path.name in OWN_DOCS:  # our template and the values a preset keeps; embedded pictures and volumes count
+            leaks += check_embedded(data, identifiers, name, text=False)
+            continue
         if path.suffix == ".json":
             leaks += _check_json(data, identifiers, name, options)
             continue
@@ -816,6 +819,9 @@ def check_files(paths: Iterable[Path], identifiers: Identifiers, root: Path | No
             continue
         if data.startswith(b"\x89PNG\r\n\x1a\n"):
             leaks += check_bytes(_png_metadata(data), identifiers, name)
+            continue
+        if path.suffix in (".html", ".js"):
+            leaks += check_embedded(data, identifiers, name)
             continue
         try:
             ds = pydicom.dcmread(path, force=False)
@@ -862,6 +868,36 @@ def _json_strings(node: object, path: str) -> Iterator[tuple[str, str]]:
             yield from _json_strings(value, f"{path}[{index}]")
     elif isinstance(node, str):
         yield path, node
+
+
+# base64 runs as data: URIs and viewer volumes write them; shorter runs are ordinary words and code
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{64,}={0,2}")
+
+
+def check_embedded(data: bytes, identifiers: Identifiers, file: str = "", text: bool = True) -> list[Leak]:
+    """A page or script: its text without long base64 runs (unless `text` is False: our own template), and each
+    run decoded and searched as what it is.
+
+    Random base64 (a compressed volume, a PNG) holds short names by chance, as a deflated stream does;
+    decoded, a NIfTI is searched in its header and a PNG in its metadata, like the files themselves.
+    """
+    leaks = check_bytes(_BASE64_RUN.sub(b" ", data), identifiers, file) if text else []
+    for match in _BASE64_RUN.finditer(data):
+        where = f"{file} (embedded @{match.start()})"
+        try:
+            blob = base64.b64decode(match.group(), validate=True)
+        except (binascii.Error, ValueError):
+            leaks += check_bytes(match.group(), identifiers, where)
+            continue
+        if blob.startswith(b"\x1f\x8b"):
+            try:
+                blob = gzip.decompress(blob)
+            except (OSError, EOFError, zlib.error):
+                pass
+        if blob.startswith(b"\x89PNG\r\n\x1a\n"):
+            blob = _png_metadata(blob)
+        leaks += check_bytes(_nifti_header(blob), identifiers, where)
+    return leaks
 
 
 def _inflate(data: bytes) -> bytes:

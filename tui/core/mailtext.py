@@ -11,6 +11,7 @@ from datetime import date, timedelta
 
 from tui.core.errors import MrishareError
 from tui.core.ledger import LedgerRow
+from tui.core.unlock_page import PAGE_SUFFIX
 
 LANGUAGES = ("de", "en")
 _MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -40,6 +41,24 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{max(n / 1e6, 0.1):.1f} MB"
 
 
+# What to click first where the passphrase page lies beside the zip (folder destinations deliver both).
+_PAGE = {
+    "de": ("Am einfachsten: Neben der ZIP-Datei liegt eine Datei, deren Name auf " + PAGE_SUFFIX + " endet.\n"
+           "Öffnen Sie diese zuerst, mit Doppelklick in Ihrem Webbrowser. Sie fragt nach der Passphrase und\n"
+           "zeigt dann Ihre Aufnahmen (auch in 3D), die Erklärungen und alle Dateien zum Speichern - ohne\n"
+           "Zusatzprogramm und ohne etwas ins Internet zu senden.\n\nDie ZIP-Datei enthält dasselbe. "),
+    "en": ("The easiest way: beside the ZIP file there is a file whose name ends in " + PAGE_SUFFIX + ".\n"
+           "Open it first, with a double-click in your web browser. It asks for the passphrase and then shows\n"
+           "your images (also in 3D), the explanations and every file to save - with no extra software and\n"
+           "without sending anything over the internet.\n\nThe ZIP file holds the same. "),
+}
+
+
+def _has_page(row: LedgerRow) -> bool:
+    """The passphrase page was delivered beside the zip (folder destinations; see pipeline.upload)."""
+    return row.destination.startswith("folder")
+
+
 def _body_de(row: LedgerRow, last_day: date | None, lab_name: str) -> str:
     until = (f"Der Link funktioniert bis einschließlich {last_day:%d.%m.%Y}; danach wird er gelöscht."
              if last_day else "Bitte laden Sie die Datei bald herunter; danach löschen wir sie wieder.")
@@ -60,7 +79,7 @@ def _body_de(row: LedgerRow, last_day: date | None, lab_name: str) -> str:
         f"wie besprochen erhalten Sie eine Kopie Ihrer MRT-Daten. Sie können sie hier herunterladen{size}:\n\n"
         f"  {row.link}\n\n"
         f"{until}\n\n"
-        f"{opening}\n\n"
+        f"{_PAGE['de'] if _has_page(row) else ''}{opening}\n\n"
         "Die Passphrase (und, falls die Download-Seite eines verlangt, das Passwort) erhalten Sie\n"
         "getrennt von dieser E-Mail, zum Beispiel telefonisch oder per Brief - nie per E-Mail.\n"
         "Geben Sie die Wörter klein und mit Bindestrichen dazwischen ein.\n\n"
@@ -92,7 +111,7 @@ def _body_en(row: LedgerRow, last_day: date | None, lab_name: str) -> str:
         f"as agreed, here is a copy of your MRI data. You can download it here{size}:\n\n"
         f"  {row.link}\n\n"
         f"{until}\n\n"
-        f"{opening}\n\n"
+        f"{_PAGE['en'] if _has_page(row) else ''}{opening}\n\n"
         "You will receive the passphrase (and, if the download page asks for one, the password)\n"
         "separately from this e-mail, for example by phone or letter - never by e-mail.\n"
         "Type the words in lower case with hyphens between them.\n\n"

@@ -34,9 +34,11 @@ from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNo
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.run_settings import STAGES, PipelineSettings
+from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
     from tui.core.node_destination import DicomNodeDestination
+    from tui.core.participant_docs import About
 
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
@@ -116,6 +118,8 @@ def run_batch(participants: list[Participant], settings: PipelineSettings, ledge
     """
     cancel = cancel or threading.Event()
     destination = destination_from(settings.destination, settings.credentials)
+    for note in settings.credentials.notes if settings.credentials else ():
+        yield StepNote("settings", "settings", note)
     gate = LedgerGate(ledger)
     events: queue.Queue[Event | None] = queue.Queue()
 
@@ -415,6 +419,7 @@ class _Run:
     def pack(self) -> EventStream[str]:
         """Previews and README, the leak gate over everything, then the verified encrypted zip."""
         from tui.core import package  # pyzipper only when a run packs
+        from tui.core.viewer_page import gated_files
 
         assert self.journal is not None and self.row is not None
         zip_path = self.zip_path
@@ -422,14 +427,14 @@ class _Run:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
         self._write_docs()
-        notes = self._leak_gate(sorted(p for p in self.package_root.rglob("*") if p.is_file()),
-                                self.package_root.parent)
+        notes = self._leak_gate(gated_files(self.package_root), self.package_root.parent)
         for line in notes:
             yield StepNote(self.subject, "pack", f"leak gate: {line}", "warning")
         phrase = passphrase.generate(self.settings.language)
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
                                     self.subject, "pack")
+        self._write_unlock_page(zip_path, phrase.text())
         self._save_row(passphrase=phrase.text(), sha256=result.sha256, size=result.size, mode=result.mode,
                        status="packed", last_action="packed and verified")
         self.journal.mark("pack", size=result.size)
@@ -441,7 +446,30 @@ class _Run:
 
         items = [p for p, _ in self._converted() if p.exists()]
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
-        write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off")
+        write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
+                               viewer=self.settings.include_viewer, about=self._about())
+
+    def _about(self) -> About:
+        """Lab, contact and study from the settings; the scan date only where the preset keeps real dates."""
+        from tui.core.participant_docs import About
+
+        scanned = None
+        patient = self.participant.main_patient
+        if "rtn_long_full_dates" in self.profile.options and patient is not None:
+            dates = sorted(s.date for s in patient.studies if re.fullmatch(r"\d{8}", s.date or ""))
+            scanned = datetime.strptime(dates[0], "%Y%m%d").date() if dates else None
+        return About(self.settings.lab_name, self.settings.lab_contact, self.settings.study_name, scanned)
+
+    def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
+        """The passphrase page beside the zip; the leak gate searches its plain parts (not the ciphertext)."""
+        from tui.core.unlock_page import write_unlock_page
+
+        page = write_unlock_page(zip_path, phrase)
+        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
+        if leakcheck.check_text(page.plain_text, identifiers, "page", page.path.name):
+            page.path.unlink()
+            zip_path.unlink()
+            raise MrishareError("leak gate: identifying value(s) in the passphrase page; nothing released", page.path)
 
     def _leak_gate(self, files: list[Path], root: Path) -> list[str]:
         """Refuse to release if a blocking identifier of the participant is found in a file or a name
@@ -474,6 +502,11 @@ class _Run:
         else:
             delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
                                            self.subject, "upload")
+        page = page_path(self.zip_path)  # beside the zip where one link reaches both: a folder, for now
+        if self.destination.kind == "folder" and page.exists() and not self.destination.exists(
+                f"{self.journal.share_id}/{page.name}"):
+            drain(self.destination.upload(page, f"{self.journal.share_id}/{page.name}", self.cancel))
+            yield StepNote(self.subject, "upload", f"passphrase page {page.name} beside the zip")
         self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{delivered.size / 1e6:.1f} MB"

@@ -8,6 +8,8 @@ percentiles of the head (0.5 to 99.5 %), so one bright vessel does not darken th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -21,6 +23,8 @@ MOSAIC_COLUMNS = 6
 LABEL_SIZE = 16
 BACKGROUND = 0
 TEXT = 235
+WINDOW_SAMPLE = 1_000_000  # voxels the grey window is estimated from
+BRAIN_HEIGHT_MM = 125  # vertex to the bottom of the cerebellum, generously: the axial mosaic's range
 
 # (name, axis fixed by the slice, (column axis, row axis), edge letters left/right/top/bottom)
 VIEWS = (
@@ -40,17 +44,37 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 def load_volume(nifti: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The first volume in RAS+ voxel order with scaling applied, and its voxel size in mm."""
-    image = nib.as_closest_canonical(nib.load(nifti))
+    volume, zooms, _ = load_canonical(nifti)
+    return volume, zooms
+
+
+def load_canonical(nifti: Path) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+    """`load_volume` plus the RAS+ affine; the last two files read are kept (previews and viewer share them)."""
+    stat = Path(nifti).stat()
+    return _load(str(Path(nifti).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=2)
+def _load(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+    """Read once per file version (mtime and size are part of the key); the array is read-only as it is shared."""
+    image = nib.as_closest_canonical(nib.load(path))
     data = image.dataobj[..., 0] if len(image.shape) > 3 else image.dataobj
     volume = np.asarray(data, dtype=np.float32)
     while volume.ndim > 3:
         volume = volume[..., 0]
-    return volume, tuple(float(z) for z in image.header.get_zooms()[:3])
+    volume = np.ascontiguousarray(volume)  # canonical order may be a flipped view: slicing a copy is cheaper
+    volume.setflags(write=False)
+    return volume, tuple(float(z) for z in image.header.get_zooms()[:3]), image.affine
 
 
 def window(volume: np.ndarray) -> tuple[float, float]:
-    """Robust grey-level window: 0.5 and 99.5 percentiles of the non-background voxels."""
-    finite = volume[np.isfinite(volume)]
+    """Robust grey-level window: 0.5 and 99.5 percentiles of the non-background voxels.
+
+    Computed on an even sample of about a million voxels: the percentiles barely move, the time drops tenfold.
+    """
+    step = max(1, round((volume.size / WINDOW_SAMPLE) ** (1 / 3)))
+    sample = volume[::step, ::step, ::step].ravel() if volume.ndim == 3 else volume.ravel()
+    finite = sample[np.isfinite(sample)]
     inside = finite[finite > finite.min()] if finite.size else finite
     if inside.size == 0:
         return 0.0, 1.0
@@ -64,30 +88,52 @@ def to_grey(plane: np.ndarray, low: float, high: float) -> np.ndarray:
     return (np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def _head_extent(volume: np.ndarray, low: float, high: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """A point in the brain and, per axis, the slices that cut a fair part of the head.
+@dataclass(frozen=True)
+class Frame:
+    """Where the head is, computed once per volume: grey window, a point in the brain, slices to show."""
+
+    low: float
+    high: float
+    centre: tuple[int, int, int]
+    bounds: tuple[tuple[int, int], ...]
+    """Per axis, the first and last slice that cut a fair part of the head (the brain, for the mosaic)."""
+
+
+def head_frame(volume: np.ndarray, zooms: tuple[float, float, float]) -> Frame:
+    """The window, a point in the brain and, per axis, the slices that cut the brain rather than neck or air.
 
     The centre of mass of a head scan sits low when the neck is in the field of view, so the
-    superior-inferior coordinate comes from the upper 60 % of the head only.
+    superior-inferior coordinate comes from the upper 60 % of the head only; for the same reason the
+    axial range runs from the top of the head down BRAIN_HEIGHT_MM, not to the bottom of the image.
     """
+    low, high = window(volume)
     mask = volume > low + 0.15 * (high - low)
     if not mask.any():
-        return np.array(volume.shape) // 2, [(0, n - 1) for n in volume.shape]
-    bounds = []
+        return Frame(low, high, tuple(n // 2 for n in volume.shape), tuple((0, n - 1) for n in volume.shape))
+    areas = [mask.sum(axis=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
+    bounds = [_span(area, 0.2) for area in areas]
+    top = _span(areas[2], 0.4)[1]  # the last slices with little area are skull cap, not brain
+    bounds[2] = (max(bounds[2][0], top - round(BRAIN_HEIGHT_MM / zooms[2])), top)
+    bottom, top = _span(areas[2], 0.05)
+    cut = bottom + int(0.4 * (top - bottom))
+    upper = mask[:, :, cut:]
+    centre = []
     for axis in range(3):
-        area = mask.sum(axis=tuple(a for a in range(3) if a != axis))
-        kept = np.nonzero(area >= 0.05 * area.max())[0]
-        bounds.append((int(kept[0]), int(kept[-1])))
-    x, y, z = np.nonzero(mask)
-    bottom, top = bounds[2]
-    upper = z >= bottom + 0.4 * (top - bottom)
-    centre = np.array([round(float(v[upper].mean())) for v in (x, y, z)])
-    return centre, bounds
+        profile = upper.sum(axis=tuple(a for a in range(3) if a != axis)).astype(np.float64)
+        mean = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1))
+        centre.append(round(mean) + (cut if axis == 2 else 0))
+    return Frame(low, high, tuple(centre), tuple(bounds))
+
+
+def _span(area: np.ndarray, fraction: float) -> tuple[int, int]:
+    """First and last index where `area` reaches `fraction` of its maximum."""
+    kept = np.nonzero(area >= fraction * area.max())[0]
+    return int(kept[0]), int(kept[-1])
 
 
 def view_plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     """One slice oriented for display: rows top-down = superior/anterior first, columns = R/A first."""
-    plane = np.take(volume, index, axis=axis)  # remaining axes in RAS order: (columns, rows)
+    plane = volume[(slice(None),) * axis + (index,)]  # a view, not a copy; remaining axes (columns, rows) in RAS
     return plane.T[::-1, ::-1]
 
 
@@ -112,10 +158,10 @@ def _label_edges(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], lett
     draw.text((mid_x, y1 - pad), bottom, fill=TEXT, font=font, anchor="mb")
 
 
-def orthogonal_views(volume: np.ndarray, zooms: tuple[float, float, float]) -> Image.Image:
+def orthogonal_views(volume: np.ndarray, zooms: tuple[float, float, float], frame: Frame | None = None) -> Image.Image:
     """Sagittal, coronal and axial slices through the head's centre, side by side and labelled."""
-    low, high = window(volume)
-    centre, _ = _head_extent(volume, low, high)
+    frame = frame or head_frame(volume, zooms)
+    low, high, centre = frame.low, frame.high, frame.centre
     heights = [volume.shape[rows] * zooms[rows] for _, _, (_, rows), _ in VIEWS]
     scale = VIEW_HEIGHT / max(heights)
     tiles = [_render(view_plane(volume, axis, int(centre[axis])), (zooms[c], zooms[r]), scale, low, high)
@@ -135,10 +181,10 @@ def orthogonal_views(volume: np.ndarray, zooms: tuple[float, float, float]) -> I
     return canvas
 
 
-def mosaic(volume: np.ndarray, zooms: tuple[float, float, float]) -> Image.Image:
-    """Evenly spaced slices through the head along the thick-slice axis (axial if isotropic)."""
-    low, high = window(volume)
-    _, bounds = _head_extent(volume, low, high)
+def mosaic(volume: np.ndarray, zooms: tuple[float, float, float], frame: Frame | None = None) -> Image.Image:
+    """Evenly spaced slices through the brain along the thick-slice axis (axial if isotropic)."""
+    frame = frame or head_frame(volume, zooms)
+    low, high, bounds = frame.low, frame.high, frame.bounds
     axis = int(np.argmax(zooms)) if max(zooms) / min(zooms) > 1.5 else 2
     name, _, (c, r), letters = next(v for v in VIEWS if v[1] == axis)
     first, last = bounds[axis]
@@ -165,11 +211,12 @@ def mosaic(volume: np.ndarray, zooms: tuple[float, float, float]) -> Image.Image
 def make_previews(nifti: Path, out_dir: Path) -> list[Path]:
     """Write `<name>_views.png` and `<name>_mosaic.png` for one NIfTI into `out_dir`; return their paths."""
     volume, zooms = load_volume(nifti)
+    frame = head_frame(volume, zooms)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(nifti).name.removesuffix(".gz").removesuffix(".nii")
     paths = []
     for kind, render in (("views", orthogonal_views), ("mosaic", mosaic)):
         path = out_dir / f"{stem}_{kind}.png"
-        render(volume, zooms).save(path, optimize=True)
+        render(volume, zooms, frame).save(path)  # optimize=True tries every filter: 3x the time for ~10 %
         paths.append(path)
     return paths

@@ -43,6 +43,10 @@ class PipelineSettings:
     credentials: Credentials | None = field(default=None, repr=False)
     release_values: tuple[str, ...] = ()
     """KEYWORD=VALUE values the operator judged not identifying (per value, recorded in the audit)."""
+    lab_name: str = ""
+    """The lab, its contact and the study as the participant's documents name them (empty: left out)."""
+    lab_contact: str = ""
+    study_name: str = ""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -57,6 +61,11 @@ class PipelineSettings:
     def wants_share_password(self) -> bool:
         """A share password is mandatory with zipcrypto, else as the credentials say."""
         return self.encryption == "zipcrypto" or bool(self.credentials and self.credentials.share_password)
+
+    @property
+    def include_viewer(self) -> bool:
+        """The 3D browser viewer goes into each package unless the credentials file turns it off."""
+        return self.credentials.include_viewer if self.credentials else True
 
     @property
     def profile(self) -> Preset:

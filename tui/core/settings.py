@@ -51,6 +51,12 @@ class UserSettings:
     """Language of the passphrase words."""
     ledger: Path | None = None
     """The share list; None: `share-list.xlsx` in the data folder."""
+    lab_name: str = ""
+    """Who sends the package, as the participant knows the lab (README, index.html); empty: left out."""
+    lab_contact: str = ""
+    """How the participant reaches the lab with questions (e-mail or phone); empty: left out."""
+    study_name: str = ""
+    """The study the images come from, as the participant knows it; empty: left out."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.destination, str) or self.destination and self.destination != "nextcloud" and not (
@@ -75,6 +81,10 @@ class UserSettings:
         if not isinstance(self.pseudonym, str):
             raise MrishareError("pseudonym must be text: keyed | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
         parse_scheme(self.pseudonym)
+        for name in ("lab_name", "lab_contact", "study_name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > 200 or any(c in value for c in "\r\n"):
+                raise MrishareError(f"{name} must be one line of text (at most 200 characters)")
 
     @classmethod
     def from_pipeline(cls, settings: PipelineSettings, ledger: Path | None = None) -> UserSettings:
@@ -82,7 +92,9 @@ class UserSettings:
         return cls(destination=settings.destination, expiry_days=settings.expiry_days,
                    encryption=settings.encryption, preset=settings.preset, options=settings.options,
                    deface_mode=settings.deface_mode, modalities=frozenset(settings.modalities),
-                   protocol_pages=settings.protocol_pages, pseudonym=settings.pseudonym, engine=settings.engine, language=settings.language, ledger=ledger)
+                   protocol_pages=settings.protocol_pages, pseudonym=settings.pseudonym, engine=settings.engine,
+                   language=settings.language, ledger=ledger,
+                   lab_name=settings.lab_name, lab_contact=settings.lab_contact, study_name=settings.study_name)
 
     def with_flags(self, args: object) -> UserSettings:
         """These defaults overridden by every command-line flag that was given (not None)."""
@@ -110,8 +122,9 @@ class UserSettings:
         return PipelineSettings(
             destination=dest, work_dir=data_dir() / "work", preset=self.preset, options=self.options,
             deface_mode=self.deface_mode, pseudonym=self.pseudonym, modalities=self.modalities, engine=self.engine,
-            protocol_pages=self.protocol_pages, encryption=self.encryption, expiry_days=expiry, language=self.language, keep_work=keep_work,
-            credentials=credentials)
+            protocol_pages=self.protocol_pages, encryption=self.encryption, expiry_days=expiry, language=self.language,
+            keep_work=keep_work, credentials=credentials, lab_name=self.lab_name, lab_contact=self.lab_contact,
+            study_name=self.study_name)
 
     def _credentials(self, explicit: Path | None) -> Credentials | None:
         """The credentials file when the destination may need it.

@@ -1,0 +1,50 @@
+"""Fixtures for the browser tests: a fresh chromium page, the participant folder and its passphrase page."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser_helpers import HEAD, PHRASE, Browser, open_browser
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """A page in headless chromium with software WebGL2."""
+    yield from open_browser(tmp_path / "profile")
+
+
+@pytest.fixture
+def browser_without_webgl(tmp_path: Path) -> Iterator[Browser]:
+    """A page in a chromium whose 3D graphics are switched off, as on an old or locked-down computer."""
+    yield from open_browser(tmp_path / "profile", ("--disable-3d-apis",))
+
+
+@pytest.fixture(scope="module")
+def participant_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2 mm Siemens head as a participant folder with previews, README, index.html and the viewer."""
+    from tui.core.participant_docs import write_participant_docs
+    from tui.core.preview import make_previews
+
+    folder = tmp_path_factory.mktemp("pkg") / "sub-K7Q2"
+    anat = folder / "ses-1" / "anat"
+    anat.mkdir(parents=True)
+    nifti = anat / "sub-K7Q2_ses-1_T1w.nii.gz"
+    shutil.copyfile(shared_data / HEAD, nifti)
+    write_participant_docs(folder, [nifti], {nifti.name: make_previews(nifti, folder / "previews")})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def unlock_page(participant_folder: Path) -> tuple[Path, Path]:
+    """(encrypted zip, passphrase page) of the participant folder, as `pack` makes them."""
+    from tui.core import package
+    from tui.core.events import drain
+    from tui.core.passphrase import Passphrase
+    from tui.core.unlock_page import write_unlock_page
+
+    zip_path = participant_folder.parent / "out" / "sub-K7Q2.zip"
+    drain(package.build_package(participant_folder, zip_path, Passphrase.from_text(PHRASE, "en")))
+    return zip_path, write_unlock_page(zip_path, PHRASE).path

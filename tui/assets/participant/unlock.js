@@ -1,0 +1,123 @@
+/* mrishare passphrase page: PBKDF2-SHA256 + AES-256-GCM (WebCrypto) over a plain zip, all in this browser. */
+"use strict";
+
+/* base64 text -> bytes (in steps, so a 40 MB payload does not build one huge intermediate array). */
+mrishare.fromBase64 = function (text) {
+  const binary = atob(text.trim());
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+};
+
+/* The passphrase as the zip uses it: lower-case words joined by '-' (spaces typed instead are fine). */
+mrishare.normalise = function (typed) {
+  return typed.trim().toLowerCase().split(/[\s\-‐–]+/).filter(Boolean).join("-");
+};
+
+mrishare.decrypt = async function (phrase, sealed, data) {
+  const material = await crypto.subtle.importKey("raw", new TextEncoder().encode(phrase), "PBKDF2", false, ["deriveKey"]);
+  const key = await crypto.subtle.deriveKey(
+    { name: "PBKDF2", hash: "SHA-256", salt: mrishare.fromBase64(sealed.salt), iterations: sealed.iterations },
+    material, { name: "AES-GCM", length: 256 }, false, ["decrypt"]);
+  return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: mrishare.fromBase64(sealed.iv) }, key, data));
+};
+
+/* The members of a plain zip: [{name, bytes()}], read from its central directory (stored or deflated). */
+mrishare.readZip = function (zip) {
+  const view = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  let end = zip.length - 22;
+  while (end >= 0 && view.getUint32(end, true) !== 0x06054b50) end--;
+  if (end < 0) throw new Error("not a zip");
+  const count = view.getUint16(end + 10, true);
+  let at = view.getUint32(end + 16, true);
+  const names = new TextDecoder();
+  const members = [];
+  for (let i = 0; i < count; i++) {
+    const method = view.getUint16(at + 10, true), packed = view.getUint32(at + 20, true);
+    const nameLength = view.getUint16(at + 28, true), extra = view.getUint16(at + 30, true);
+    const comment = view.getUint16(at + 32, true), local = view.getUint32(at + 42, true);
+    const name = names.decode(zip.subarray(at + 46, at + 46 + nameLength));
+    const start = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
+    const raw = zip.subarray(start, start + packed);
+    members.push({
+      name, size: view.getUint32(at + 24, true),
+      bytes: async () => method === 0 ? raw : new Uint8Array(await new Response(
+        new Blob([raw]).stream().pipeThrough(new DecompressionStream("deflate-raw"))).arrayBuffer()),
+    });
+    at += 46 + nameLength + extra + comment;
+  }
+  return members;
+};
+
+/* After the right passphrase: README, previews, files to save, then the viewer. */
+mrishare.show = async function (zip) {
+  const members = mrishare.readZip(zip);
+  const text = new TextDecoder();
+  const saveAll = document.getElementById("save-all");
+  saveAll.href = URL.createObjectURL(new Blob([zip], { type: "application/zip" }));
+  const list = document.getElementById("files");
+  const volumes = [];
+  for (const member of members) {
+    const short = member.name.split("/").slice(1).join("/");
+    const bytes = await member.bytes();
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([bytes]));
+    link.download = short.split("/").pop();
+    link.dataset.path = short;
+    link.textContent = short;
+    item.append(link, ` (${(member.size / 1e6).toFixed(1)} MB)`);
+    list.appendChild(item);
+    if (short === "README.txt") document.getElementById("readme").textContent = text.decode(bytes);
+    if (short.startsWith("previews/") && short.endsWith(".png")) {
+      const image = document.createElement("img");
+      image.src = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+      image.alt = short;
+      document.getElementById("previews").appendChild(image);
+    }
+    if (short.startsWith("viewer/") && short.endsWith(".js") && short !== "viewer/niivue.umd.js") {
+      const script = text.decode(bytes);
+      volumes.push(JSON.parse(script.slice(script.indexOf("(", script.indexOf("push")) + 1, script.lastIndexOf(")"))));
+    }
+  }
+  document.getElementById("content").hidden = false;
+  await mrishare.startViewer(volumes);
+};
+
+document.getElementById("unlock").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("unlock-button");
+  const input = document.getElementById("unlock-phrase");
+  button.disabled = true;
+  mrishare.say("unlock-status", "Entschlüsseln …", "Decrypting …");
+  document.body.dataset.unlock = "working";
+  const sealed = JSON.parse(document.getElementById("sealed-header").textContent);
+  let zip;
+  try {
+    mrishare.data = mrishare.data || mrishare.fromBase64(document.getElementById("sealed-data").textContent);
+    zip = await mrishare.decrypt(mrishare.normalise(input.value), sealed, mrishare.data);
+  } catch (error) {
+    if (error.name !== "OperationError") {  // not the GCM tag check: the page itself is damaged
+      mrishare.say("unlock-status", "Die Datei ist beschädigt: " + error, "The file is damaged: " + error);
+      document.body.dataset.unlock = "damaged";
+      return;
+    }
+    mrishare.say("unlock-status", "Die Passphrase stimmt nicht. Bitte prüfen Sie jedes Wort und versuchen Sie es noch einmal.",
+      "Wrong passphrase. Please check each word and try again.");
+    document.getElementById("unlock-status").classList.add("error");
+    document.body.dataset.unlock = "wrong";
+    button.disabled = false;
+    return;
+  }
+  input.value = "";
+  document.getElementById("unlock").hidden = true;
+  document.getElementById("unlock-status").hidden = true;
+  document.body.dataset.unlock = "open";
+  await mrishare.show(zip);
+});
+
+if (!window.crypto || !crypto.subtle) {
+  mrishare.say("unlock-status", "Dieser Browser kann die Datei nicht entschlüsseln. Bitte öffnen Sie sie mit einem aktuellen Chrome, Edge, Firefox oder Safari.",
+    "This browser cannot decrypt the file. Please open it in a current Chrome, Edge, Firefox or Safari.");
+  document.body.dataset.unlock = "unsupported";
+}

@@ -80,6 +80,6 @@ def test_share_writes_the_list_and_batch_refuses_it_inside_the_destination(
     assert listed.read_text(encoding="utf-8") == f"PatientID,Pseudonym\n12343@hucheng,{expected}\n"
     assert stat.S_IMODE(listed.stat().st_mode) == 0o600
     delivered = sorted(p.name for p in outbox.rglob("*") if p.is_file())
-    assert delivered == [".mrishare-shares.json", f"sub-{expected}.zip"]
+    assert delivered == [".mrishare-shares.json", f"sub-{expected}.zip", f"sub-{expected}_oeffnen_open.html"]
     members = zipfile.ZipFile(next(outbox.rglob("*.zip"))).namelist()  # names are readable without the phrase
     assert members and not [m for m in members if m.endswith(".csv") or "12343" in m]

@@ -238,7 +238,8 @@ def test_whole_shared_data_folder(shared_data: Path) -> None:
     folders = {str(p.folder.relative_to(shared_data)) for p in result.participants}
     assert f"phi-corpus/files/{A}" in folders and "phi-corpus/files/found/dicognito" in folders
     assert "head-mri/philips_ingenia_elitionx_adni_mprage_1mm" in folders
-    assert len(folders) == 7 + 6
+    assert "realworld/siemens_orientation_2slice" in folders
+    assert len(folders) == 7 + 6 + 5  # phi-corpus, head-mri + multivendor, realworld (one participant each)
 
 
 def test_one_participant_with_study_subfolders(tmp_path: Path) -> None:
@@ -331,3 +332,15 @@ def test_read_instance_of_a_copied_file(tmp_path: Path, corpus: Path) -> None:
     inst = read_instance(tmp_path / "no_extension")
     assert isinstance(inst, Instance) and inst.patient_id == "" and inst.patient_name == "PHANTOM^QA^WEEKLY"
     assert scan(tmp_path).participants[0].main_patient.patient_id == ""
+
+
+def test_raw_data_sharing_a_series_uid_is_its_own_series(shared_data: Path) -> None:
+    """Philips exports Raw Data Storage under the image series' UID: images and raw data are grouped apart."""
+    [p] = scan(shared_data / "realworld/philips_enhanced_with_raw", as_participant=True).participants
+    series = list(p.series())
+    assert len(series) == 11 and len({s.key for s in series}) == 11
+    images = [s for s in series if not s.kind]
+    assert [s.frames for s in images] == [40, 240, 212]
+    assert all(s.sop_classes == {"1.2.840.10008.5.1.4.1.1.4.1"} for s in images)
+    raw = [s for s in series if s.kind == "raw data"]
+    assert len(raw) == 8 and {s.series_uid for s in images} <= {s.series_uid for s in raw}

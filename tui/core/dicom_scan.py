@@ -51,6 +51,20 @@ SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
 _US_TAGS = {0x00280010, 0x00280011}  # Rows, Columns
+# SOP classes that are not images, by UID prefix. Such objects can share a SeriesInstanceUID with the
+# images they belong to (Philips stores Raw Data next to its enhanced MR): they form a series of their own.
+NON_IMAGE_KINDS = {
+    "1.2.840.10008.5.1.4.1.1.88.": "structured report",
+    "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document",
+    "1.2.840.10008.5.1.4.1.1.4.2": "spectroscopy",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data",
+    "1.2.840.10008.5.1.4.1.1.11.": "presentation state",
+}
+
+
+def object_kind(sop_class: str) -> str:
+    """'' for an image SOP class, else what the object is ('raw data', 'presentation state', ...)."""
+    return next((kind for prefix, kind in NON_IMAGE_KINDS.items() if sop_class.startswith(prefix)), "")
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,13 @@ class Series:
     image_type: str
     body_part: str
     protocol: str
+    kind: str = ""
+    """'' for images, else the non-image kind (`object_kind`) of every object in it."""
+
+    @property
+    def key(self) -> str:
+        """Unique within a participant: the SeriesInstanceUID, plus the kind for non-image objects."""
+        return f"{self.series_uid}/{self.kind}" if self.kind else self.series_uid
 
 
 @dataclass
@@ -498,14 +519,16 @@ def _series(instances: list[Instance]) -> Series:
         bytes=sum(i.size for i in instances), rows=first.rows, cols=first.cols, slices=frames, frames=frames,
         date=first.series_date or first.study_date, time=first.series_time or first.study_time,
         burned_in=burned, image_type=first.image_type, body_part=first.body_part, protocol=first.protocol,
+        kind=object_kind(first.sop_class),
     )
 
 
 def _patients(instances: list[Instance]) -> list[Patient]:
-    """Group instances by PatientID -> StudyInstanceUID -> SeriesInstanceUID; most files first."""
-    tree: dict[str, dict[str, dict[str, list[Instance]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    """Group instances by PatientID -> StudyInstanceUID -> SeriesInstanceUID and object kind; most files first."""
+    tree: dict[str, dict[str, dict[tuple[str, str], list[Instance]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
     for inst in instances:
-        tree[inst.patient_id][inst.study_uid][inst.series_uid].append(inst)
+        tree[inst.patient_id][inst.study_uid][(inst.series_uid, object_kind(inst.sop_class))].append(inst)
     patients = []
     for pid, studies in tree.items():
         members = [i for st in studies.values() for se in st.values() for i in se]
@@ -513,7 +536,7 @@ def _patients(instances: list[Instance]) -> list[Patient]:
         for study_uid, series in studies.items():
             firsts = [se[0] for se in series.values()]
             series_list = sorted((_series(se) for se in series.values()),
-                                 key=lambda s: (s.number if s.number is not None else 1 << 31, s.series_uid))
+                                 key=lambda s: (s.number if s.number is not None else 1 << 31, s.series_uid, s.kind))
             study_list.append(Study(study_uid=study_uid, date=firsts[0].study_date,
                                     description=firsts[0].study_description, accession=firsts[0].accession,
                                     series=series_list))

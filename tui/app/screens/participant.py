@@ -55,7 +55,7 @@ def series_flags(series: Any, found: dict[str, set[str]]) -> str:
         flags += "B"
     if getattr(series, "quarantine", False):
         flags += "Q"
-    seen = found.get(series.series_uid, set())
+    seen = found.get(series.key, set())
     flags += "P" if "private" in seen else ""
     flags += "I" if "identifying" in seen else ""
     return flags
@@ -154,7 +154,7 @@ class ParticipantScreen(Screen[None]):
                 Text(human_size(series.bytes), justify="right"),
                 Text(dimensions(series)),
                 Text(series_flags(series, self.found)),
-                key=series.series_uid,
+                key=series.key,
             )
         self.query_one("#options-panel").display = False
         settings = self.app.settings  # type: ignore[attr-defined]
@@ -178,11 +178,11 @@ class ParticipantScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#series-table")
     def _series_highlighted(self) -> None:
         series = self.current_series
-        if series is not None and series.series_uid != self._header_uid:
+        if series is not None and series.key != self._header_uid:
             self._open_series(series)
 
     def _open_series(self, series: Any) -> None:
-        self._header_uid = series.series_uid
+        self._header_uid = series.key
         self._header = None
         table = self.query_one(TagTable)
         if table.edits:
@@ -205,9 +205,9 @@ class ParticipantScreen(Screen[None]):
         if header is None:
             header = read_header(series.files[0])
         if isinstance(header, Skipped):
-            self.post_message(self.TagsRead(series.series_uid, None, [], header.reason))
+            self.post_message(self.TagsRead(series.key, None, [], header.reason))
             return
-        self.post_message(self.TagsRead(series.series_uid, header, flatten(header, options)))
+        self.post_message(self.TagsRead(series.key, header, flatten(header, options)))
 
     @on(TagsRead)
     def _tags_read(self, message: TagsRead) -> None:
@@ -220,9 +220,9 @@ class ParticipantScreen(Screen[None]):
         seen = set().union(*(row.flags for row in message.rows)) if message.rows else set()
         self.found[message.series_uid] = seen
         series = self.current_series
-        if series is not None and series.series_uid == message.series_uid:
+        if series is not None and series.key == message.series_uid:
             flags = Text(series_flags(series, self.found))
-            self.query_one("#series-table", DataTable).update_cell(series.series_uid, "flags", flags)
+            self.query_one("#series-table", DataTable).update_cell(series.key, "flags", flags)
 
     @on(SelectionList.SelectedChanged, "#options-list")
     def _options_changed(self, event: SelectionList.SelectedChanged[str]) -> None:

@@ -838,7 +838,8 @@ def _attach_lost(participant: Participant) -> None:
     for item in participant.skipped:
         if not item.lost:
             continue
-        problem = Problem(f"a file could not be read ({item.reason})", (item.path.name,))
+        what = "folder" if item.reason.startswith("folder ") else "file"
+        problem = Problem(f"a {what} could not be read ({item.reason.removeprefix('folder ')})", (item.path.name,))
         owners = [s for s in images if s.series_uid == item.series_uid] or \
                  [s for s in images if any(f.parent == item.path.parent for f in s.files)]
         for series in owners:

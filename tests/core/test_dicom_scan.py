@@ -169,8 +169,10 @@ def test_read_header_sniffs_content(corpus: Path) -> None:
     odd = corpus / "files" / A / "08_odd_files"
     raw = read_header(odd / "RAW_IMPLICIT_NO_META")
     assert isinstance(raw, Dataset) and raw.PatientID == "PID-CANARY-4711" and "PixelData" not in raw
-    assert read_header(odd / "truncated_in_pixeldata.dcm") == Skipped(odd / "truncated_in_pixeldata.dcm",
-                                                                      "truncated in pixel data")
+    truncated = read_header(odd / "truncated_in_pixeldata.dcm")
+    assert truncated == Skipped(odd / "truncated_in_pixeldata.dcm", "truncated in pixel data",
+                                series_uid=truncated.series_uid, lost=True)
+    assert truncated.series_uid.startswith("1.2.826.0.1.3680043.8.498.19230405")  # tied to its series
     assert isinstance(read_header(odd / "truncated_in_sequence.dcm"), Skipped)
 
 
@@ -202,7 +204,8 @@ def test_never_crashes_on_junk(tmp_path: Path) -> None:
 def test_permission_denied_is_a_reason(tmp_path: Path) -> None:
     write_mr(tmp_path / "secret", "ID1", "1.2.3.5")
     (tmp_path / "secret").chmod(0)
-    assert read_instance(tmp_path / "secret") == Skipped(tmp_path / "secret", "permission denied")
+    assert read_instance(tmp_path / "secret") == Skipped(tmp_path / "secret",
+                                                         "permission denied (Permission denied, errno 13)", lost=True)
 
 
 def test_study_folder_yields_one_participant_per_subfolder(tmp_path: Path) -> None:

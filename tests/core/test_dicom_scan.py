@@ -194,7 +194,7 @@ def test_never_crashes_on_junk(tmp_path: Path) -> None:
     assert reasons["junk.dcm"] == "not DICOM"
     assert reasons["loop"] == "symbolic link loop"
     assert reasons["dangling"] == "broken symbolic link"
-    assert reasons["dirlink"] == "symbolic link to a folder (not followed)"
+    assert reasons["dirlink"].startswith("symbolic link to a folder that is read already (loop")
     assert reasons["fifo"] == "not a regular file"
     assert "fake_dicm" in reasons and "group8_junk" in reasons
     assert [p.files for p in result.participants] == [1]
@@ -347,3 +347,22 @@ def test_raw_data_sharing_a_series_uid_is_its_own_series(shared_data: Path) -> N
     assert all(s.sop_classes == {"1.2.840.10008.5.1.4.1.1.4.1"} for s in images)
     raw = [s for s in series if s.kind == "raw data"]
     assert len(raw) == 8 and {s.series_uid for s in images} <= {s.series_uid for s in raw}
+
+
+def test_symlinked_participant_folders_are_followed_once(tmp_path: Path) -> None:
+    """Issue 18.5: a study folder of symlinks finds its participants; a link loop is named, never followed twice."""
+    data = tmp_path / "data"
+    for pid in ("S01", "S02"):
+        for number in (1, 2, 3):
+            write_mr(data / pid / f"IM{number}", pid, f"1.2.3.{pid[-1]}", number)
+    study = tmp_path / "study"
+    study.mkdir()
+    for pid in ("S01", "S02"):
+        (study / f"link-{pid}").symlink_to(data / pid, target_is_directory=True)
+    (data / "S01" / "up").symlink_to(study, target_is_directory=True)  # a loop back to the study folder
+    result = scan(study)
+    assert sorted(p.folder.name for p in result.participants) == ["link-S01", "link-S02"]
+    assert [p.files for p in result.participants] == [3, 3]
+    reasons = {s.path.relative_to(study).as_posix(): s.reason for s in result.skipped}
+    assert reasons == {"link-S01/up": "symbolic link to a folder that is read already (loop or second link; "
+                                      "not read twice)"}

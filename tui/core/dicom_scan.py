@@ -534,9 +534,11 @@ def _read_chunk(paths: list[Path]) -> list[Instance | DicomDirIndex | Skipped]:
 
 
 def _walk(root: Path, skipped: list[Skipped]) -> list[Path]:
-    """Every regular file under `root` (sorted); folder symlinks and unreadable folders go to `skipped`."""
+    """Every regular file under `root` (sorted), following folder symlinks once (a folder already read,
+    e.g. a link loop, is not read again); unreadable folders and repeated links go to `skipped`."""
     files: list[Path] = []
     stack = [root]
+    seen = {_identity(root)}
     while stack:
         folder = stack.pop()
         try:
@@ -547,15 +549,25 @@ def _walk(root: Path, skipped: list[Skipped]) -> list[Path]:
         for entry in entries:
             path = Path(entry.path)
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(path)
-                elif entry.is_symlink() and entry.is_dir():
-                    skipped.append(Skipped(path, "symbolic link to a folder (not followed)"))
+                if entry.is_dir():
+                    identity = _identity(path)
+                    if identity in seen:
+                        skipped.append(Skipped(path, "symbolic link to a folder that is read already (loop or "
+                                                     "second link; not read twice)"))
+                    else:
+                        seen.add(identity)
+                        stack.append(path)
                 else:
                     files.append(path)
             except OSError as error:
                 skipped.append(Skipped(path, _open_error(error)))
     return sorted(files)
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    """(device, inode) of a folder after following links: the same folder reached twice has one identity."""
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 # ---------------------------------------------------------------- grouping

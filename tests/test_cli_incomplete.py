@@ -211,3 +211,14 @@ def test_patient_index_shares_the_chosen_patient(
     code, out = share(series, tmp_path, capsys, "--patient-index", "2")
     assert code == 0 and len(packages(tmp_path)) == 1
     assert "20 released, 35 quarantined" in out
+
+
+def test_scan_shows_the_gap_before_anything_is_shared(series: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slice_file(series, 18).unlink()
+    assert main(["scan", str(series), "--json"]) == 0
+    [participant] = json.loads(capsys.readouterr().out)["participants"]
+    [only] = participant["patients"][0]["studies"][0]["series"]
+    [problem] = only["problems"]
+    assert problem.startswith("gap at slice 18 of 35: 1 slice missing: between 0017_")
+    assert main(["scan", str(series)]) == 0
+    assert "INCOMPLETE" in capsys.readouterr().out

@@ -592,3 +592,29 @@ async def test_a_broken_settings_file_is_named_and_the_app_still_starts(ledger_p
         messages = [n.message for n in app._notifications]
         assert any(str(saved) in m and "unknown setting 'expiry'" in m for m in messages)
         assert app.settings.destination.startswith("folder:")
+
+
+@pytest.mark.slow
+async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Path, tmp_path: Path) -> None:
+    """Issue 21.1 in the TUI: a damaged slice withholds its series; the line and the summary say 'partly'."""
+    from tui.core.dicom_scan import scan
+
+    study = tmp_path / "study"
+    shutil.copytree(demo_study, study)
+    for participant in scan(study).participants:  # a middle slice of each participant's T2 (the last series)
+        slices = list(participant.series())[-1].files
+        middle = slices[len(slices) // 2]
+        middle.write_bytes(middle.read_bytes()[: middle.stat().st_size // 2])
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("r")
+        await pilot.pause()
+        await settle(app, pilot)
+        line = app.batch_screen.lines[key]
+        assert line.state == "partly", line.reason
+        assert line.partial.startswith("partly shared: withheld series")
+        assert "1 partly shared" in str(app.batch_screen.query_one("#batch-summary").render())
+        assert "partly shared: withheld series" in str(app.batch_screen.query_one("#batch-reason").render())

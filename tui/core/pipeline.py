@@ -155,6 +155,8 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
                 summary = yield from getattr(run, stage)()
             yield StepFinished(run.subject, stage, summary)
         run.finish()
+        if run.admission.note():  # the CLI, the TUI's log and the ledger all say it
+            yield StepNote(run.subject, STAGES[-1], run.admission.note(), "warning")
         status = "partly shared" if run.admission.partial else "uploaded" if run.to_node else "shared"
         return Outcome(run.subject, run.journal.share_id, status, run.admission.note())
     except MrishareError as error:

@@ -618,3 +618,16 @@ async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Pat
         assert line.partial.startswith("partly shared: withheld series")
         assert "1 partly shared" in str(app.batch_screen.query_one("#batch-summary").render())
         assert "partly shared: withheld series" in str(app.batch_screen.query_one("#batch-reason").render())
+
+
+def test_series_flags_mark_an_incomplete_series(shared_data: Path, tmp_path: Path) -> None:
+    from tui.app.screens.participant import series_flags
+    from tui.core.dicom_scan import scan
+
+    series = tmp_path / "series"
+    shutil.copytree(shared_data / "multivendor/siemens_prisma_t1_fl2d_sag_35sl/dicom", series)
+    [whole] = scan(series, as_participant=True).participants[0].series()
+    assert "G" not in series_flags(whole, {})
+    next(series.glob("0018_*.dcm")).unlink()
+    [gapped] = scan(series, as_participant=True).participants[0].series()
+    assert "G" in series_flags(gapped, {})

@@ -49,10 +49,13 @@ def dimensions(series: Any) -> str:
 
 
 def series_flags(series: Any, found: dict[str, set[str]]) -> str:
-    """B burned-in, Q will be quarantined, P private tags, I identifying values (once tags were read)."""
+    """B burned-in, Q will be quarantined, G incomplete (gap or unreadable file: withheld), P private tags,
+    I identifying values (once tags were read)."""
     flags = ""
     if series.burned_in and series.burned_in.upper() != "NO":
         flags += "B"
+    if getattr(series, "problems", None):
+        flags += "G"
     if getattr(series, "quarantine", False):
         flags += "Q"
     seen = found.get(series.key, set())

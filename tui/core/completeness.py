@@ -70,10 +70,13 @@ class Admission:
 def choose_patient(participant: Participant, index: int | None) -> Participant:
     """The participant with one patient chosen (1 = most files); more than one and no choice is an error.
 
-    The other patients' files become misfiled (quarantined by de-identification, never released).
-    Only file counts are named: a patient's name or ID never goes into a message.
+    The other patients' files become misfiled (quarantined by de-identification, never released); they
+    stay in `patients` so that their identifiers are still searched for. A participant already `chosen`
+    (in the app) keeps its choice. Only file counts are named: a patient's name or ID never goes into a message.
     """
     patients = participant.patients
+    if index is None and participant.chosen:
+        return participant
     if index is None:
         if len(patients) > 1:
             counts = " + ".join(str(p.files) for p in patients)
@@ -85,7 +88,7 @@ def choose_patient(participant: Participant, index: int | None) -> Participant:
     chosen = patients[index - 1]
     others = [p for p in patients if p is not chosen]
     misfiled = sorted(f for p in others for st in p.studies for s in st.series for f in s.files)
-    return replace(participant, patients=[chosen, *others], misfiled=misfiled)
+    return replace(participant, patients=[chosen, *others], misfiled=misfiled, chosen=True)
 
 
 def _gaps(series: list[Series]) -> list[Gap]:

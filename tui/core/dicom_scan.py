@@ -202,6 +202,8 @@ class Participant:
     skipped: list[Skipped] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     """What was not read and belongs to no known series (an unreadable folder or file)."""
+    chosen: bool = False
+    """True once the user chose the first patient as the one to share (the others' files are misfiled)."""
 
     @property
     def mixed_patients(self) -> bool:

@@ -78,6 +78,7 @@ class ParticipantScreen(Screen[None]):
         Binding("plus", "add", "Add element", show=False, id="participant.add"),
         Binding("delete", "delete", "Delete element", show=False, id="participant.delete"),
         Binding("W", "save_copy", "Save edited copy", show=False, id="participant.save-copy"),
+        Binding("P", "choose_patient", "Choose patient", show=False, id="participant.choose-patient"),
         Binding("tab", "app.focus_next", "Next pane", show=False, id="participant.next-pane"),
         Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, id="participant.previous-pane"),
     ]
@@ -113,8 +114,8 @@ class ParticipantScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         p = self.participant
         warn = []
-        if p.mixed_patients:
-            warn.append(f"{len(p.patients)} patients in one folder!")
+        if p.mixed_patients and not getattr(p, "chosen", False):
+            warn.append(f"{len(p.patients)} patients in one folder! P chooses one")
         if p.misfiled:
             warn.append(f"{len(p.misfiled)} misfiled")
         if p.skipped:
@@ -135,6 +136,26 @@ class ParticipantScreen(Screen[None]):
                     *(Selection(OPTION_LABELS.get(o, o), o, False) for o in OPTIONS), id="options-list"
                 )
         yield Footer(compact=True)
+
+    def action_choose_patient(self) -> None:
+        """Pick which patient of a mixed folder is shared; the others' files are quarantined."""
+        from tui.app.screens.choose_patient import ChoosePatientScreen
+
+        if not self.participant.mixed_patients:
+            self.notify("This folder holds one patient.")
+            return
+
+        def chosen(index: int | None) -> None:
+            if index:
+                from tui.core.completeness import choose_patient
+
+                picked = choose_patient(self.participant, index)
+                # in place: the ledger screen's entry holds the same participant, so the batch sees the choice
+                self.participant.patients, self.participant.misfiled = picked.patients, picked.misfiled
+                self.participant.chosen = True
+                self.notify(f"Patient {index} will be shared; {len(picked.misfiled)} other files quarantined.")
+
+        self.app.push_screen(ChoosePatientScreen(self.participant), chosen)
 
     def on_mount(self) -> None:
         table = self.query_one("#series-table", DataTable)

@@ -366,3 +366,30 @@ def test_symlinked_participant_folders_are_followed_once(tmp_path: Path) -> None
     reasons = {s.path.relative_to(study).as_posix(): s.reason for s in result.skipped}
     assert reasons == {"link-S01/up": "symbolic link to a folder that is read already (loop or second link; "
                                       "not read twice)"}
+
+
+def test_a_three_plane_localizer_is_no_gap(tmp_path: Path) -> None:
+    """Positions are compared within one orientation only: planes at odd offsets are not 'missing slices'."""
+    axial, sagittal = "1\\0\\0\\0\\1\\0", "0\\1\\0\\0\\0\\-1"
+    # along each file's own normal: 0, 5, 10 (axial) and 40 (sagittal), which one stack would call a gap
+    planes = [(axial, "0\\0\\0"), (axial, "0\\0\\5"), (axial, "0\\0\\10"), (sagittal, "-40\\0\\0")]
+    for number, (orientation, position) in enumerate(planes, 1):
+        write_mr(tmp_path / f"IM{number}", "ID1", "1.2.3.9", number)
+        ds = pydicom.dcmread(tmp_path / f"IM{number}")
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = orientation.split("\\"), position.split("\\")
+        ds.save_as(tmp_path / f"IM{number}")
+    [series] = scan(tmp_path, as_participant=True).participants[0].series()
+    assert series.problems == []
+
+
+def test_gaps_in_positions_and_the_declared_count(tmp_path: Path) -> None:
+    for number in (1, 2, 3, 5, 6):
+        write_mr(tmp_path / f"IM{number}", "ID1", "1.2.3.9", number)
+        ds = pydicom.dcmread(tmp_path / f"IM{number}")
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [0, 0, 2.5 * number]
+        ds.ImagesInAcquisition = 7
+        ds.save_as(tmp_path / f"IM{number}")
+    [series] = scan(tmp_path, as_participant=True).participants[0].series()
+    assert [str(p) for p in series.problems] == [
+        "gap at slice 4 of 6: 1 slice missing: between IM3 and IM5",
+        "the series declares 7 images (ImagesInAcquisition), 5 were read"]

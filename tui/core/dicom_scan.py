@@ -125,6 +125,8 @@ class Instance:
     """ImagePositionPatient along the slice normal (mm), for finding gaps."""
     declared: int | None = None
     """ImagesInAcquisition: the count the series itself declares."""
+    plane: tuple[float, ...] | None = None
+    """ImageOrientationPatient, rounded: positions are compared only within one orientation."""
 
 
 @dataclass(frozen=True)
@@ -504,6 +506,7 @@ def read_instance(path: Path) -> Instance | DicomDirIndex | Skipped:
         rows=_int(ds, 0x00280010), cols=_int(ds, 0x00280011), frames=max(1, _int(ds, 0x00280008) or 1),
         burned_in=burned, image_type=_text(ds, 0x00080008), body_part=_decoded(ds, 0x00180015),
         protocol=_decoded(ds, 0x00181030), position=_slice_position(ds), declared=_int(ds, 0x00201002),
+        plane=_plane(ds),
     )
 
 
@@ -515,6 +518,12 @@ def _numbers(ds: Dataset, tag: int, count: int) -> list[float] | None:
     except ValueError:
         return None
     return values if len(values) == count else None
+
+
+def _plane(ds: Dataset) -> tuple[float, ...] | None:
+    """ImageOrientationPatient rounded to 3 decimals, or None."""
+    orientation = _numbers(ds, 0x00200037, 6)
+    return tuple(round(v, 3) for v in orientation) if orientation else None
 
 
 def _slice_position(ds: Dataset) -> float | None:
@@ -615,8 +624,8 @@ def _gaps(instances: list[Instance]) -> list[Problem]:
 
 def _position_gaps(instances: list[Instance]) -> list[Problem]:
     """A step between neighbouring slice positions well above the usual one means slices are missing."""
-    if any(i.position is None for i in instances):
-        return []
+    if any(i.position is None for i in instances) or len({i.plane for i in instances}) > 1:
+        return []  # no positions, or several orientations (a 3-plane localizer): no slice stack to check
     at: dict[float, Instance] = {}
     for inst in sorted(instances, key=lambda i: (i.position, str(i.path))):
         at.setdefault(round(float(inst.position or 0.0), 2), inst)

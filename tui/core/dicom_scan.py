@@ -863,8 +863,10 @@ def _attach_lost(participant: Participant) -> None:
             continue
         what = "folder" if item.reason.startswith("folder ") else "file"
         problem = Problem(f"a {what} could not be read ({item.reason.removeprefix('folder ')})", (item.path.name,))
-        owners = [s for s in images if s.series_uid == item.series_uid] or \
-                 [s for s in images if any(f.parent == item.path.parent for f in s.files)]
+        if item.series_uid:  # a known series, or one of which nothing else was read
+            owners = [s for s in images if s.series_uid == item.series_uid]
+        else:
+            owners = [s for s in images if any(f.parent == item.path.parent for f in s.files)]
         for series in owners:
             series.problems.append(problem)
         if not owners:

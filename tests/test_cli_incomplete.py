@@ -142,7 +142,7 @@ def test_other_series_go_on_and_the_run_ends_partly_shared(
 def test_allow_incomplete_releases_and_records_the_gap(
         series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     truncate(slice_file(series, 35))
-    code, out = share(series, tmp_path, capsys, "--allow-incomplete", "--keep-work")
+    code, _ = share(series, tmp_path, capsys, "--allow-incomplete", "--keep-work")
     assert code == 0 and packages(tmp_path)
     row = ledger_row(tmp_path)
     assert row.status == "shared" and row.note.startswith("incomplete series released on request: series 3")

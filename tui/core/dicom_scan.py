@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
 
@@ -633,7 +634,7 @@ def _position_gaps(instances: list[Instance]) -> list[Problem]:
     first = min(instances, key=lambda i: (i.instance_number is None, i.instance_number or 0))
     if round(float(first.position or 0.0), 2) == positions[-1]:
         positions.reverse()  # count slices the way the scanner numbered them
-    steps = [abs(b - a) for a, b in zip(positions, positions[1:])]
+    steps = [abs(b - a) for a, b in pairwise(positions)]
     if len(steps) < 2:
         return []
     usual = sorted(steps)[len(steps) // 2]

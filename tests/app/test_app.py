@@ -711,3 +711,93 @@ async def test_nested_elements_are_edited_added_and_deleted(make_app, shared_dat
         assert item.ReferencedSOPInstanceUID == "1.2.3.4" and "ReferencedSOPClassUID" not in item
         assert item.ReferencedFrameNumber == 1
         assert pydicom.dcmread(copy).SOPInstanceUID != pydicom.dcmread(source / copy.name).SOPInstanceUID
+
+
+@pytest.mark.slow
+async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Path, tmp_path: Path) -> None:
+    """Issue 21.1 in the TUI: a damaged slice withholds its series; the line and the summary say 'partly'."""
+    from tui.core.dicom_scan import scan
+
+    study = tmp_path / "study"
+    shutil.copytree(demo_study, study)
+    for participant in scan(study).participants:  # a middle slice of each participant's T2 (the last series)
+        slices = list(participant.series())[-1].files
+        middle = slices[len(slices) // 2]
+        middle.write_bytes(middle.read_bytes()[: middle.stat().st_size // 2])
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("r")
+        await pilot.pause()
+        await settle(app, pilot)
+        line = app.batch_screen.lines[key]
+        assert line.state == "partly", line.reason
+        assert line.partial.startswith("partly shared: withheld series")
+        assert "1 partly shared" in str(app.batch_screen.query_one("#batch-summary").render())
+        assert "partly shared: withheld series" in str(app.batch_screen.query_one("#batch-reason").render())
+
+
+def test_series_flags_mark_an_incomplete_series(shared_data: Path, tmp_path: Path) -> None:
+    from tui.app.screens.participant import series_flags
+    from tui.core.dicom_scan import scan
+
+    series = tmp_path / "series"
+    shutil.copytree(shared_data / "multivendor/siemens_prisma_t1_fl2d_sag_35sl/dicom", series)
+    [whole] = scan(series, as_participant=True).participants[0].series()
+    assert "G" not in series_flags(whole, {})
+    next(series.glob("0018_*.dcm")).unlink()
+    [gapped] = scan(series, as_participant=True).participants[0].series()
+    assert "G" in series_flags(gapped, {})
+
+
+def mixed_folder(shared_data: Path, root: Path) -> Path:
+    """A participant folder with the real 35-slice Prisma series and 20 slices of another patient."""
+    folder = root / "study" / "mixed"
+    folder.mkdir(parents=True)
+    study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    for n, path in enumerate(sorted((shared_data / "multivendor/siemens_prisma_t1_fl2d_sag_35sl/dicom").iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.PatientID = "Testperson^Erika", "TP123456"
+        ds.save_as(folder / path.name)
+        if n < 20:
+            ds.PatientName, ds.PatientID = "Anders^Max", "XY987654"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = study_uid, series_uid, 99
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            ds.save_as(folder / f"other-{path.name}")
+    return folder.parent
+
+
+@pytest.mark.slow
+async def test_mixed_patients_fail_until_one_is_chosen_in_the_participant_screen(
+        make_app, shared_data: Path, tmp_path: Path, ledger_path: Path) -> None:
+    """Issue 21.2 in the TUI: a folder with two patients is an error; P picks one, then it shares."""
+    app = make_app(mixed_folder(shared_data, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("r")
+        await pilot.pause()
+        await settle(app, pilot)
+        assert "2 patients in one participant folder (35 + 20 files)" in app.batch_screen.lines[key].reason
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.scanned is not None)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ParticipantScreen)
+        await pilot.press("P")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # patient 2: the 20 files
+        await pilot.pause()
+        participant = app.screen.participant
+        assert participant.chosen and participant.patients[0].files == 20 and len(participant.misfiled) == 35
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.scanned is not None)
+        await pilot.press("r")
+        await pilot.pause()
+        await settle(app, pilot)
+        assert app.batch_screen.lines[key].state == "done", app.batch_screen.lines[key].reason

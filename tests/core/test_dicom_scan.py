@@ -169,8 +169,10 @@ def test_read_header_sniffs_content(corpus: Path) -> None:
     odd = corpus / "files" / A / "08_odd_files"
     raw = read_header(odd / "RAW_IMPLICIT_NO_META")
     assert isinstance(raw, Dataset) and raw.PatientID == "PID-CANARY-4711" and "PixelData" not in raw
-    assert read_header(odd / "truncated_in_pixeldata.dcm") == Skipped(odd / "truncated_in_pixeldata.dcm",
-                                                                      "truncated in pixel data")
+    truncated = read_header(odd / "truncated_in_pixeldata.dcm")
+    assert truncated == Skipped(odd / "truncated_in_pixeldata.dcm", "truncated in pixel data",
+                                series_uid=truncated.series_uid, lost=True)
+    assert truncated.series_uid.startswith("1.2.826.0.1.3680043.8.498.19230405")  # tied to its series
     assert isinstance(read_header(odd / "truncated_in_sequence.dcm"), Skipped)
 
 
@@ -192,7 +194,7 @@ def test_never_crashes_on_junk(tmp_path: Path) -> None:
     assert reasons["junk.dcm"] == "not DICOM"
     assert reasons["loop"] == "symbolic link loop"
     assert reasons["dangling"] == "broken symbolic link"
-    assert reasons["dirlink"] == "symbolic link to a folder (not followed)"
+    assert reasons["dirlink"].startswith("symbolic link to a folder that is read already (loop")
     assert reasons["fifo"] == "not a regular file"
     assert "fake_dicm" in reasons and "group8_junk" in reasons
     assert [p.files for p in result.participants] == [1]
@@ -202,7 +204,8 @@ def test_never_crashes_on_junk(tmp_path: Path) -> None:
 def test_permission_denied_is_a_reason(tmp_path: Path) -> None:
     write_mr(tmp_path / "secret", "ID1", "1.2.3.5")
     (tmp_path / "secret").chmod(0)
-    assert read_instance(tmp_path / "secret") == Skipped(tmp_path / "secret", "permission denied")
+    assert read_instance(tmp_path / "secret") == Skipped(tmp_path / "secret",
+                                                         "permission denied (Permission denied, errno 13)", lost=True)
 
 
 def test_study_folder_yields_one_participant_per_subfolder(tmp_path: Path) -> None:
@@ -334,3 +337,61 @@ def test_read_instance_of_a_copied_file(tmp_path: Path, corpus: Path) -> None:
     inst = read_instance(tmp_path / "no_extension")
     assert isinstance(inst, Instance) and inst.patient_id == "" and inst.patient_name == "PHANTOM^QA^WEEKLY"
     assert scan(tmp_path).participants[0].main_patient.patient_id == ""
+
+
+def test_raw_data_sharing_a_series_uid_is_its_own_series(shared_data: Path) -> None:
+    """Philips exports Raw Data Storage under the image series' UID: images and raw data are grouped apart."""
+    [p] = scan(shared_data / "realworld/philips_enhanced_with_raw", as_participant=True).participants
+    series = list(p.series())
+    assert len(series) == 11 and len({s.key for s in series}) == 11
+    images = [s for s in series if not s.kind]
+    assert [s.frames for s in images] == [40, 240, 212]
+    assert all(s.sop_classes == {"1.2.840.10008.5.1.4.1.1.4.1"} for s in images)
+    raw = [s for s in series if s.kind == "raw data"]
+    assert len(raw) == 8 and {s.series_uid for s in images} <= {s.series_uid for s in raw}
+
+
+def test_symlinked_participant_folders_are_followed_once(tmp_path: Path) -> None:
+    """Issue 18.5: a study folder of symlinks finds its participants; a link loop is named, never followed twice."""
+    data = tmp_path / "data"
+    for pid in ("S01", "S02"):
+        for number in (1, 2, 3):
+            write_mr(data / pid / f"IM{number}", pid, f"1.2.3.{pid[-1]}", number)
+    study = tmp_path / "study"
+    study.mkdir()
+    for pid in ("S01", "S02"):
+        (study / f"link-{pid}").symlink_to(data / pid, target_is_directory=True)
+    (data / "S01" / "up").symlink_to(study, target_is_directory=True)  # a loop back to the study folder
+    result = scan(study)
+    assert sorted(p.folder.name for p in result.participants) == ["link-S01", "link-S02"]
+    assert [p.files for p in result.participants] == [3, 3]
+    reasons = {s.path.relative_to(study).as_posix(): s.reason for s in result.skipped}
+    assert reasons == {"link-S01/up": "symbolic link to a folder that is read already (loop or second link; "
+                                      "not read twice)"}
+
+
+def test_a_three_plane_localizer_is_no_gap(tmp_path: Path) -> None:
+    """Positions are compared within one orientation only: planes at odd offsets are not 'missing slices'."""
+    axial, sagittal = "1\\0\\0\\0\\1\\0", "0\\1\\0\\0\\0\\-1"
+    # along each file's own normal: 0, 5, 10 (axial) and 40 (sagittal), which one stack would call a gap
+    planes = [(axial, "0\\0\\0"), (axial, "0\\0\\5"), (axial, "0\\0\\10"), (sagittal, "-40\\0\\0")]
+    for number, (orientation, position) in enumerate(planes, 1):
+        write_mr(tmp_path / f"IM{number}", "ID1", "1.2.3.9", number)
+        ds = pydicom.dcmread(tmp_path / f"IM{number}")
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = orientation.split("\\"), position.split("\\")
+        ds.save_as(tmp_path / f"IM{number}")
+    [series] = scan(tmp_path, as_participant=True).participants[0].series()
+    assert series.problems == []
+
+
+def test_gaps_in_positions_and_the_declared_count(tmp_path: Path) -> None:
+    for number in (1, 2, 3, 5, 6):
+        write_mr(tmp_path / f"IM{number}", "ID1", "1.2.3.9", number)
+        ds = pydicom.dcmread(tmp_path / f"IM{number}")
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [0, 0, 2.5 * number]
+        ds.ImagesInAcquisition = 7
+        ds.save_as(tmp_path / f"IM{number}")
+    [series] = scan(tmp_path, as_participant=True).participants[0].series()
+    assert [str(p) for p in series.problems] == [
+        "gap at slice 4 of 6: 1 slice missing: between IM3 and IM5",
+        "the series declares 7 images (ImagesInAcquisition), 5 were read"]

@@ -142,14 +142,20 @@ def test_engines_agree_on_heads(shared_data: Path, tmp_path: Path, head: str) ->
         assert nib.load(a.nifti).dataobj.slope == pytest.approx(sidecar["PhilipsRescaleSlope"], rel=1e-4)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_two_slice_series_is_skipped(shared_data: Path, tmp_path: Path, engine: str) -> None:
+def test_two_slice_series_converts_like_dcm2niix(shared_data: Path, tmp_path: Path) -> None:
+    """Two slices is no reason to skip: a localizer is known by ImageType or description (issue 11.7)."""
     series = series_from(shared_data / "multivendor/rejected/too_few_slices_2sl", "two")
-    stream = convert_series([series], tmp_path, "p01", engine=engine)
+    [result] = convert([series], tmp_path, "dcm2niix")
+    assert isinstance(result, Converted)
+    assert sorted(nib.load(result.nifti).shape) == [2, 256, 256]
+
+
+def test_dicom2nifti_names_its_own_limit_on_two_slices(shared_data: Path, tmp_path: Path) -> None:
+    series = series_from(shared_data / "multivendor/rejected/too_few_slices_2sl", "two")
     events: list = []
-    [result] = drain(stream, events.append)
-    assert result == NotConverted("two", "too few slices (2), likely a localizer")
-    assert any(isinstance(e, StepNote) and "too few slices" in e.message for e in events)
+    [result] = drain(convert_series([series], tmp_path, "p01", engine="dicom2nifti"), events.append)
+    assert result == NotConverted("two", "dicom2nifti needs at least 3 slices")
+    assert any(isinstance(e, StepNote) and "at least 3 slices" in e.message for e in events)
     assert not list(tmp_path.rglob("*.nii.gz"))
 
 
@@ -172,9 +178,13 @@ def test_skips_by_series_kind_without_running_an_engine(shared_data: Path, tmp_p
         series_from(folder, "loc", image_type="ORIGINAL\\PRIMARY\\LOCALIZER"),
         series_from(folder, "scout", description="AAHead_Scout_32ch"),
         SeriesInput("single", one.files[:1], "", "MR", "", {"1.2.840.10008.5.1.4.1.1.4"}),
+        series_from(folder, "raw", sop="1.2.840.10008.5.1.4.1.1.66"),
+        series_from(folder, "pr", sop="1.2.840.10008.5.1.4.1.1.11.1"),
     ]
     results = convert(series, tmp_path, "dcm2niix")
-    assert [r.reason for r in results] == ["secondary capture", "localizer", "localizer", "single image"]
+    assert [r.reason for r in results] == ["secondary capture", "localizer", "localizer", "single image",
+                                           "not an image series (raw data)",
+                                           "not an image series (presentation state)"]
 
 
 @pytest.mark.slow
@@ -246,3 +256,26 @@ def test_cli_convert_on_a_phi_laden_folder_passes_the_leak_gate(shared_data: Pat
     assert "sub-A1/ses-1/anat/sub-A1_ses-1_T1w.nii.gz" in names and "sub-A1/README.txt" in names
     assert not any("ROI" in n or n.endswith((".bval", ".bvec")) and "/anat/" in n for n in names)
     assert not any("KANARIENVOGEL" in n.upper() for n in names)
+
+
+REALWORLD_NIFTI = {  # what dcm2niix itself writes for these folders (its own run, counted by hand)
+    "siemens_orientation_2slice": 21,  # 19 two-slice series in three planes + 2 multiband fMRI
+    "philips_enhanced_with_raw": 6,  # 3 enhanced image series (one with 2 echoes x magnitude/phase)
+}
+
+
+@pytest.mark.parametrize("folder", sorted(REALWORLD_NIFTI))
+def test_every_image_series_of_a_real_export_converts(shared_data: Path, tmp_path: Path, folder: str) -> None:
+    """Issue 11.7: 2-slice series convert; Raw Data objects sharing a series UID stay apart from the images."""
+    from tui.core.dicom_scan import scan
+    from tui.core.nifti import inputs_from_scan
+
+    [participant] = scan(shared_data / "realworld" / folder, as_participant=True).participants
+    results = convert(inputs_from_scan(participant.series()), tmp_path, "dcm2niix")
+    converted = [r for r in results if isinstance(r, Converted)]
+    assert len(converted) == REALWORLD_NIFTI[folder]
+    skipped = {r.reason for r in results if isinstance(r, NotConverted)}
+    assert skipped <= {"not an image series (raw data)"}
+    image_series = [s for s in participant.series() if not s.kind]
+    assert {c.series_key for c in converted} == {str(n) for n, s in enumerate(participant.series(), 1) if not s.kind}
+    assert all(min(nib.load(c.nifti).shape[:3]) >= 2 for c in converted) and image_series

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,12 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     p.add_argument("--workers", type=int, default=2, help="participants processed at once")
     p.add_argument("--keep-work", action="store_true", help="keep de-identified DICOM and unpacked packages")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="release a series with missing slices or unreadable files, the gaps recorded in the "
+                        "package README and the audit (default: withhold it; the run ends 'partly shared')")
+    p.add_argument("--patient-index", type=int, default=None, metavar="N",
+                   help="a folder holding several patients: share patient N (1 = most files) and quarantine the "
+                        "others (default: such a folder is an error)")
     add_release_argument(p)
 
 
@@ -86,6 +93,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     share.set_defaults(handler=run, as_participant=True)
 
 
+def no_participant_reason(skipped: list) -> str:
+    """'no DICOM participant found', with why the files that look like DICOM could not be used."""
+    lost = [s for s in skipped if s.lost]
+    if not lost:
+        return "no DICOM participant found" + (f" ({len(skipped)} files, none DICOM)" if skipped else "")
+    shown = "; ".join(f"{s.path.name}: {s.reason}" for s in lost[:3]) + (" ..." if len(lost) > 3 else "")
+    return f"no DICOM participant found: {len(lost)} file(s) or folder(s) could not be read ({shown})"
+
+
 def settings_from(args: argparse.Namespace) -> PipelineSettings:
     """Pipeline settings: command-line flags over `settings.json` over the credentials file over defaults."""
     from dataclasses import replace
@@ -95,7 +111,8 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
 
     parse_releases(args.release_value)  # a malformed override stops before any work
     settings = load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
-    return replace(settings, release_values=tuple(args.release_value))
+    return replace(settings, release_values=tuple(args.release_value), allow_incomplete=args.allow_incomplete,
+                   patient_index=args.patient_index)
 
 
 def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None:
@@ -109,7 +126,7 @@ def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Scan, run every participant, print one line each; exit 1 if any failed."""
+    """Scan, run every participant, print one line each; exit 1 if any failed or was only partly shared."""
     from tui.core.dicom_scan import scan_events
     from tui.core.ledger import Ledger
     from tui.core.pipeline import run_batch
@@ -122,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     _say_if_outbox(settings, args.credentials)
     scanned = run_with_progress(scan_events(args.folder, as_participant=args.as_participant))
     if not scanned.participants:
-        raise MrishareError("no DICOM participant found", args.folder)
+        raise MrishareError(no_participant_reason(scanned.skipped), args.folder)
     ledger_path = args.ledger or default_ledger()
     with Ledger.open(ledger_path) as ledger:
         result = run_with_progress(run_batch(scanned.participants, settings, ledger, workers=args.workers))

@@ -98,6 +98,10 @@ def series_line(series: Series, pages: Collection[str] = PROTOCOL_PAGES) -> Text
     reason = withheld(series, pages)
     if reason:
         text.append(f"  WITHHELD: {reason}", style="red")
+    if series.kind:
+        text.append(f"  {series.kind}, not an image")
+    if series.problems:
+        text.append("  INCOMPLETE (withheld unless --allow-incomplete)", style="red")
     return text
 
 
@@ -124,7 +128,11 @@ def participant_tree(participant: Participant, result: ScanResult, reveal: bool,
                 study_label.append(f"  {study.date} {study.description} | accession {study.accession}")
             study_branch = branch.add(study_label)
             for series in study.series:
-                study_branch.add(series_line(series, pages))
+                series_branch = study_branch.add(series_line(series, pages))
+                for problem in series.problems:
+                    series_branch.add(Text(str(problem), style="red"))
+    for problem in participant.problems:
+        tree.add(Text(f"may be incomplete: {problem}", style="red"))
     return tree
 
 
@@ -157,6 +165,7 @@ def to_json(result: ScanResult, reveal: bool, pages: Collection[str] = PROTOCOL_
             "bytes": series.bytes, "rows": series.rows, "cols": series.cols, "slices": series.slices,
             "frames": series.frames, "burned_in": series.burned_in, "image_type": series.image_type,
             "body_part": series.body_part, "protocol": series.protocol, "withheld": withheld(series, pages),
+            "kind": series.kind, "problems": [str(p) for p in series.problems],
         }
         if reveal:
             data.update(date=series.date, time=series.time)
@@ -184,6 +193,7 @@ def to_json(result: ScanResult, reveal: bool, pages: Collection[str] = PROTOCOL_
             "bytes": participant.bytes, "mixed_patients": participant.mixed_patients, "patients": patients,
             "misfiled": [str(p) for p in participant.misfiled],
             "skipped": [_skipped_json(s) for s in participant.skipped],
+            "problems": [str(p) for p in participant.problems],
         })
     return {"root": str(result.root), "participants": participants,
             "skipped": [_skipped_json(s) for s in result.skipped]}

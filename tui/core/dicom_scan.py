@@ -17,7 +17,8 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,12 +46,27 @@ _KEYWORDS = (
     "SeriesTime", "AccessionNumber", "Modality", "StudyDescription", "SeriesDescription",
     "PatientName", "PatientID", "PatientBirthDate", "BodyPartExamined", "ProtocolName",
     "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "NumberOfFrames",
-    "Rows", "Columns", "BurnedInAnnotation",
+    "Rows", "Columns", "BurnedInAnnotation", "ImagePositionPatient", "ImageOrientationPatient",
+    "ImagesInAcquisition",
 )
 SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
 _US_TAGS = {0x00280010, 0x00280011}  # Rows, Columns
+# SOP classes that are not images, by UID prefix. Such objects can share a SeriesInstanceUID with the
+# images they belong to (Philips stores Raw Data next to its enhanced MR): they form a series of their own.
+NON_IMAGE_KINDS = {
+    "1.2.840.10008.5.1.4.1.1.88.": "structured report",
+    "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document",
+    "1.2.840.10008.5.1.4.1.1.4.2": "spectroscopy",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data",
+    "1.2.840.10008.5.1.4.1.1.11.": "presentation state",
+}
+
+
+def object_kind(sop_class: str) -> str:
+    """'' for an image SOP class, else what the object is ('raw data', 'presentation state', ...)."""
+    return next((kind for prefix, kind in NON_IMAGE_KINDS.items() if sop_class.startswith(prefix)), "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,21 @@ class Skipped:
 
     path: Path
     reason: str
+    series_uid: str = ""
+    """The series the file belongs to, when its header could still be read."""
+    lost: bool = False
+    """True if the file may hold part of a series (DICOM by content but unreadable, or an OS error)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a series may be incomplete: `summary` names no file (it may go into a package), `files` does."""
+
+    summary: str
+    files: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.summary}: {', '.join(self.files)}" if self.files else self.summary
 
 
 @dataclass(frozen=True)
@@ -91,6 +122,12 @@ class Instance:
     image_type: str
     body_part: str
     protocol: str
+    position: float | None = None
+    """ImagePositionPatient along the slice normal (mm), for finding gaps."""
+    declared: int | None = None
+    """ImagesInAcquisition: the count the series itself declares."""
+    plane: tuple[float, ...] | None = None
+    """ImageOrientationPatient, rounded: positions are compared only within one orientation."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +161,15 @@ class Series:
     image_type: str
     body_part: str
     protocol: str
+    kind: str = ""
+    """'' for images, else the non-image kind (`object_kind`) of every object in it."""
+    problems: list[Problem] = field(default_factory=list)
+    """Gaps and unreadable files: a series with problems is withheld unless the user allows it."""
+
+    @property
+    def key(self) -> str:
+        """Unique within a participant: the SeriesInstanceUID, plus the kind for non-image objects."""
+        return f"{self.series_uid}/{self.kind}" if self.kind else self.series_uid
 
 
 @dataclass
@@ -157,6 +203,10 @@ class Participant:
     patients: list[Patient]
     misfiled: list[Path] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    """What was not read and belongs to no known series (an unreadable folder or file)."""
+    chosen: bool = False
+    """True once the user chose the first patient as the one to share (the others' files are misfiled)."""
 
     @property
     def mixed_patients(self) -> bool:
@@ -183,6 +233,16 @@ class Participant:
         for patient in self.patients:
             for study in patient.studies:
                 yield from study.series
+
+    def without(self, keys: set[str]) -> Participant:
+        """A copy whose main patient lacks the series with these `key`s (withheld from sharing)."""
+        patients = []
+        for patient in self.patients:
+            studies = [replace(st, series=[s for s in st.series if s.key not in keys]) for st in patient.studies]
+            studies = [st for st in studies if st.series]
+            files = sum(len(s.files) for st in studies for s in st.series)
+            patients.append(replace(patient, studies=studies, files=files))
+        return replace(self, patients=patients)
 
 
 @dataclass
@@ -217,14 +277,14 @@ def _sniff(head: bytes, size: int) -> bool | None:
 
 
 def _open_error(error: OSError) -> str:
-    """A one-line reason for a file that cannot be opened or read."""
+    """A one-line reason for a file that cannot be opened or read, with the OS error."""
     if isinstance(error, PermissionError):
-        return "permission denied"
+        return f"permission denied ({error.strerror}, errno {error.errno})"
     if error.errno == 40:  # ELOOP
         return "symbolic link loop"
     if error.errno == 2:
         return "broken symbolic link"
-    return f"unreadable ({error.strerror or type(error).__name__})"
+    return f"unreadable ({error.strerror or type(error).__name__}, errno {error.errno})"
 
 
 def _encapsulated_end(fp: BinaryIO, little: bool) -> bool:
@@ -303,21 +363,29 @@ def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not kind,
                                      specific_tags=list(specific_tags) if specific_tags else None)
             except zlib.error:
-                return Skipped(path, "corrupt deflated data")
+                return Skipped(path, "corrupt deflated data", lost=True)
             except (EOFError, OSError, struct.error):
-                return Skipped(path, "truncated (header ends early)")
+                return Skipped(path, "truncated (header ends early)", lost=True)
             except Exception as error:  # noqa: BLE001 - any parser failure makes the file unusable
-                return Skipped(path, f"corrupt header ({type(error).__name__})")
+                return Skipped(path, f"corrupt header ({type(error).__name__})", lost=True)
             meta = getattr(ds, "file_meta", None) or {}
             if kind and not meta.get("TransferSyntaxUID") and 0x00080016 not in ds:
-                return Skipped(path, "corrupt after DICM preamble")
+                return Skipped(path, "corrupt after DICM preamble", lost=True)
             deflated = str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
             problem = _header_problem(fp, ds, size, deflated)
     except OSError as error:
-        return Skipped(path, _open_error(error))
+        return Skipped(path, _open_error(error), lost=True)
     if problem:
-        return Skipped(path, problem)
+        return Skipped(path, problem, series_uid=_series_uid(ds), lost=True)
     return ds, size
+
+
+def _series_uid(ds: Dataset) -> str:
+    """The SeriesInstanceUID of a partly read header, or '' if that part is damaged too."""
+    try:
+        return _text(ds, 0x0020000E)
+    except Exception:  # noqa: BLE001 - a damaged element is as good as none
+        return ""
 
 
 def read_header(path: Path) -> Dataset | Skipped:
@@ -438,8 +506,35 @@ def read_instance(path: Path) -> Instance | DicomDirIndex | Skipped:
         sop_class=sop_class, transfer_syntax=tsyntax, instance_number=_int(ds, 0x00200013),
         rows=_int(ds, 0x00280010), cols=_int(ds, 0x00280011), frames=max(1, _int(ds, 0x00280008) or 1),
         burned_in=burned, image_type=_text(ds, 0x00080008), body_part=_decoded(ds, 0x00180015),
-        protocol=_decoded(ds, 0x00181030),
+        protocol=_decoded(ds, 0x00181030), position=_slice_position(ds), declared=_int(ds, 0x00201002),
+        plane=_plane(ds),
     )
+
+
+def _numbers(ds: Dataset, tag: int, count: int) -> list[float] | None:
+    """`count` decimal numbers of a DS element, or None if absent or malformed."""
+    parts = _text(ds, tag).split("\\")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        return None
+    return values if len(values) == count else None
+
+
+def _plane(ds: Dataset) -> tuple[float, ...] | None:
+    """ImageOrientationPatient rounded to 3 decimals, or None."""
+    orientation = _numbers(ds, 0x00200037, 6)
+    return tuple(round(v, 3) for v in orientation) if orientation else None
+
+
+def _slice_position(ds: Dataset) -> float | None:
+    """ImagePositionPatient projected on the slice normal (cross product of the orientation's rows)."""
+    position, orientation = _numbers(ds, 0x00200032, 3), _numbers(ds, 0x00200037, 6)
+    if position is None or orientation is None:
+        return None
+    r, c = orientation[:3], orientation[3:]
+    normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    return sum(p * n for p, n in zip(position, normal, strict=True))
 
 
 def _read_chunk(paths: list[Path]) -> list[Instance | DicomDirIndex | Skipped]:
@@ -451,28 +546,40 @@ def _read_chunk(paths: list[Path]) -> list[Instance | DicomDirIndex | Skipped]:
 
 
 def _walk(root: Path, skipped: list[Skipped]) -> list[Path]:
-    """Every regular file under `root` (sorted); folder symlinks and unreadable folders go to `skipped`."""
+    """Every regular file under `root` (sorted), following folder symlinks once (a folder already read,
+    e.g. a link loop, is not read again); unreadable folders and repeated links go to `skipped`."""
     files: list[Path] = []
     stack = [root]
+    seen = {_identity(root)}
     while stack:
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError as error:
-            skipped.append(Skipped(folder, f"folder {_open_error(error)}"))
+            skipped.append(Skipped(folder, f"folder {_open_error(error)}", lost=True))
             continue
         for entry in entries:
             path = Path(entry.path)
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(path)
-                elif entry.is_symlink() and entry.is_dir():
-                    skipped.append(Skipped(path, "symbolic link to a folder (not followed)"))
+                if entry.is_dir():
+                    identity = _identity(path)
+                    if identity in seen:
+                        skipped.append(Skipped(path, "symbolic link to a folder that is read already (loop or "
+                                                     "second link; not read twice)"))
+                    else:
+                        seen.add(identity)
+                        stack.append(path)
                 else:
                     files.append(path)
             except OSError as error:
                 skipped.append(Skipped(path, _open_error(error)))
     return sorted(files)
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    """(device, inode) of a folder after following links: the same folder reached twice has one identity."""
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 # ---------------------------------------------------------------- grouping
@@ -498,14 +605,73 @@ def _series(instances: list[Instance]) -> Series:
         bytes=sum(i.size for i in instances), rows=first.rows, cols=first.cols, slices=frames, frames=frames,
         date=first.series_date or first.study_date, time=first.series_time or first.study_time,
         burned_in=burned, image_type=first.image_type, body_part=first.body_part, protocol=first.protocol,
+        kind=object_kind(first.sop_class), problems=_gaps(instances),
     )
 
 
+def _gaps(instances: list[Instance]) -> list[Problem]:
+    """Missing slices, seen in slice positions, else in instance numbers, and against the declared count."""
+    if any(i.frames > 1 for i in instances):
+        return []  # a multi-frame object is whole or unreadable (the reader checks its length)
+    problems = _position_gaps(instances)
+    if not problems:
+        problems = _number_gaps(instances)
+    declared = {i.declared for i in instances}
+    if len(declared) == 1 and (count := declared.pop()) and count > len(instances):
+        problems.append(Problem(f"the series declares {count} images (ImagesInAcquisition), "
+                                f"{len(instances)} were read"))
+    return problems
+
+
+def _position_gaps(instances: list[Instance]) -> list[Problem]:
+    """A step between neighbouring slice positions well above the usual one means slices are missing."""
+    if any(i.position is None for i in instances) or len({i.plane for i in instances}) > 1:
+        return []  # no positions, or several orientations (a 3-plane localizer): no slice stack to check
+    at: dict[float, Instance] = {}
+    for inst in sorted(instances, key=lambda i: (i.position, str(i.path))):
+        at.setdefault(round(float(inst.position or 0.0), 2), inst)
+    positions = sorted(at)
+    first = min(instances, key=lambda i: (i.instance_number is None, i.instance_number or 0))
+    if round(float(first.position or 0.0), 2) == positions[-1]:
+        positions.reverse()  # count slices the way the scanner numbered them
+    steps = [abs(b - a) for a, b in pairwise(positions)]
+    if len(steps) < 2:
+        return []
+    usual = sorted(steps)[len(steps) // 2]
+    if usual < 0.01:
+        return []
+    problems, slice_number = [], 1
+    total = len(positions) + sum(max(0, round(step / usual) - 1) for step in steps)
+    for index, step in enumerate(steps):
+        slice_number += 1
+        missing = round(step / usual) - 1
+        if step > 1.5 * usual and missing >= 1:
+            before, after = at[positions[index]].path.name, at[positions[index + 1]].path.name
+            what = "1 slice" if missing == 1 else f"{missing} slices"
+            problems.append(Problem(f"gap at slice {slice_number} of {total}: {what} missing",
+                                    (f"between {before} and {after}",)))
+            slice_number += missing
+    return problems
+
+
+def _number_gaps(instances: list[Instance]) -> list[Problem]:
+    """InstanceNumbers that skip values (only used where slice positions cannot tell)."""
+    numbers = sorted({i.instance_number for i in instances if i.instance_number is not None})
+    if len(numbers) < 3 or len(numbers) != len(instances):
+        return []
+    missing = [n for n in range(numbers[0], numbers[-1] + 1) if n not in set(numbers)]
+    if not missing:
+        return []
+    shown = ", ".join(str(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return [Problem(f"instance numbers {numbers[0]}-{numbers[-1]} lack {len(missing)}: {shown}")]
+
+
 def _patients(instances: list[Instance]) -> list[Patient]:
-    """Group instances by PatientID -> StudyInstanceUID -> SeriesInstanceUID; most files first."""
-    tree: dict[str, dict[str, dict[str, list[Instance]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    """Group instances by PatientID -> StudyInstanceUID -> SeriesInstanceUID and object kind; most files first."""
+    tree: dict[str, dict[str, dict[tuple[str, str], list[Instance]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
     for inst in instances:
-        tree[inst.patient_id][inst.study_uid][inst.series_uid].append(inst)
+        tree[inst.patient_id][inst.study_uid][(inst.series_uid, object_kind(inst.sop_class))].append(inst)
     patients = []
     for pid, studies in tree.items():
         members = [i for st in studies.values() for se in st.values() for i in se]
@@ -513,7 +679,7 @@ def _patients(instances: list[Instance]) -> list[Patient]:
         for study_uid, series in studies.items():
             firsts = [se[0] for se in series.values()]
             series_list = sorted((_series(se) for se in series.values()),
-                                 key=lambda s: (s.number if s.number is not None else 1 << 31, s.series_uid))
+                                 key=lambda s: (s.number if s.number is not None else 1 << 31, s.series_uid, s.kind))
             study_list.append(Study(study_uid=study_uid, date=firsts[0].study_date,
                                     description=firsts[0].study_description, accession=firsts[0].accession,
                                     series=series_list))
@@ -676,15 +842,36 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
     for folder, mine, their_skipped in zip(folders, members, unused, strict=True):
         patients = _patients(mine)
         main = patients[0].patient_id
-        participants.append(Participant(
+        participant = Participant(
             folder=folder, key=participant_key(folder, secret), patients=patients,
             misfiled=sorted(i.path for i in mine if i.patient_id != main),
             skipped=their_skipped,
-        ))
+        )
+        _attach_lost(participant)
+        participants.append(participant)
     series = sum(len(list(p.series())) for p in participants)
     yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {len(participants)} participants, "
                                       f"{series} series; {len(skipped)} unused")
     return ScanResult(root=root, participants=participants, skipped=skipped)
+
+
+def _attach_lost(participant: Participant) -> None:
+    """Tie each unreadable file to its series (by SeriesInstanceUID, else by folder); the rest, and every
+    unreadable folder, become the participant's own problems."""
+    images = [s for s in participant.series() if not s.kind]
+    for item in participant.skipped:
+        if not item.lost:
+            continue
+        what = "folder" if item.reason.startswith("folder ") else "file"
+        problem = Problem(f"a {what} could not be read ({item.reason.removeprefix('folder ')})", (item.path.name,))
+        if item.series_uid:  # a known series, or one of which nothing else was read
+            owners = [s for s in images if s.series_uid == item.series_uid]
+        else:
+            owners = [s for s in images if any(f.parent == item.path.parent for f in s.files)]
+        for series in owners:
+            series.problems.append(problem)
+        if not owners:
+            participant.problems.append(Problem(f"not read ({item.reason})", (str(item.path),)))
 
 
 def scan(root: Path, cancel: threading.Event | None = None, workers: int | None = None,

@@ -28,7 +28,7 @@ import numpy as np
 import pydicom
 from isal import igzip
 
-from tui.core.dicom_scan import Series
+from tui.core.dicom_scan import Series, object_kind
 from tui.core.errors import MrishareError
 from tui.core.events import (
     EventStream,
@@ -71,13 +71,6 @@ SIDECAR_KEYS = frozenset({
 BLANK_HEADER_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-NON_IMAGE_SOP_PREFIXES = (
-    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports
-    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF/CDA
-    "1.2.840.10008.5.1.4.1.1.4.2",  # MR spectroscopy
-    "1.2.840.10008.5.1.4.1.1.66",  # raw data
-    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
-)
 LOCALIZER_WORDS = re.compile(r"locali[sz]er|scout|survey|3[-_ ]?plane|aahead|aascout|pilot", re.IGNORECASE)
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -224,7 +217,7 @@ def _postfix_entities(postfix: str) -> dict[str, Any]:
 
 
 DICOM2NIFTI_REASONS = {
-    "TOO_FEW_SLICES/LOCALIZER": "too few slices, likely a localizer",
+    "TOO_FEW_SLICES/LOCALIZER": "dicom2nifti needs at least 3 slices",
     "SLICE_INCREMENT_INCONSISTENT": "inconsistent slice spacing",
     "IMAGE_ORIENTATION_INCONSISTENT": "mixed slice orientations",
     "NON_IMAGING_DICOM_FILES": "not an image series",
@@ -421,15 +414,15 @@ def skip_reason(series: SeriesInput, header: pydicom.Dataset) -> str | None:
     """Why `series` should not be converted (one line), or None to convert it."""
     if any(uid.startswith(SECONDARY_CAPTURE) for uid in series.sop_classes):
         return "secondary capture"
-    if any(uid.startswith(NON_IMAGE_SOP_PREFIXES) for uid in series.sop_classes):
-        return "not an image series"
+    kinds = sorted({object_kind(uid) for uid in series.sop_classes} - {""})
+    if kinds:
+        return f"not an image series ({', '.join(kinds)})"
+    # A localizer is known by what it says it is, never by its slice count: dcm2niix converts 2-slice series.
     if "LOCALIZER" in series.image_type.upper() or LOCALIZER_WORDS.search(series.description or ""):
         return "localizer"
     images = int(header.get("NumberOfFrames") or 1) if len(series.files) == 1 else len(series.files)
     if images <= 1:
         return "single image"
-    if images == 2:
-        return "too few slices (2), likely a localizer"
     return None
 
 

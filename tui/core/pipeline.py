@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tui.core import leakcheck, passphrase
+from tui.core.audit import AuditLog
+from tui.core.completeness import Admission, admit, choose_patient
 from tui.core.deidentify import DeidSettings, deidentify_participant
 from tui.core.destinations import Delivered, Destination, SharePolicy, destination_from
 from tui.core.dicom_scan import Participant, scan
@@ -151,6 +153,7 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
     stage = "upload"  # start() may withdraw an abandoned upload: a login failure there is no 'deidentify failed'
     try:
         run.start()
+        yield from run.admit()
         delivered_before = run.delivered
         if delivered_before and (ended := run.link_ended()):
             yield StepFailed(run.subject, "share", ended)
@@ -170,7 +173,10 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
                 summary = yield from getattr(run, stage)()
             yield StepFinished(run.subject, stage, summary)
         run.finish()
-        return Outcome(run.subject, run.journal.share_id, "uploaded" if run.to_node else "shared")
+        if run.admission.note():  # the CLI, the TUI's log and the ledger all say it
+            yield StepNote(run.subject, STAGES[-1], run.admission.note(), "warning")
+        status = "partly shared" if run.admission.partial else "uploaded" if run.to_node else "shared"
+        return Outcome(run.subject, run.journal.share_id, status, run.admission.note())
     except MrishareError as error:
         reason = str(error)
     except Exception as error:  # a bug or a library failure: never let its message (maybe PHI) out
@@ -197,6 +203,7 @@ class _Run:
         self.journal: Journal | None = None
         self.row: LedgerRow | None = None
         self.policy: SharePolicy | None = None
+        self.admission = Admission(participant, (), ())
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -218,6 +225,16 @@ class _Run:
         if not self.delivered:
             self._save_row(last_action="pipeline started")
         journal.mark("row")
+
+    def admit(self) -> EventStream[None]:
+        """One patient only, and incomplete series withheld (or released, recorded); says what and why."""
+        chosen = choose_patient(self.participant, self.settings.patient_index)
+        self.admission = admit(chosen, self.settings.allow_incomplete)
+        self.participant = self.admission.participant
+        for gap in self.admission.withheld:
+            yield StepNote(self.subject, "deidentify", f"withheld {gap.text()}", "warning")
+        for gap in self.admission.released:
+            yield StepNote(self.subject, "deidentify", f"released incomplete {gap.text()}", "warning")
 
     def _withdraw(self, journal: Journal) -> None:
         """Remove what an abandoned attempt left remotely and locally (the user asked to share again)."""
@@ -287,6 +304,8 @@ class _Run:
         if not self.settings.keep_work:
             for name in ("deid", "package"):
                 shutil.rmtree(self.attempt / name, ignore_errors=True)
+        if self.admission.note():
+            self._save_row(note=self.admission.note())
 
     def fail(self, stage: str, reason: str) -> None:
         """Record the failure in the ledger (best effort: the ledger itself may be the problem)."""
@@ -338,6 +357,12 @@ class _Run:
             raise MrishareError(f"nothing released ({len(result.quarantined)} quarantined, "
                                 f"{len(result.skipped)} skipped)")
         assert self.journal is not None
+        if result.audit_path is not None and (self.admission.withheld or self.admission.released):
+            with AuditLog("", path=result.audit_path) as audit:
+                for gap, decision in [(g, "withheld") for g in self.admission.withheld] + \
+                                     [(g, "released") for g in self.admission.released]:
+                    audit.write({"type": "incomplete", "subject": self.subject, "decision": decision,
+                                 "where": gap.where, "problems": [str(p) for p in gap.problems]})
         self.journal.pseudonym = result.pseudonym
         note = "; ".join(result.notes)
         self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified",
@@ -359,7 +384,9 @@ class _Run:
                                      self.subject, "convert")
         converted = [r for r in results if isinstance(r, nifti.Converted)]
         if not converted:
-            raise MrishareError("no series could be converted to NIfTI")
+            reasons = "; ".join(f"series {r.series_key}: {r.reason}" for r in results
+                                if isinstance(r, nifti.NotConverted))
+            raise MrishareError(f"no series could be converted to NIfTI ({reasons or 'no image series'})")
         assert self.journal is not None
         self._save_row(status="converted", series=len(converted), last_action="converted")
         self.journal.mark("convert", files=[str(c.nifti.relative_to(self.attempt)) for c in converted],
@@ -448,6 +475,10 @@ class _Run:
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
                                viewer=self.settings.include_viewer, about=self._about())
+        if self.admission.in_package:  # what may be incomplete in the package: the README says so
+            with open(self.package_root / "README.txt", "a", encoding="utf-8") as readme:
+                readme.write("\nINCOMPLETE DATA:\n"
+                             + "".join(f"  - {gap.summary()}\n" for gap in self.admission.in_package))
 
     def _about(self) -> About:
         """Lab, contact and study from the settings; the scan date only where the preset keeps real dates."""

@@ -40,6 +40,10 @@ class PipelineSettings:
     """Language of the passphrase words."""
     keep_work: bool = False
     """Keep de-identified DICOM and the unpacked package after a successful share."""
+    allow_incomplete: bool = False
+    """Release a series with gaps or unreadable files (recorded in README and audit) instead of withholding it."""
+    patient_index: int | None = None
+    """Which patient of a folder holding several to share (1 = most files); None: such a folder is an error."""
     credentials: Credentials | None = field(default=None, repr=False)
     release_values: tuple[str, ...] = ()
     """KEYWORD=VALUE values the operator judged not identifying (per value, recorded in the audit)."""

@@ -52,15 +52,17 @@ class Line:
     key: str
     stages: dict[str, Stage] = field(default_factory=lambda: {s: Stage() for s in STAGES})
     reason: str = ""
+    partial: str = ""
+    """Why the package holds only part of the participant (a withheld series), if it does."""
 
     @property
     def state(self) -> str:
-        """failed, done, running or waiting."""
+        """failed, partly (shared, something withheld), done, running or waiting."""
         states = [s.state for s in self.stages.values()]
         if "failed" in states:
             return "failed"
         if all(s == "done" for s in states):
-            return "done"
+            return "partly" if self.partial else "done"
         return "running" if any(s != "pending" for s in states) else "waiting"
 
 
@@ -153,6 +155,8 @@ class BatchScreen(Screen[None]):
                 stage.state = "done"
             elif isinstance(event, StepFailed):
                 stage.state, line.reason = "failed", event.reason
+            elif isinstance(event, StepNote) and event.message.startswith("partly shared"):
+                line.partial = event.message
         self._log(event, now)
         if self.is_mounted and line is not None:
             self._draw_line(line)
@@ -215,7 +219,8 @@ class BatchScreen(Screen[None]):
                 cells.append(Text("░" * BAR, style=style("pending")))
         state = line.state
         cells.append(Text(state, style=style(
-            {"failed": "failed", "done": "done"}.get(state, "running" if state == "running" else "pending")
+            {"failed": "failed", "partly": "failed", "done": "done"}.get(
+                state, "running" if state == "running" else "pending")
         )))
         return cells
 
@@ -226,6 +231,8 @@ class BatchScreen(Screen[None]):
         parts = [f"{states.count('done')}/{len(states)} done"]
         if states.count("failed"):
             parts.append(f"{states.count('failed')} failed")
+        if states.count("partly"):
+            parts.append(f"{states.count('partly')} partly shared")
         elapsed = (self.now - self.started).total_seconds() if self.now and self.started else 0.0
         if elapsed > 0:
             parts.append(f"{self.files_done / elapsed:.1f} files/s")
@@ -244,9 +251,9 @@ class BatchScreen(Screen[None]):
         return sum(s.fraction for s in stages) / len(stages) if stages else 0.0
 
     def _show_reason(self) -> None:
-        failed = [line for line in self.lines.values() if line.state == "failed"]
+        failed = [line for line in self.lines.values() if line.state in ("failed", "partly")]
         label = self.query_one("#batch-reason", Label)
-        label.update("\n".join(f"✗ {line.key}: {line.reason}" for line in failed))
+        label.update("\n".join(f"✗ {line.key}: {line.reason or line.partial}" for line in failed))
         label.display = bool(failed)
 
     # -- actions --------------------------------------------------------------------------------

@@ -51,13 +51,16 @@ def dimensions(series: Any) -> str:
 
 
 def series_flags(series: Any, found: dict[str, set[str]], pages: tuple[str, ...] = PROTOCOL_PAGES) -> str:
-    """B burned-in, Q will be quarantined, P private tags, I identifying values (once tags were read)."""
+    """B burned-in, Q will be quarantined, G incomplete (gap or unreadable file: withheld), P private tags,
+    I identifying values (once tags were read)."""
     flags = ""
     if series.burned_in and series.burned_in.upper() != "NO":
         flags += "B"
+    if getattr(series, "problems", None):
+        flags += "G"
     if getattr(series, "quarantine", False) or protocol_page(series.description, pages):
         flags += "Q"
-    seen = found.get(series.series_uid, set())
+    seen = found.get(series.key, set())
     flags += "P" if "private" in seen else ""
     flags += "I" if "identifying" in seen else ""
     return flags
@@ -77,6 +80,7 @@ class ParticipantScreen(Screen[None]):
         Binding("plus", "add", "Add element", show=False, id="participant.add"),
         Binding("delete", "delete", "Delete element", show=False, id="participant.delete"),
         Binding("W", "save_copy", "Save edited copy", show=False, id="participant.save-copy"),
+        Binding("P", "choose_patient", "Choose patient", show=False, id="participant.choose-patient"),
         Binding("tab", "app.focus_next", "Next pane", show=False, id="participant.next-pane"),
         Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, id="participant.previous-pane"),
     ]
@@ -112,8 +116,8 @@ class ParticipantScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         p = self.participant
         warn = []
-        if p.mixed_patients:
-            warn.append(f"{len(p.patients)} patients in one folder!")
+        if p.mixed_patients and not getattr(p, "chosen", False):
+            warn.append(f"{len(p.patients)} patients in one folder! P chooses one")
         if p.misfiled:
             warn.append(f"{len(p.misfiled)} misfiled")
         if p.skipped:
@@ -141,6 +145,26 @@ class ParticipantScreen(Screen[None]):
         settings = self.app.settings  # type: ignore[attr-defined]
         return settings.protocol_pages if settings is not None else PROTOCOL_PAGES
 
+    def action_choose_patient(self) -> None:
+        """Pick which patient of a mixed folder is shared; the others' files are quarantined."""
+        from tui.app.screens.choose_patient import ChoosePatientScreen
+
+        if not self.participant.mixed_patients:
+            self.notify("This folder holds one patient.")
+            return
+
+        def chosen(index: int | None) -> None:
+            if index:
+                from tui.core.completeness import choose_patient
+
+                picked = choose_patient(self.participant, index)
+                # in place: the ledger screen's entry holds the same participant, so the batch sees the choice
+                self.participant.patients, self.participant.misfiled = picked.patients, picked.misfiled
+                self.participant.chosen = True
+                self.notify(f"Patient {index} will be shared; {len(picked.misfiled)} other files quarantined.")
+
+        self.app.push_screen(ChoosePatientScreen(self.participant), chosen)
+
     def on_mount(self) -> None:
         table = self.query_one("#series-table", DataTable)
         for key, label, width in (
@@ -162,7 +186,7 @@ class ParticipantScreen(Screen[None]):
                 Text(human_size(series.bytes), justify="right"),
                 Text(dimensions(series)),
                 Text(series_flags(series, self.found, self.pages)),
-                key=series.series_uid,
+                key=series.key,
             )
         self.query_one("#options-panel").display = False
         settings = self.app.settings  # type: ignore[attr-defined]
@@ -186,11 +210,11 @@ class ParticipantScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#series-table")
     def _series_highlighted(self) -> None:
         series = self.current_series
-        if series is not None and series.series_uid != self._header_uid:
+        if series is not None and series.key != self._header_uid:
             self._open_series(series)
 
     def _open_series(self, series: Any) -> None:
-        self._header_uid = series.series_uid
+        self._header_uid = series.key
         self._header = None
         table = self.query_one(TagTable)
         if table.edits:
@@ -215,9 +239,9 @@ class ParticipantScreen(Screen[None]):
         if header is None:
             header = read_header(series.files[0])
         if isinstance(header, Skipped):
-            self.post_message(self.TagsRead(series.series_uid, None, [], header.reason))
+            self.post_message(self.TagsRead(series.key, None, [], header.reason))
             return
-        self.post_message(self.TagsRead(series.series_uid, header, flatten(header, options)))
+        self.post_message(self.TagsRead(series.key, header, flatten(header, options)))
 
     @on(TagsRead)
     def _tags_read(self, message: TagsRead) -> None:
@@ -230,9 +254,9 @@ class ParticipantScreen(Screen[None]):
         seen = set().union(*(row.flags for row in message.rows)) if message.rows else set()
         self.found[message.series_uid] = seen
         series = self.current_series
-        if series is not None and series.series_uid == message.series_uid:
+        if series is not None and series.key == message.series_uid:
             flags = Text(series_flags(series, self.found, self.pages))
-            self.query_one("#series-table", DataTable).update_cell(series.series_uid, "flags", flags)
+            self.query_one("#series-table", DataTable).update_cell(series.key, "flags", flags)
 
     @on(SelectionList.SelectedChanged, "#options-list")
     def _options_changed(self, event: SelectionList.SelectedChanged[str]) -> None:

@@ -2,10 +2,15 @@
 
 The template (pydeface's `mean_reg2mean`, MIT) is registered rigid-then-affine to the scan with
 SimpleITK (Mattes mutual information, multi-resolution, on ~3 mm copies). Its face mask (extended
-over eyes and brows by scripts/build_deface_assets.py) and brain mask are warped into the scan:
-`reface` blends the template's intensity-matched face in, feathered over a few mm so that no
-artificial edge appears; `deface` fades the face to zero; `off` copies the file. Voxels inside the
-warped brain mask, and a margin around it, are never changed.
+over eyes and brows by scripts/build_deface_assets.py) and brain mask are warped into the scan.
+`deface` fades the face to zero; `off` copies the file. `reface` gives the head a stranger's face:
+the average face alone stays about as close to everyone as two different people are (a face
+recogniser still matched 5 of 9 views to the participant), so the new skin surface is a caricature
+of the template *away from* the participant. With signed distances to the skin of the participant
+(P) and of the template placed by a similarity fit (rigid + one scale, so it keeps the template's
+proportions, not the participant's), the new surface is T + CARICATURE * (T - P). It is blended
+into the participant's surface in the distance domain with a wide feather, so no artificial edge
+appears. Voxels inside the warped brain mask, and a margin around it, are never changed.
 """
 
 from __future__ import annotations
@@ -47,6 +52,15 @@ MAX_AXIS_SCALE = 1.35  # the affine may not stretch or shrink any axis more than
 MIN_FACE_ML, MAX_FACE_ML = 150.0, 3000.0  # the template's face mask is ~1700 ml
 MIN_FACE_ANTERIOR_MM = 30.0  # face centroid in front of the brain centroid (RAS +y) by at least this
 MIN_FACE_INFERIOR_MM = 0.0  # ...and below it (RAS -z)
+# Reface, measured on the two shared heads (tests/bench/bench_deface.py --distances): with 1.0 and no
+# growth the Siemens head kept one view at 0.59 and a median of 0.66 (< 0.67 between the two people);
+# 1.5 with growth: medians 0.76 (Philips) and 0.67 (Siemens), every view >= 0.6. 2.0 (cap 20 mm)
+# distorts the Philips face until the detector finds it in only 1 of 9 views.
+CARICATURE = 1.5  # the new skin lies this many times the participant-to-template difference past the template
+CARICATURE_CAP_MM = 15.0  # ...but never moves more than this from the template's skin
+REFACE_GROW_MM = 10.0  # the face mask grows by this for reface (cheeks and jaw line carry identity too)
+REFACE_FEATHER_MM = 6.0  # blend sigma of the reface: wide, because it moves the surface, not just intensities
+SKIN_RAMP_MM = 3.0  # the synthetic skin rises from air to tissue over this distance across the new surface
 
 
 @dataclass(frozen=True)
@@ -244,9 +258,9 @@ def _as_image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     return image
 
 
-def _face_weight(face: np.ndarray, brain: np.ndarray, like: sitk.Image) -> np.ndarray:
+def _face_weight(face: np.ndarray, brain: np.ndarray, like: sitk.Image, feather_mm: float = FEATHER_MM) -> np.ndarray:
     """Blend weight in [0, 1]: the feathered face, exactly 0 within BRAIN_MARGIN_MM of the brain."""
-    soft = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_as_image(face, like), FEATHER_MM)).T
+    soft = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_as_image(face, like), feather_mm)).T
     distance = sitk.SignedMaurerDistanceMap(sitk.Cast(_as_image(brain, like), sitk.sitkUInt8),
                                             insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     ramp = np.clip((sitk.GetArrayFromImage(distance).T - BRAIN_MARGIN_MM) / BRAIN_RAMP_MM, 0.0, 1.0)
@@ -303,15 +317,17 @@ def _apply(scan: _Scan, transform: sitk.AffineTransform, face_mask: Path, where:
     if failed:
         raise MrishareError(GATE_REASONS[failed[0]].format(dice=metric, limit=MIN_HEAD_DICE), where)
     _raise_if_cancelled(cancel, where)
-    weight = _face_weight(face, brain, scan.image)
-    yield StepProgress(subject, STEP, done + 1, total, "stages")
-    touched = weight > 0
-    values = scan.raw[touched].astype(np.float32)  # only the face region is computed (memory: 1 mm T1s)
     if mode == "reface":
-        template = _warp(template_head(), scan.image, transform)[touched]
-        replacement = _match_intensity(template, values)
+        weight = _face_weight(_grow(face, scan.image, REFACE_GROW_MM), brain, scan.image, REFACE_FEATHER_MM)
+        touched = weight > 0
+        replacement = _stranger(scan, _similarity(transform), weight, touched)
+        weight = np.minimum(1.0, 3.0 * weight)  # the surface already fades in; full voxel blend from a third on
     else:
-        replacement = np.zeros_like(values)
+        weight = _face_weight(face, brain, scan.image)
+        touched = weight > 0
+        replacement = np.zeros(int(touched.sum()), np.float32)
+    yield StepProgress(subject, STEP, done + 1, total, "stages")
+    values = scan.raw[touched].astype(np.float32)  # only the face region is computed (memory: 1 mm T1s)
     new_raw = scan.raw.copy()  # untouched voxels stay bit-identical
     new_raw[touched] = _to_dtype(values + weight[touched] * (replacement - values), scan.raw.dtype)
     changed_in_brain = int(np.count_nonzero(new_raw[brain] != scan.raw[brain]))
@@ -328,6 +344,53 @@ def _apply(scan: _Scan, transform: sitk.AffineTransform, face_mask: Path, where:
 def template_head() -> sitk.Image:
     """The average head with its floating averaging artefacts (outside the head mask) set to air."""
     return sitk.Mask(_template(), sitk.Cast(_mask(HEAD_MASK), sitk.sitkUInt8))
+
+
+def _similarity(transform: sitk.AffineTransform) -> sitk.AffineTransform:
+    """The closest rotation times one isotropic scale (geometric mean of the axis scales), same centre/shift."""
+    u, scales, vt = np.linalg.svd(np.array(transform.GetMatrix()).reshape(3, 3))
+    similar = sitk.AffineTransform(3)
+    similar.SetCenter(transform.GetCenter())
+    similar.SetMatrix(((u @ vt) * float(np.prod(scales) ** (1 / 3))).flatten().tolist())
+    similar.SetTranslation(transform.GetTranslation())
+    return similar
+
+
+def _grow(mask: np.ndarray, like: sitk.Image, mm: float) -> np.ndarray:
+    """`mask` dilated by about `mm` (box kernel in voxels of `like`)."""
+    radius = [max(1, round(mm / s)) for s in like.GetSpacing()]
+    return sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.Cast(_as_image(mask, like), sitk.sitkUInt8), radius)).T > 0
+
+
+def _skin_distance(array: np.ndarray, like: sitk.Image) -> np.ndarray:
+    """Signed distance (mm, negative inside) to the skin surface as the face check's renderer sees it."""
+    smooth = sitk.SmoothingRecursiveGaussian(_as_image(array, like), 1.5)
+    inside = sitk.Cast(smooth > surface_level(sitk.Shrink(smooth, [2, 2, 2])), sitk.sitkUInt8)
+    distance = sitk.SignedMaurerDistanceMap(inside, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return sitk.GetArrayFromImage(distance).T
+
+
+def _stranger(scan: _Scan, placement: sitk.Transform, weight: np.ndarray, touched: np.ndarray) -> np.ndarray:
+    """Replacement intensities for the `touched` voxels: the participant's head with a caricatured face.
+
+    The skin surface becomes T + CARICATURE * (T - P) (signed distances of template and participant),
+    faded into P with `weight`; below the new skin the participant's own tissue stays where it was
+    deep inside, the template's intensity-matched tissue elsewhere.
+    """
+    template = _warp(template_head(), scan.image, placement)
+    participant_sd = _skin_distance(scan.raw.astype(np.float32), scan.image)[touched]
+    template_sd = _skin_distance(template, scan.image)[touched]
+    stranger_sd = template_sd + np.clip(CARICATURE * (template_sd - participant_sd), -CARICATURE_CAP_MM,
+                                        CARICATURE_CAP_MM)
+    surface = participant_sd + weight[touched] * (stranger_sd - participant_sd)
+    values = scan.raw[touched].astype(np.float32)
+    matched = _match_intensity(template[touched], values)
+    air = float(np.percentile(values, 2))
+    tissue = float(np.median(values[values > np.percentile(values, 50)]))
+    below_skin = np.where(participant_sd < -1.5, values, np.where(template_sd < -1.0, np.maximum(matched, tissue / 2),
+                                                                  tissue))
+    inside = np.clip(0.5 - surface / SKIN_RAMP_MM, 0.0, 1.0)
+    return air + inside * (below_skin - air)
 
 
 def _match_intensity(template: np.ndarray, scan: np.ndarray) -> np.ndarray:

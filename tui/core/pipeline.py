@@ -324,6 +324,7 @@ class _Run:
         from tui.core.facecheck import face_check
 
         done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))  # type: ignore[union-attr]
+        checks: dict[str, str] = dict(self.journal.done.get("deface-files", {}).get("checks", {}))  # type: ignore[union-attr]
         reference = None
         held = 0
         for path, suffix in self._converted():
@@ -336,6 +337,14 @@ class _Run:
             result = yield from relabel(job, self.subject, "deface")
             reference = reference or result
             check = face_check(out, mode, original=path, png_dir=self.home / "facecheck" / path.name.split(".")[0])
+            if mode == "reface" and not check.passed:  # the new face is still the participant's: remove it
+                yield StepNote(self.subject, "deface", f"reface of {suffix} is not a stranger ({check.summary()}); "
+                               "falling back to deface", "warning")
+                result = yield from relabel(deface_mod.apply_to_other(result, path, out, self.cancel,
+                                                                      subject=self.subject, mode="deface"),
+                                            self.subject, "deface")
+                check = face_check(out, "deface", png_dir=self.home / "facecheck" / path.name.split(".")[0])
+            checks[rel] = f"{result.mode}: {check.summary()}"
             if not check.passed:
                 yield StepNote(self.subject, "deface", f"face check failed on {suffix}: renders in "
                                f"{self.home / 'facecheck'}", "warning")
@@ -345,11 +354,11 @@ class _Run:
                     path.with_name(path.name.replace(".nii.gz", ".json")).unlink(missing_ok=True)
                     held += 1
                     done.append(rel)
-                    self.journal.mark("deface-files", files=done)
+                    self.journal.mark("deface-files", files=done, checks=checks)
                     continue
             out.replace(path)
             done.append(rel)
-            self.journal.mark("deface-files", files=done)
+            self.journal.mark("deface-files", files=done, checks=checks)
         if not any(path.exists() for path, _ in self._converted()):
             raise MrishareError("every series was held back by the face check")
         self._save_row(status="defaced", last_action=f"{mode} done")

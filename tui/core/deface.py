@@ -149,8 +149,11 @@ def _copy(nifti: Path, out: Path, subject: str) -> EventStream[DefaceResult]:
     return DefaceResult(out, "off", 0, 0, math.nan, {})
 
 
-def _load(nifti: Path) -> _Scan:
-    """Read a 3D NIfTI (a trailing singleton dimension is dropped) without applying scl_slope."""
+def _load(nifti: Path, echoes: bool = False) -> _Scan:
+    """Read a 3D NIfTI (a trailing singleton dimension is dropped) without applying scl_slope.
+
+    With `echoes`, a 4D NIfTI (x, y, z, echo) is accepted too; the SimpleITK image is its first volume.
+    """
     try:
         img = nib.load(nifti)
     except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as exc:
@@ -160,11 +163,11 @@ def _load(nifti: Path) -> _Scan:
     raw = np.asanyarray(img.dataobj.get_unscaled())
     while raw.ndim > 3 and raw.shape[-1] == 1:
         raw = raw[..., 0]
-    if raw.ndim != 3 or min(raw.shape) < 16:
+    if raw.ndim not in ((3, 4) if echoes else (3,)) or min(raw.shape[:3]) < 16:
         raise MrishareError(f"defacing needs a 3D head volume, got shape {raw.shape}", nifti)
     if not np.issubdtype(raw.dtype, np.number) or np.issubdtype(raw.dtype, np.complexfloating):
         raise MrishareError(f"unsupported voxel type {raw.dtype}", nifti)
-    return _Scan(img, raw, volume_image(raw, img.affine))
+    return _Scan(img, raw, volume_image(raw if raw.ndim == 3 else raw[..., 0], img.affine))
 
 
 @lru_cache(maxsize=1)
@@ -317,19 +320,8 @@ def _apply(scan: _Scan, transform: sitk.AffineTransform, face_mask: Path, where:
     if failed:
         raise MrishareError(GATE_REASONS[failed[0]].format(dice=metric, limit=MIN_HEAD_DICE), where)
     _raise_if_cancelled(cancel, where)
-    if mode == "reface":
-        weight = _face_weight(_grow(face, scan.image, REFACE_GROW_MM), brain, scan.image, REFACE_FEATHER_MM)
-        touched = weight > 0
-        replacement = _stranger(scan, _similarity(transform), weight, touched)
-        weight = np.minimum(1.0, 3.0 * weight)  # the surface already fades in; full voxel blend from a third on
-    else:
-        weight = _face_weight(face, brain, scan.image)
-        touched = weight > 0
-        replacement = np.zeros(int(touched.sum()), np.float32)
+    new_raw, weight = _blend(scan, transform, face, brain, mode)
     yield StepProgress(subject, STEP, done + 1, total, "stages")
-    values = scan.raw[touched].astype(np.float32)  # only the face region is computed (memory: 1 mm T1s)
-    new_raw = scan.raw.copy()  # untouched voxels stay bit-identical
-    new_raw[touched] = _to_dtype(values + weight[touched] * (replacement - values), scan.raw.dtype)
     changed_in_brain = int(np.count_nonzero(new_raw[brain] != scan.raw[brain]))
     if changed_in_brain:
         raise MrishareError(f"{changed_in_brain} brain voxels would change; refusing to write", where)
@@ -338,6 +330,70 @@ def _apply(scan: _Scan, transform: sitk.AffineTransform, face_mask: Path, where:
     yield StepFinished(subject, STEP, f"{mode}: {int((weight >= 0.5).sum())} face voxels, head Dice {metric:.2f}")
     return DefaceResult(out, mode, int((weight >= 0.5).sum()), changed_in_brain, metric, checks,
                         _transform_params(transform), face_mask)
+
+
+def _blend(scan: _Scan, transform: sitk.AffineTransform, face: np.ndarray, brain: np.ndarray,
+           mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The new raw voxels and the blend weight: `reface` (a stranger's face), `deface` (faded to air) or
+    `zero` (phase: exactly 0 in real units wherever the face mask reaches, never template intensities)."""
+    if mode == "reface":
+        weight = _face_weight(_grow(face, scan.image, REFACE_GROW_MM), brain, scan.image, REFACE_FEATHER_MM)
+        touched = weight > 0
+        replacement = _stranger(scan, _similarity(transform), weight, touched)
+        weight = np.minimum(1.0, 3.0 * weight)  # the surface already fades in; full voxel blend from a third on
+    else:
+        weight = _face_weight(face, brain, scan.image)
+        touched = weight > 0
+        zero = 0.0
+        if mode == "zero":  # the stored value whose real value is 0 (phase is often stored with an offset)
+            slope, inter = scan.nifti.dataobj.slope, scan.nifti.dataobj.inter
+            zero = -float(inter) / float(slope) if np.isfinite(slope) and slope else 0.0
+            weight = touched.astype(np.float32)
+        replacement = np.full(int(touched.sum()), zero, np.float32)
+    values = scan.raw[touched].astype(np.float32)  # only the face region is computed (memory: 1 mm T1s)
+    new_raw = scan.raw.copy()  # untouched voxels stay bit-identical
+    new_raw[touched] = _to_dtype(values + weight[touched] * (replacement - values), scan.raw.dtype)
+    return new_raw, weight
+
+
+def apply_to_echoes(reference: DefaceResult, nifti: Path, out: Path, phase: bool = False,
+                    cancel: threading.Event | None = None, subject: str = "scan") -> EventStream[DefaceResult]:
+    """Deface every echo (3D or 4D NIfTI) of a magnitude or phase series with `reference`'s registration.
+
+    `reference` is the defaced magnitude (first echo) of the same acquisition, paired by
+    tui.core.deface_pairs. Magnitude echoes get the reference's mode; phase gets 0 inside the face
+    mask. The geometry gates (scale, face volume and position) run on this grid; the head-overlap
+    gate only on magnitude (phase has no head contrast).
+    """
+    nifti, out = Path(nifti), Path(out)
+    if not reference.transform or reference.mode == "off":
+        raise MrishareError("the reference result carries no registration", nifti)
+    mode = "zero" if phase else reference.mode
+    yield StepStarted(subject, STEP, 2)
+    first = _load(nifti, echoes=True)
+    raw = first.raw if first.raw.ndim == 4 else first.raw[..., None]
+    transform = _transform_from(reference.transform)
+    face = _warp(_mask(reference.face_mask), first.image, transform) > 0.5
+    brain = _warp(_mask(BRAIN_MASK), first.image, transform) > 0.0
+    metric, checks = _gates(_Scan(first.nifti, raw[..., 0], first.image), transform, face, brain)
+    if phase:
+        checks.pop("similarity")
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        raise MrishareError(GATE_REASONS[failed[0]].format(dice=metric, limit=MIN_HEAD_DICE), nifti)
+    yield StepProgress(subject, STEP, 1, 2, "stages")
+    new_raw = raw.copy()
+    for echo in range(raw.shape[-1]):
+        _raise_if_cancelled(cancel, nifti)
+        volume = raw[..., echo]
+        scan = _Scan(first.nifti, volume, volume_image(volume, first.nifti.affine))
+        new_raw[..., echo], weight = _blend(scan, transform, face, brain, mode)
+    if np.count_nonzero(new_raw[brain] != raw[brain]):
+        raise MrishareError("brain voxels would change; refusing to write", nifti)
+    _write_like(first.nifti, new_raw.reshape(first.nifti.shape), out)
+    yield StepFinished(subject, STEP, f"{mode} on {raw.shape[-1]} echo(es): {int((weight >= 0.5).sum())} face voxels")
+    return DefaceResult(out, "deface" if phase else reference.mode, int((weight >= 0.5).sum()), 0, metric, checks,
+                        reference.transform, reference.face_mask)
 
 
 @lru_cache(maxsize=1)

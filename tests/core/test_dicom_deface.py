@@ -11,9 +11,11 @@ import pydicom
 import pytest
 from heads import HEADS
 
-from tui.core.dicom_deface import CLEAN_VISUAL_FEATURES, deface_dicom
+from tui.core.dicom_deface import CLEAN_VISUAL_FEATURES, deface_dicom, deface_for_release
 from tui.core.errors import MrishareError
+from tui.core.events import drain
 from tui.core.facecheck import face_check
+from tui.core.nifti import SeriesInput
 
 pytestmark = pytest.mark.xdist_group("heads")
 
@@ -82,3 +84,15 @@ def test_defaced_dicom_converts_back_to_a_head_without_a_face(processed_heads, s
     assert face_check(shared_data / HEADS[head], "deface").faces_found > 0  # the source has a face...
     check = face_check(tmp_path / "back.nii.gz", "deface")
     assert check.faces_found == 0 and check.passed  # ...the DICOM that leaves has none
+
+
+@pytest.mark.slow
+def test_an_anatomical_series_leaves_only_defaced(shared_data: Path, tmp_path: Path) -> None:
+    """Convert, deface, write back, convert back, check: what the pipeline sends instead of the series."""
+    files = _dicom(shared_data, "siemens")
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    series = SeriesInput("5", files, ds.SeriesDescription, "MR", "\\".join(ds.ImageType), {ds.SOPClassUID})
+    written = drain(deface_for_release(series, "deface", tmp_path / "work", frozenset({"T1w"})))
+    assert written is not None and written.pixels_changed > 10_000
+    assert [p.parent for p in written.files] == [tmp_path / "work" / "dicom"]
+    assert drain(deface_for_release(series, "deface", tmp_path / "other", frozenset({"FLAIR"}))) is None

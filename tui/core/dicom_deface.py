@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -24,6 +26,10 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tui.core.errors import MrishareError
+from tui.core.events import EventStream, StepNote
+
+if TYPE_CHECKING:
+    from tui.core.nifti import SeriesInput
 
 # PS3.16 CID 7050: the option that removes recognisable features (the face) from pixel data.
 CLEAN_VISUAL_FEATURES = ("113102", "Clean Recognizable Visual Features Option")
@@ -178,3 +184,46 @@ def _write(ds: Dataset, pixels: np.ndarray, out: Path, mode: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def deface_for_release(series: SeriesInput, mode: str, work: Path, anatomical: frozenset[str],
+                       engine: str = "dcm2niix", cancel: threading.Event | None = None,
+                       subject: str = "scan") -> EventStream[DefacedDicom | None]:
+    """Deface one de-identified series before its DICOM leaves; None if it is not an anatomical head scan.
+
+    Convert, deface (a reface that is no stranger falls back to deface), write the voxels back into
+    copies of the DICOM, convert those back and face-check them. Any failure raises MrishareError:
+    the caller withholds the series, it never leaves with a face.
+    """
+    # SimpleITK, dlib and the converters only when DICOM leaves
+    from tui.core import deface as deface_mod
+    from tui.core import nifti
+    from tui.core.facecheck import face_check
+
+    converted = yield from nifti.convert_series([series], work / "nifti", "deface", engine=engine, cancel=cancel)
+    heads = [c for c in converted if isinstance(c, nifti.Converted) and c.suffix in anatomical]
+    if not heads:
+        return None
+    if len(heads) > 1:
+        raise MrishareError(f"series {series.key} converts to {len(heads)} volumes; cannot deface its DICOM")
+    source = heads[0].nifti
+    defaced = work / "defaced.nii.gz"
+    result = yield from deface_mod.deface(source, defaced, mode, cancel, subject)
+    check = face_check(defaced, mode, original=source)
+    if mode == "reface" and not check.passed:
+        yield StepNote(subject, "deface", f"reface is not a stranger ({check.summary()}); defacing instead", "warning")
+        result = yield from deface_mod.apply_to_other(result, source, defaced, cancel, subject, mode="deface")
+        check = face_check(defaced, "deface")
+    if not check.passed:
+        raise MrishareError(f"face check failed ({check.summary()})", source)
+    written = deface_dicom(series.files, source, defaced, work / "dicom", result.mode)
+    back = yield from nifti.convert_series([replace(series, files=written.files)], work / "back", "deface",
+                                           engine=engine, cancel=cancel)
+    back_heads = [c for c in back if isinstance(c, nifti.Converted)]
+    if len(back_heads) != 1:
+        raise MrishareError("the defaced DICOM does not convert back to one volume", work / "dicom")
+    final = face_check(back_heads[0].nifti, result.mode, original=source if result.mode == "reface" else None)
+    if not final.passed:
+        raise MrishareError(f"face check failed on the defaced DICOM ({final.summary()})", work / "dicom")
+    yield StepNote(subject, "deface", f"series {series.key} DICOM {result.mode}d: {final.summary()}")
+    return written

@@ -430,9 +430,8 @@ class _Run:
         if not files:
             raise MrishareError("no de-identified DICOM to send", deid)
         if self.profile.deface != "off":
-            yield StepNote(self.subject, "upload", "DICOM sent to a node keeps the face (defacing applies to "
-                           "NIfTI packages only)", "warning")
-        self._leak_gate(files, deid)
+            files = yield from self._deface_dicom(deid, files)
+        self._leak_gate(files, self.attempt)  # defaced copies lie beside deid/, under the attempt
         node = cast("DicomNodeDestination", self.destination)
         delivered = yield from relabel(node.send(files, f"{self.journal.share_id}/sub-{self.label}", self.cancel),
                                        self.subject, "upload")
@@ -440,6 +439,28 @@ class _Run:
                        last_action=f"sent to node {node.node.name}")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{len(files)} files to {node.node.name}"
+
+    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[list[Path]]:
+        """Files to send with each anatomical series defaced in its pixel data; one that fails is withheld."""
+        from tui.core import nifti
+        from tui.core.dicom_deface import deface_for_release
+
+        released = scan(deid, as_participant=True)
+        sending = set(files)
+        for series in nifti.inputs_from_scan(released.participants[0].series() if released.participants else []):
+            work = self.attempt / "dicom-deface" / series.key
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                written = yield from relabel(deface_for_release(series, self.profile.deface, work, ANATOMICAL,
+                                                                self.settings.engine, self.cancel, self.subject),
+                                             self.subject, "upload")
+            except MrishareError as error:
+                written = None
+                sending -= set(series.files)
+                yield StepNote(self.subject, "upload", f"series {series.key} withheld: {error}", "warning")
+            if written is not None:
+                sending = (sending - set(series.files)) | set(written.files)
+        return sorted(sending)
 
     def share(self) -> EventStream[str]:
         """Create the expiring link (or find the one made before a crash) and complete the ledger row."""

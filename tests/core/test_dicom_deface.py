@@ -11,7 +11,11 @@ import pydicom
 import pytest
 from heads import HEADS
 
-from tui.core.dicom_deface import CLEAN_VISUAL_FEATURES, deface_dicom, deface_for_release
+from tui.core.dicom_deface import (
+    CLEAN_VISUAL_FEATURES,
+    deface_dicom,
+    deface_for_release,
+)
 from tui.core.errors import MrishareError
 from tui.core.events import drain
 from tui.core.facecheck import face_check

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from heads import HEADS
 
-from tui.core.deface import apply_to_echoes
+from tui.core.deface import apply_to_echoes, deface
 from tui.core.deface_pairs import SeriesGeometry, denoise_uni, pair
 from tui.core.events import drain
 from tui.core.facecheck import face_check
@@ -80,9 +80,8 @@ def _echoes(shared_data: Path, tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_every_echo_of_magnitude_and_phase_takes_the_magnitude_mask(processed_heads, shared_data: Path,
-                                                                    tmp_path: Path) -> None:
-    reference = processed_heads[("siemens", "deface")]
+def test_every_echo_of_magnitude_and_phase_takes_the_magnitude_mask(shared_data: Path, tmp_path: Path) -> None:
+    reference = drain(deface(shared_data / HEADS["siemens"], tmp_path / "first_echo.nii.gz", "deface"))
     mag_path, phase_path, _ = _echoes(shared_data, tmp_path)
     mag = drain(apply_to_echoes(reference, mag_path, tmp_path / "mag_d.nii.gz"))
     phase = drain(apply_to_echoes(reference, phase_path, tmp_path / "phase_d.nii.gz", phase=True))
@@ -99,7 +98,7 @@ def test_every_echo_of_magnitude_and_phase_takes_the_magnitude_mask(processed_he
         region = np.abs(after_real[..., echo]) < 1e-3
         assert zeroed.sum() > 10_000 and region[zeroed].all()  # phase 0 (real value) where it changed...
         assert (zeroed | (before_p[..., echo] == after_p[..., echo])).all()
-        assert np.array_equal(zeroed | defaced_first, zeroed)  # ...everywhere the magnitude was defaced
+        assert region[defaced_first].all()  # ...and everywhere the magnitude was defaced
     assert (after_img.dataobj.slope, after_img.dataobj.inter) == (PHASE_SLOPE, PHASE_INTER)
     nib.save(nib.Nifti1Image(after_m[..., 0], nib.load(mag.output).affine), tmp_path / "echo1.nii.gz")
     assert face_check(tmp_path / "echo1.nii.gz", "deface").passed

@@ -1,6 +1,11 @@
-"""Defacing budget: <= 30 s and <= 2 GB RAM per 1 mm T1 on 2 cores (issue 4).
+"""Defacing budget: <= 30 s and <= 2 GB RAM per 1 mm T1 on 2 cores (issue 4); reface distances (issue 13).
 
 Run: python tests/bench/bench_deface.py [NIFTI ...] [--threads 2]
+     python tests/bench/bench_deface.py --distances [--cache DIR]
+The second prints, for both shared heads, the face-recogniser distance between the original and the
+refaced head in each of the 9 front views, and the distance between the two different people's
+heads (per view and median): reface must reach >= 0.6 in every view and a median >= the people's.
+Refaced heads are kept in --cache (default /tmp/mrishare-bench-deface) and reused: delete to remeasure.
 Each measurement runs in a fresh child process (peak RSS is per run). The reference tool, pydeface,
 needs FSL's flirt and cannot be installed from PyPI, so the baseline printed beside each run is the
 I/O floor: loading the NIfTI and writing it back with nibabel. Times are wall and CPU seconds.
@@ -50,13 +55,52 @@ def run_one(job: str, nifti: Path, work: Path, threads: int) -> dict:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "extra": extra}
 
 
+def distances(cache: Path) -> None:
+    """Print the per-view distances original vs refaced for each shared head, and between the heads."""
+    import numpy as np
+
+    from tests.core.heads import HEADS
+    from tui.core.deface import deface
+    from tui.core.events import drain
+    from tui.core.facecheck import SAME_PERSON, face_check, view_descriptors
+
+    shared = REPO.parent / "shared" / "data"
+    cache.mkdir(parents=True, exist_ok=True)
+    people = [None if a is None or b is None else float(np.linalg.norm(a - b))
+              for a, b in zip(*(view_descriptors(shared / HEADS[h]) for h in sorted(HEADS)), strict=True)]
+    found = [d for d in people if d is not None]
+    bar = float(np.median(found))
+    print(f"between the two people ({' vs '.join(sorted(HEADS))}): {_row(people)}  median {bar:.3f}")
+    for head in sorted(HEADS):
+        refaced = cache / f"{head}_reface.nii.gz"
+        if not refaced.exists():
+            drain(deface(shared / HEADS[head], refaced, "reface"))
+        check = face_check(refaced, "reface", original=shared / HEADS[head])
+        per_view = [v.to_original for v in check.per_view]
+        measured = check.distances()
+        median = float(np.median(measured)) if measured else float("nan")
+        verdict = "OK" if measured and min(measured) >= SAME_PERSON and median >= bar else "NOT A STRANGER"
+        print(f"{head:8} original vs refaced: {_row(per_view)}  median {median:.3f}  "
+              f"views < {SAME_PERSON}: {sum(d < SAME_PERSON for d in measured)}  {verdict}")
+
+
+def _row(values: list) -> str:
+    """Nine distances (- where a view had no face)."""
+    return " ".join("  -  " if v is None else f"{v:.3f}" for v in values)
+
+
 def main() -> None:
     """Measure every job on every NIfTI and print a table with the ratio to the I/O floor."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nifti", nargs="*", type=Path, default=[DEFAULT])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--one", nargs=2, metavar=("JOB", "WORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--distances", action="store_true", help="reface face-recogniser distances (issue 13)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mrishare-bench-deface")
     args = parser.parse_args()
+    if args.distances:
+        distances(args.cache)
+        return
     if args.one:
         print(json.dumps(run_one(args.one[0], args.nifti[0], Path(args.one[1]), args.threads)))
         return

@@ -15,7 +15,7 @@ from tui.assets import ASSETS
 from tui.core.deface import apply_to_other
 from tui.core.errors import MrishareError
 from tui.core.events import drain
-from tui.core.facecheck import face_check
+from tui.core.facecheck import SAME_PERSON, face_check, view_descriptors
 from tui.core.head_render import ANGLES, render_front
 
 # both files use the session fixture `processed_heads`: keep them on one xdist worker, so it runs once
@@ -58,20 +58,35 @@ def test_deface_leaves_no_face_in_any_view(processed_heads, head: str, tmp_path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_reface_is_closer_to_the_template_than_to_the_original(processed_heads, shared_data: Path, head: str) -> None:
+def test_reface_is_a_stranger_in_every_view(processed_heads, shared_data: Path, head: str) -> None:
     check = face_check(processed_heads[(head, "reface")].output, "reface", original=shared_data / HEADS[head])
     found = [v for v in check.per_view if v.faces]
-    assert len(found) >= 6  # the average face is still a face
+    assert len(found) >= 6  # the new face is still a face
     for view in found:
-        assert view.to_template < view.to_original, view
-    assert check.closer_to_template is True and check.passed
+        assert view.to_original >= SAME_PERSON, view  # dlib's rule: not the same person in any view
+    assert check.distances() == [v.to_original for v in found]
+    assert check.stranger is True and check.passed
+    assert "distance to the original min" in check.summary()
+
+
+@pytest.mark.slow
+def test_reface_is_as_far_from_the_participant_as_another_person(processed_heads, shared_data: Path) -> None:
+    """The median distance refaced-to-original is at least the median distance between the two real people."""
+    people = [float(np.linalg.norm(a - b)) for a, b in zip(view_descriptors(shared_data / HEADS["philips"]),
+                                                            view_descriptors(shared_data / HEADS["siemens"]),
+                                                            strict=True) if a is not None and b is not None]
+    assert len(people) >= 6
+    for head in sorted(HEADS):
+        check = face_check(processed_heads[(head, "reface")].output, "reface", original=shared_data / HEADS[head])
+        assert np.median(check.distances()) >= np.median(people), head
 
 
 @pytest.mark.slow
 def test_reface_check_fails_when_the_original_face_is_left(shared_data: Path) -> None:
     source = shared_data / HEADS["siemens"]
     check = face_check(source, "reface", original=source)  # "refaced" output that is the original itself
-    assert check.closer_to_template is False and not check.passed
+    assert check.stranger is False and not check.passed
+    assert max(check.distances()) < 0.05
 
 
 @pytest.mark.slow

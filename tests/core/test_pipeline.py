@@ -20,7 +20,7 @@ from tui.core.demo import make_demo_study
 from tui.core.destinations import FolderDestination
 from tui.core.dicom_scan import scan
 from tui.core.errors import MrishareError
-from tui.core.events import StepFailed, StepFinished, drain
+from tui.core.events import StepFailed, StepFinished, StepNote, drain
 from tui.core.ledger import Ledger
 from tui.core.pipeline import PipelineSettings, run_batch
 from tui.core.unlock_page import page_path
@@ -100,6 +100,25 @@ def run_cli(args: list[str], home: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MRISHARE_HOME": str(home)}
     return subprocess.Popen([sys.executable, "-m", "tui", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_a_reface_that_is_no_stranger_falls_back_to_deface_and_says_so(demo: Path, tmp_path: Path) -> None:
+    """The demo T1 *is* the template head: refacing it keeps its face, so the run defaces it instead."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    participants = scan(demo).participants
+    events: list[object] = []
+    with Ledger.open(tmp_path / "share-list.xlsx") as ledger:
+        result = drain(run_batch(participants, settings(tmp_path, f"folder:{outbox}", preset="research",
+                                                        keep_work=True), ledger), events.append)
+    assert [o.status for o in result.outcomes] == ["shared"], result.outcomes
+    notes = [e.message for e in events if isinstance(e, StepNote) and e.step == "deface"]
+    assert any("is not a stranger" in n and "falling back to deface" in n for n in notes), notes
+    journal = json.loads(next((tmp_path / "work").glob("*/journal.json")).read_text())
+    checks = journal["done"]["deface-files"]["checks"]
+    t1 = next(v for k, v in checks.items() if k.endswith("_T1w.nii.gz"))
+    assert t1.startswith("deface: faces in "), checks  # the deface's own check decides what is held back
 
 
 def journal_steps(home: Path) -> set[str]:

@@ -13,7 +13,7 @@ from orthanc import Orthanc, free_port
 from tui.core.demo import make_demo_study
 from tui.core.dicom_nodes import DicomNode, save_nodes
 from tui.core.dicom_scan import scan
-from tui.core.events import StepFinished, StepProgress, drain
+from tui.core.events import StepFinished, StepNote, StepProgress, drain
 from tui.core.ledger import Ledger
 from tui.core.pipeline import NOT_FOR_NODE, PipelineSettings, run_batch
 
@@ -90,6 +90,24 @@ def test_run_sends_only_deidentified_instances_once(demo: Path, tmp_path: Path, 
     assert [(r.status, r.last_action) for r in rows] == [("uploaded", "sent to node research")]
     assert not [e for e in events if isinstance(e, StepProgress) and e.step == "upload"]
     assert orthanc.rest("/instances") == []
+
+
+@pytest.mark.slow
+def test_research_preset_sends_anatomy_only_defaced(demo: Path, tmp_path: Path, node: str, orthanc: Orthanc) -> None:
+    conf = PipelineSettings(destination=node, work_dir=tmp_path / "work", preset="research")
+    participants = scan(demo).participants
+    events: list[object] = []
+    with Ledger.open(tmp_path / "share-list.xlsx") as ledger:
+        result = drain(run_batch(participants, conf, ledger), events.append)
+    assert [o.status for o in result.outcomes] == ["uploaded"], result.outcomes
+    tags = orthanc.instance_tags()
+    defaced = [t for t in tags if "face removed" in t.get("DerivationDescription", "")]
+    assert len(defaced) >= 30 and {t["BurnedInAnnotation"] for t in defaced} == {"NO"}  # at least the T2
+    assert len(tags) - len(defaced) <= 3  # only the localizer leaves as it was
+    notes = [e.message for e in events if isinstance(e, StepNote)]
+    sources = list(demo.rglob("*.dcm"))
+    if len(tags) < len(sources):  # the demo T1 is the template itself: deface leaves a face in 1 view
+        assert any("withheld: " in n and "face check failed" in n for n in notes), notes
 
 
 def test_unknown_node_fails_before_anything_runs(demo: Path, tmp_path: Path, node: str) -> None:

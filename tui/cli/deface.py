@@ -78,8 +78,6 @@ def _print_check(check: FaceCheck) -> None:
                         (v.yaw, v.pitch, v.faces, v.confidence, v.to_template, v.to_original)))
     stdout.print(table)
     verdict = "passed" if check.passed else "FAILED"
-    closer = "" if check.closer_to_template is None else f", closer to template: {check.closer_to_template}"
-    stdout.print(f"{verdict}: faces in {sum(1 for v in check.per_view if v.faces)} of {check.views} views{closer}",
-                 markup=False)
+    stdout.print(f"{verdict}: {check.summary()}", markup=False)
     for png in check.pngs:
         stdout.print(f"renders: {png}", markup=False)

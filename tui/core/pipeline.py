@@ -411,6 +411,7 @@ class _Run:
         from tui.core.facecheck import face_check
 
         done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))  # type: ignore[union-attr]
+        checks: dict[str, str] = dict(self.journal.done.get("deface-files", {}).get("checks", {}))  # type: ignore[union-attr]
         reference = None
         held = 0
         for path, suffix in self._converted():
@@ -423,6 +424,14 @@ class _Run:
             result = yield from relabel(job, self.subject, "deface")
             reference = reference or result
             check = face_check(out, mode, original=path, png_dir=self.home / "facecheck" / path.name.split(".")[0])
+            if mode == "reface" and not check.passed:  # the new face is still the participant's: remove it
+                yield StepNote(self.subject, "deface", f"reface of {suffix} is not a stranger ({check.summary()}); "
+                               "falling back to deface", "warning")
+                result = yield from relabel(deface_mod.apply_to_other(result, path, out, self.cancel,
+                                                                      subject=self.subject, mode="deface"),
+                                            self.subject, "deface")
+                check = face_check(out, "deface", png_dir=self.home / "facecheck" / path.name.split(".")[0])
+            checks[rel] = f"{result.mode}: {check.summary()}"
             if not check.passed:
                 yield StepNote(self.subject, "deface", f"face check failed on {suffix}: renders in "
                                f"{self.home / 'facecheck'}", "warning")
@@ -432,11 +441,11 @@ class _Run:
                     path.with_name(path.name.replace(".nii.gz", ".json")).unlink(missing_ok=True)
                     held += 1
                     done.append(rel)
-                    self.journal.mark("deface-files", files=done)
+                    self.journal.mark("deface-files", files=done, checks=checks)
                     continue
             out.replace(path)
             done.append(rel)
-            self.journal.mark("deface-files", files=done)
+            self.journal.mark("deface-files", files=done, checks=checks)
         if not any(path.exists() for path, _ in self._converted()):
             raise MrishareError("every series was held back by the face check")
         self._save_row(status="defaced", last_action=f"{mode} done")
@@ -552,9 +561,8 @@ class _Run:
         if not files:
             raise MrishareError("no de-identified DICOM to send", deid)
         if self.profile.deface != "off":
-            yield StepNote(self.subject, "upload", "DICOM sent to a node keeps the face (defacing applies to "
-                           "NIfTI packages only)", "warning")
-        for line in self._leak_gate(files, deid):
+            files = yield from self._deface_dicom(deid, files)
+        for line in self._leak_gate(files, self.attempt):  # defaced copies lie beside deid/, under the attempt
             yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
         node = cast("DicomNodeDestination", self.destination)
         delivered = yield from relabel(node.send(files, f"{self.journal.share_id}/sub-{self.label}", self.cancel),
@@ -563,6 +571,28 @@ class _Run:
                        last_action=f"sent to node {node.node.name}")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{len(files)} files to {node.node.name}"
+
+    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[list[Path]]:
+        """Files to send with each anatomical series defaced in its pixel data; one that fails is withheld."""
+        from tui.core import nifti
+        from tui.core.dicom_deface import deface_for_release
+
+        released = scan(deid, as_participant=True)
+        sending = set(files)
+        for series in nifti.inputs_from_scan(released.participants[0].series() if released.participants else []):
+            work = self.attempt / "dicom-deface" / series.key
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                written = yield from relabel(deface_for_release(series, self.profile.deface, work, ANATOMICAL,
+                                                                self.settings.engine, self.cancel, self.subject),
+                                             self.subject, "upload")
+            except MrishareError as error:
+                written = None
+                sending -= set(series.files)
+                yield StepNote(self.subject, "upload", f"series {series.key} withheld: {error}", "warning")
+            if written is not None:
+                sending = (sending - set(series.files)) | set(written.files)
+        return sorted(sending)
 
     def share(self) -> EventStream[str]:
         """Create the expiring link (or find the one made before a crash) and complete the ledger row."""

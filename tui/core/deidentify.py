@@ -19,7 +19,6 @@ not copied.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import re
 import threading
@@ -51,6 +50,7 @@ from pydicom.valuerep import PersonName
 from tui import __version__
 from tui.core import annex_e
 from tui.core.audit import AuditLog, new_run_id
+from tui.core.childproc import drop_working_folder, pool_context
 from tui.core.config import site_secret
 from tui.core.dateshift import offset_days, offset_seconds, shift
 from tui.core.dicom_scan import Participant
@@ -68,6 +68,7 @@ from tui.core.leakcheck import (
 from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
 from tui.core.pseudonym import Pseudonymizer, parse_scheme, record_mapping, strip_padding
 from tui.core.quarantine import QuarantineStore, quarantine_reason
+from tui.core.tags import malformed_element
 from tui.core.uidmap import UidMap, is_well_known
 
 STEP = "deid"
@@ -644,6 +645,9 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
         return FileOutcome(job.source, "skipped", reason=f"unreadable ({type(error).__name__})")
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         return FileOutcome(job.source, "skipped", reason="no SOP class/instance UID (not a DICOM object)")
+    damaged = malformed_element(ds)
+    if damaged:  # a header pydicom cannot read cannot be judged element by element: hold the file back
+        return FileOutcome(job.source, "quarantined", reason=f"damaged header: element {damaged[0]} ({damaged[1]})")
     reason = quarantine_reason(ds, modalities, ctx.options)
     if reason:
         return FileOutcome(job.source, "quarantined", reason=reason)
@@ -735,9 +739,9 @@ def _run_jobs(jobs: list[FileJob], ctx: DeidContext, out: Path, settings: DeidSe
             yield process_file(job, ctx, out, settings.modalities)
         return
     chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tui.core.deidentify"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+    context = pool_context("forkserver", ["tui.core.deidentify"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context,
+                             initializer=drop_working_folder) as pool:
         pending: set[Future[list[FileOutcome]]] = {
             pool.submit(_process_chunk, chunk, ctx, out, settings.modalities) for chunk in chunks
         }

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from tui.core.config import fsync_path, write_private
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
+from tui.core.safetext import disk_error, shown
 
 if TYPE_CHECKING:
     from threading import Event
@@ -289,6 +290,18 @@ class FolderDestination:
     def _write_index(self, index: dict[str, ShareInfo]) -> None:
         rows = [{**asdict(i), "expires": i.expires.isoformat() if i.expires else None} for i in index.values()]
         write_private(self.root / self.INDEX, json.dumps(rows, indent=1).encode())
+
+
+def make_folder(root: Path) -> Path:
+    """Create the destination folder (and parents); a file in the way or an OS error is one clear line."""
+    for part in (root, *root.parents):
+        if part.exists() and not part.is_dir():
+            raise MrishareError("is a file, not a folder: a folder destination needs a folder", shown(part))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise disk_error(error, root) from None
+    return root
 
 
 def destination_from(spec: str, credentials: Credentials | None) -> Destination:

@@ -28,6 +28,7 @@ import numpy as np
 import pydicom
 from isal import igzip
 
+from tui.core.childproc import child_env
 from tui.core.dicom_scan import Series
 from tui.core.errors import MrishareError
 from tui.core.events import (
@@ -243,8 +244,7 @@ class Dicom2niftiEngine:
         output = work / "d2n.nii"
         request = work / "request.json"
         request.write_text(json.dumps({"files": [str(p) for p in files], "output": str(output)}))
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        env = child_env()
         # -P and a fresh cwd: a `dl/` folder in the caller's cwd breaks `import gdcm`.
         command = [sys.executable, "-P", "-m", "tui.core.convert_worker", str(request)]
         try:

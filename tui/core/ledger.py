@@ -24,6 +24,7 @@ Times are stored as local time without zone (xlsx has none).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -145,6 +146,12 @@ class Ledger:
             ledger.close()
             raise
         return ledger
+
+    @property
+    def owner_tag(self) -> str:
+        """A short tag of this ledger's location (a hash, no name): a run keeps its work folder and
+        journal per ledger, so it never withdraws or overwrites a package another ledger owns."""
+        return hashlib.sha256(os.fsencode(self.path.resolve())).hexdigest()[:8]
 
     def __enter__(self) -> Self:
         return self

@@ -5,7 +5,9 @@ scan (done by the caller) -> de-identify -> convert -> deface -> previews/README
 (`tui/core/journal.py`); after a crash or kill -9 the next run skips what is done,
 reuses a remote file that already arrived and a share that was already made, so
 there are no duplicates and no orphaned remote files. A ledger row that the user
-deleted means "share again": the old remote file is revoked and a new attempt starts.
+deleted means "share again": the old remote file is revoked and a new attempt starts. Work folders
+and journals are kept per ledger, so a second ledger sharing the same participant makes its own
+package and never touches the first one's.
 
 To a DICOM node (`dicom-node:NAME`) a run delivers the de-identified DICOM itself: the upload
 stage runs the leak gate over the released files and sends them with C-STORE; convert, deface,
@@ -175,7 +177,8 @@ class _Run:
         self.cancel = cancel
         self.subject = participant.key
         self.to_node = destination.kind == "dicom-node"
-        self.home = settings.work_dir / participant.key
+        # one work folder per (participant, ledger): a package belongs to the ledger row that made it
+        self.home = settings.work_dir / f"{participant.key}-{gate.ledger.owner_tag}"
         self.journal: Journal | None = None
         self.row: LedgerRow | None = None
 

@@ -98,7 +98,7 @@ def test_deid_quarantines_the_damaged_file_naming_the_element(prisma: Path, tmp_
 
 def test_share_names_the_damaged_element_and_never_crashes(prisma: Path, tmp_path: Path) -> None:
     folder = copy_study(prisma, tmp_path / "study")
-    damage_vr(sorted(folder.iterdir())[0])
+    damage_vr(min(folder.iterdir()))
     proc = cli(["share", str(folder), "--dest", f"folder:{tmp_path / 'dest'}", *SHARE], tmp_path, tmp_path / "home")
     out = no_traceback(proc)
     assert "damaged header: element (0018,0095) (unknown VR)" in out
@@ -199,3 +199,20 @@ def test_two_runs_on_one_participant_at_once(tiny: Path, tmp_path: Path) -> None
         assert "Traceback" not in out and "internal error" not in out
         assert proc.returncode == 0 or "in use by another mrishare" in out
     assert len(list(dest.rglob("*.zip"))) == 1
+
+
+def test_full_disk_during_share_is_one_line_naming_the_path(tiny: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        proc = cli(["share", str(tiny), "--dest", f"folder:{tmp_path / 'dest'}", "--ledger",
+                    str(tmp_path / "share-list.xlsx"), *SHARE], tmp_path, home)
+        out = no_traceback(proc)
+        assert proc.returncode == 1  # 4 slices fit; the converter's output does not
+        lines = [line for line in out.splitlines() if f"{home}/data/work/" in line]
+        assert lines and all("disk full" in line for line in lines), out
+        assert not list(home.rglob("*.part"))
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)

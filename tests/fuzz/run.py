@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import io
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,14 +60,16 @@ def run_cli(args: list[str], cwd: Path, home: Path, timeout: float) -> tuple[int
     env.pop("PYTHONSAFEPATH", None)
     try:
         proc = subprocess.run([sys.executable, "-m", "tui", *args], cwd=cwd, env=env, capture_output=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as error:
         return None, (error.stdout or b"").decode("utf-8", "replace") + (error.stderr or b"").decode("utf-8", "replace")
     return proc.returncode, proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
 
 
-def build_case(seed: int, base: str, work: Path, cache: Path) -> tuple[Path, Path, list[Damage]]:
-    """A study folder with one damaged participant (1-2 mutations); (study, participant, damages)."""
+def build_case(seed: int, base: str, work: Path, cache: Path,
+               kinds: list[str] | None = None) -> tuple[Path, Path, list[Damage]]:
+    """A study folder with one damaged participant: `kinds` of mutation, else 1-2 drawn by the seed;
+    (study, participant, damages)."""
     rng = random.Random(seed)
     clean = cache / base
     if not clean.exists():
@@ -75,11 +77,9 @@ def build_case(seed: int, base: str, work: Path, cache: Path) -> tuple[Path, Pat
         clean.with_suffix(".tmp").rename(clean)
     study = work / "study"
     participant = study / "P01"
-    import shutil
-
     shutil.copytree(clean, participant)
     damages = []
-    for kind in rng.sample(sorted(MUTATIONS) + ["mixed-patients"], rng.choice([1, 1, 2])):
+    for kind in kinds or rng.sample(sorted(MUTATIONS) + ["mixed-patients"], rng.choice([1, 1, 2])):
         if kind == "mixed-patients":
             other = cache / f"{base}-other"
             if not other.exists():
@@ -95,14 +95,15 @@ def build_case(seed: int, base: str, work: Path, cache: Path) -> tuple[Path, Pat
     return study, participant, damages
 
 
-def run_case(seed: int, base: str, root: Path, cache: Path, timeout: float = 120.0) -> CaseResult:
+def run_case(seed: int, base: str, root: Path, cache: Path, timeout: float = 120.0,
+             kinds: list[str] | None = None) -> CaseResult:
     """Build the case, run the four commands, check every invariant."""
     work = root / f"case-{seed}"
     work.mkdir(parents=True)
     (work / "dl").mkdir()  # python-gdcm's `import dl` once found such a folder
     (work / "numpy.py").write_text(HOSTILE)
     (work / "pydicom.py").write_text(HOSTILE)
-    study, participant, damages = build_case(seed, base, work, cache)
+    study, participant, damages = build_case(seed, base, work, cache, kinds)
     result = CaseResult(seed, base, damages)
     before = tree_digest(study)
     home, dest, ledger = work / "home", work / "dest", work / "share-list.xlsx"
@@ -182,7 +183,7 @@ def _packaged_slices(dest: Path, row: object) -> int:
             if name.endswith(".nii.gz"):
                 image = nib.Nifti1Image.from_bytes(gzip.decompress(archive.read(name)))
                 shape = image.shape
-                total += int(sorted(shape[:3])[0]) if len(shape) >= 3 else 1
+                total += int(min(shape[:3])) if len(shape) >= 3 else 1
     return total
 
 

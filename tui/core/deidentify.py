@@ -670,8 +670,12 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
     target = out / job.target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
-    partial.write_bytes(data)
-    os.replace(partial, target)  # no half-written file under the released name
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)  # no half-written file under the released name
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk leaves no partial file either
+        raise
     return FileOutcome(job.source, "released", target=target, changes=tuple(report.changes),
                        originals=tuple(report.originals.items()))
 

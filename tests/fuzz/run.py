@@ -50,7 +50,8 @@ def tree_digest(root: Path) -> dict[bytes, str]:
     for folder, _, names in os.walk(os.fsencode(root)):
         for name in names:
             path = os.path.join(folder, name)
-            out[os.path.relpath(path, os.fsencode(root))] = hashlib.sha256(Path(os.fsdecode(path)).read_bytes()).hexdigest()
+            digest = hashlib.sha256(Path(os.fsdecode(path)).read_bytes()).hexdigest()
+            out[os.path.relpath(path, os.fsencode(root))] = digest
     return out
 
 

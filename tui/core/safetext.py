@@ -44,9 +44,7 @@ def shown(value: object) -> str:
 
 def disk_error(error: OSError, path: str | Path | None = None, need: int | None = None) -> MrishareError:
     """One line for an OS error: the path, what went wrong and, for a full disk, the space needed and free."""
-    from tui.core.destinations import (
-        human_bytes,  # light, but keeps this module's import list small
-    )
+    from tui.core.destinations import human_bytes  # here: destinations imports this module
 
     where = path if path is not None else error.filename
     where_text = shown(where) if where is not None else None

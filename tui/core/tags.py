@@ -158,10 +158,12 @@ def _broken_row(ds: Dataset, tag: int, path: str, kpath: str, depth: int, opts: 
     known = _dictionary_vr(tag)
     name = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     decision = annex_e.lookup(tag, known, None, opts, None, sop_class)
+    flags = {"malformed"} | ({"identifying"} if decision.action in REMOVING_ACTIONS else set())
     return TagRow(path=f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})",
-                  keyword_path=f"{kpath}.{name}" if kpath else name, tag=tag, keyword=name if not tag >> 16 & 1 else "", name=name, vr=vr, depth=depth,
+                  keyword_path=f"{kpath}.{name}" if kpath else name, tag=tag,
+                  keyword=name if not tag >> 16 & 1 else "", name=name, vr=vr, depth=depth,
                   value=f"<unreadable: {element_error(error)}>", private_creator=None, decision=decision,
-                  flags=frozenset({"malformed"} | ({"identifying"} if decision.action in REMOVING_ACTIONS else set())))
+                  flags=frozenset(flags))
 
 
 def _creator(ds: Dataset, tag: int) -> str | None:

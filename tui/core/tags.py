@@ -21,6 +21,8 @@ FLAGS = ("identifying", "free_text", "private", "date", "uid", "review", "sequen
 _KNOWN_VRS = frozenset(VR.__members__)
 _SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
 """Bytes per value of the binary number VRs (PS3.5 6.2): a length that is no multiple is damaged."""
+_NUMBER_TEXT = {"DS": re.compile(rb"[0-9+\-.eE \\\x00]*"), "IS": re.compile(rb"[0-9+\- \\\x00]*")}
+"""Characters a decimal/integer string may hold (PS3.5 6.2); anything else is a damaged number."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PLACEHOLDER = re.compile(r"<\d+ (bytes|items)>|<unreadable[^>]*>")
 _STANDARD_UID = re.compile(r"1\.2\.840\.10008(\.\d+)+")  # defined by NEMA (PS3.6 Annex A), never about a patient
@@ -93,6 +95,9 @@ def malformed_element(ds: Dataset, prefix: str = "") -> tuple[str, str] | None:
             size = _SIZES.get(vr or "")
             if size and length != 0xFFFFFFFF and length % size:
                 return here, f"length {length} is not a multiple of {size} for VR {vr}"
+            number = None if tag >> 16 & 1 else _NUMBER_TEXT.get(vr or _dictionary_vr(tag))  # private: vendors' own
+            if number is not None and isinstance(elem.value, bytes) and not number.fullmatch(elem.value):
+                return here, f"not a number ({vr or _dictionary_vr(tag)})"
             if vr != "SQ" and not (vr is None and _dictionary_vr(tag) == "SQ"):
                 continue
             try:

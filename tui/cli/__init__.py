@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
-import traceback
-from datetime import UTC, datetime
 
 from tui import __version__
 from tui.core.errors import MrishareError
@@ -44,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     Known errors (MrishareError, OS errors) are the line; anything else is a bug: the line names
     only its type and the report file (traceback, in the data folder, mode 0600), never a value.
     """
-    from tui.core.safetext import ESCAPE_ERRORS, disk_error
+    from tui.core.safetext import ESCAPE_ERRORS, crash_report, disk_error
 
     for stream in (sys.stdout, sys.stderr):  # a file name with undecodable bytes prints as \xNN
         if hasattr(stream, "reconfigure"):
@@ -71,16 +68,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mrishare: internal error ({type(error).__name__}); {crash_report(error)}", file=sys.stderr)
         return 3
 
-
-def crash_report(error: BaseException) -> str:
-    """Write the traceback to `<data dir>/crash/<time>-<pid>.txt` (0600); say where, or that it failed."""
-    from tui.core.config import data_dir, write_private
-
-    text = "".join(traceback.format_exception(error))
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = data_dir() / "crash" / f"{stamp}-{os.getpid()}.txt"
-    try:
-        write_private(path, text.encode("utf-8", "backslashreplace"))
-    except OSError:
-        return "no report could be written"
-    return f"full report (may hold file names): {path}"

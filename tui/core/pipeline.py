@@ -36,7 +36,7 @@ from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNo
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.run_settings import STAGES, PipelineSettings
-from tui.core.safetext import disk_error
+from tui.core.safetext import crash_report, disk_error
 
 if TYPE_CHECKING:
     from tui.core.node_destination import DicomNodeDestination
@@ -161,7 +161,7 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
     except OSError as error:  # full disk, permissions: the path and the cause (no value of the data)
         reason = f"{stage}: {disk_error(error)}"
     except Exception as error:  # a bug or a library failure: never let its message (maybe PHI) out
-        reason = f"internal error ({type(error).__name__}) during {stage}"
+        reason = f"internal error ({type(error).__name__}) during {stage}; {crash_report(error)}"
     yield StepFailed(run.subject, stage, reason)
     run.fail(stage, reason)
     return Outcome(run.subject, run.journal.share_id if run.journal else "", "failed", reason)

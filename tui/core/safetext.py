@@ -1,5 +1,6 @@
 """Text that can always be shown, stored in XML and explained: escapes for undecodable bytes,
-XML 1.0-safe strings, and one-line messages for OS errors (full disk, permissions).
+XML 1.0-safe strings, one-line messages for OS errors (full disk, permissions), and the private
+crash report behind an "internal error" line.
 
 A file name with a byte that is not UTF-8 reaches Python as a lone surrogate (PEP 383); printed,
 written to a UTF-8 file or to the ledger's XML it raises or corrupts. Here it becomes `\\xff`.
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import codecs
 import errno
+import os
 import re
+import secrets
 import shutil
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tui.core.errors import MrishareError
@@ -68,3 +73,16 @@ def _free_space(path: Path) -> int | None:
             continue
     return None
 
+
+def crash_report(error: BaseException) -> str:
+    """Write the traceback to `<data dir>/crash/<time>-<pid>.txt` (0600); say where, or that it failed."""
+    from tui.core.config import data_dir, write_private  # platformdirs only when something broke
+
+    text = "".join(traceback.format_exception(error))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = data_dir() / "crash" / f"{stamp}-{os.getpid()}-{secrets.token_hex(2)}.txt"
+    try:
+        write_private(path, text.encode("utf-8", "backslashreplace"))
+    except OSError:
+        return "no report could be written"
+    return f"full report (may hold file names): {path}"

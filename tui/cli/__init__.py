@@ -36,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse `argv`, run the chosen command, and turn known errors into one line on stderr."""
+    """Parse `argv`, run the chosen command, and turn every error into one line on stderr.
+
+    Known errors (MrishareError, OS errors) are the line; anything else is a bug: the line names
+    only its type and the report file (traceback, in the data folder, mode 0600), never a value.
+    """
+    from tui.core.safetext import ESCAPE_ERRORS, crash_report, disk_error
+
+    for stream in (sys.stdout, sys.stderr):  # a file name with undecodable bytes prints as \xNN
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=ESCAPE_ERRORS)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -52,3 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrishare: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        print(f"mrishare: {disk_error(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the last guard: no traceback reaches the user
+        print(f"mrishare: internal error ({type(error).__name__}); {crash_report(error)}", file=sys.stderr)
+        return 3
+

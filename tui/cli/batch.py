@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from tui.cli.output import run_with_progress, stdout
+from tui.cli.output import run_with_progress, stderr, stdout
 from tui.core import annex_e
 from tui.core.config import data_dir
 from tui.core.errors import MrishareError
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
 
 if TYPE_CHECKING:
+    from tui.core.ledger import Ledger
     from tui.core.run_settings import PipelineSettings
 
 
@@ -24,6 +25,16 @@ def default_ledger() -> Path:
     from tui.core.settings import load_settings
 
     return load_settings().ledger or data_dir() / "share-list.xlsx"
+
+
+def open_ledger(path: Path) -> Ledger:
+    """Open (lock) the ledger and tell the user about a stale lock that was taken over."""
+    from tui.core.ledger import Ledger
+
+    ledger = Ledger.open(path)
+    for note in ledger.notes:
+        stderr.print(f"mrishare: {note}", markup=False)
+    return ledger
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,7 +138,6 @@ def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed or was only partly shared."""
     from tui.core.dicom_scan import scan_events
-    from tui.core.ledger import Ledger
     from tui.core.pipeline import run_batch
     from tui.core.pseudonym_list import check_list_path, entries_for, released_folders, write_pseudonym_list
 
@@ -140,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if not scanned.participants:
         raise MrishareError(no_participant_reason(scanned.skipped), args.folder)
     ledger_path = args.ledger or default_ledger()
-    with Ledger.open(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         result = run_with_progress(run_batch(scanned.participants, settings, ledger, workers=args.workers))
     if list_path is not None:
         failures = {o.key: o.reason or o.status for o in result.failed}

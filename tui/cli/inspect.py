@@ -16,6 +16,7 @@ from rich.text import Text
 from tui.cli.output import stdout
 from tui.core import annex_e
 from tui.core.errors import MrishareError
+from tui.core.safetext import shown
 
 if TYPE_CHECKING:
     from tui.core.tags import TagRow
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         stdout.print(table(rows, args.reveal, path))
         stdout.print(legend(options, args.reveal))
+    broken = [r for r in rows if "malformed" in r.flags]
+    if broken:
+        where = ", ".join(f"{r.path} {r.value.strip('<>')}" for r in broken[:3])
+        print(f"mrishare: {shown(path)}: {len(broken)} element(s) could not be read: {where}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -178,7 +184,7 @@ def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
 
 def table(rows: list[TagRow], reveal: bool, path: Path) -> Table:
     """Rich table; every cell is a Text, so values are never read as markup."""
-    t = Table(title=Text(str(path)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(title=Text(shown(path)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("Tag", no_wrap=True)
     t.add_column("Name", overflow="ellipsis", no_wrap=True, max_width=26)
     t.add_column("VR", no_wrap=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from tui.cli.batch import default_ledger
+from tui.cli.batch import default_ledger, open_ledger
 from tui.cli.output import stdout
 from tui.core.errors import MrishareError
 from tui.core.shares import row_or_error
@@ -57,9 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _ledger(args: argparse.Namespace) -> Ledger:
     """The ledger from `--ledger`, else the default one."""
-    from tui.core.ledger import Ledger
-
-    return Ledger.open(args.ledger or default_ledger())
+    return open_ledger(args.ledger or default_ledger())
 
 
 def _destination(args: argparse.Namespace, row: LedgerRow) -> Destination:

@@ -19,14 +19,13 @@ not copied.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import re
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from io import BytesIO
@@ -51,11 +50,20 @@ from pydicom.valuerep import PersonName
 from tui import __version__
 from tui.core import annex_e
 from tui.core.audit import AuditLog, new_run_id
+from tui.core.childproc import drop_working_folder, pool_context
 from tui.core.config import site_secret
 from tui.core.dateshift import offset_days, offset_seconds, shift
 from tui.core.dicom_scan import Participant
 from tui.core.errors import MrishareError
-from tui.core.events import EventStream, StepFailed, StepFinished, StepNote, StepProgress, StepStarted, Throttle
+from tui.core.events import (
+    EventStream,
+    StepFailed,
+    StepFinished,
+    StepNote,
+    StepProgress,
+    StepStarted,
+    Throttle,
+)
 from tui.core.leakcheck import (
     Identifiers,
     Leak,
@@ -72,6 +80,7 @@ from tui.core.presets import DEID_OPTIONS as DEFAULT_OPTIONS
 from tui.core.presets import PROTOCOL_PAGES
 from tui.core.pseudonym import Pseudonymizer, identity_key, parse_scheme, record_mapping
 from tui.core.quarantine import QuarantineStore, quarantine_reason
+from tui.core.tags import malformed_element
 from tui.core.uidmap import UidMap, is_well_known
 
 STEP = "deid"
@@ -662,6 +671,9 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
         return FileOutcome(job.source, "skipped", reason=f"unreadable ({type(error).__name__})")
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         return FileOutcome(job.source, "skipped", reason="no SOP class/instance UID (not a DICOM object)")
+    damaged = malformed_element(ds)
+    if damaged:  # a header pydicom cannot read cannot be judged element by element: hold the file back
+        return FileOutcome(job.source, "quarantined", reason=f"damaged header: element {damaged[0]} ({damaged[1]})")
     reason = quarantine_reason(ds, modalities, ctx.options, ctx.protocol_pages)
     if reason:
         return FileOutcome(job.source, "quarantined", reason=reason)
@@ -679,8 +691,12 @@ def _process_file(job: FileJob, ctx: DeidContext, out: Path, modalities: frozens
     target = out / job.target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
-    partial.write_bytes(data)
-    os.replace(partial, target)  # no half-written file under the released name
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)  # no half-written file under the released name
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk leaves no partial file either
+        raise
     return FileOutcome(job.source, "released", target=target, changes=tuple(report.changes),
                        originals=tuple(report.originals.items()))
 
@@ -763,9 +779,9 @@ def _run_jobs(jobs: list[FileJob], ctx: DeidContext, out: Path, settings: DeidSe
             yield process_file(job, ctx, out, settings.modalities)
         return
     chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tui.core.deidentify"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+    context = pool_context("forkserver", ["tui.core.deidentify"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context,
+                             initializer=drop_working_folder) as pool:
         pending: set[Future[list[FileOutcome]]] = {
             pool.submit(_process_chunk, chunk, ctx, out, settings.modalities) for chunk in chunks
         }

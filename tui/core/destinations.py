@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tui.core.config import fsync_path, write_private
 from tui.core.errors import MrishareError
-from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
+from tui.core.events import (
+    EventStream,
+    StepFinished,
+    StepProgress,
+    StepStarted,
+    Throttle,
+)
+from tui.core.safetext import disk_error, shown
 from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
@@ -333,6 +340,18 @@ class FolderDestination:
         write_private(self.root / self.INDEX, json.dumps(rows, indent=1).encode())
 
 
+def make_folder(root: Path) -> Path:
+    """Create the destination folder (and parents); a file in the way or an OS error is one clear line."""
+    for part in (root, *root.parents):
+        if part.exists() and not part.is_dir():
+            raise MrishareError("is a file, not a folder: a folder destination needs a folder", shown(part))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise disk_error(error, root) from None
+    return root
+
+
 def destination_from(spec: str, credentials: Credentials | None) -> Destination:
     """Build a destination from `folder:PATH`, `nextcloud` or `dicom-node:NAME` (empty: what the credentials say)."""
     spec = spec or (credentials.destination if credentials else "")
@@ -341,7 +360,9 @@ def destination_from(spec: str, credentials: Credentials | None) -> Destination:
     if spec == "nextcloud":
         if credentials is None:
             raise MrishareError("the nextcloud destination needs a credentials file (--credentials)")
-        from tui.core.nextcloud import NextcloudDestination  # loads the HTTP client only when needed
+        from tui.core.nextcloud import (
+            NextcloudDestination,  # loads the HTTP client only when needed
+        )
 
         return NextcloudDestination(credentials)
     if spec.startswith("dicom-node:") and len(spec) > len("dicom-node:"):

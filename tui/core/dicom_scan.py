@@ -29,6 +29,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from tui.core.childproc import drop_working_folder, pool_context
 from tui.core.config import site_secret
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle, drain
@@ -695,11 +696,11 @@ def _owner(path: Path, folders: dict[str, int]) -> int | None:
     """Index of the folder in `folders` (str path -> index) that contains `path`, if any."""
     text = str(path)
     while True:
-        parent = os.path.dirname(text)
-        if parent == text:
-            return None
+        parent = os.path.dirname(text) or "."  # a relative path ends at "." (a scan of the working folder)
         if parent in folders:
             return folders[parent]
+        if parent in (text, "."):
+            return None
         text = parent
 
 
@@ -752,10 +753,8 @@ def _context() -> multiprocessing.context.BaseContext:
     """`fork` when this process has no other thread (children start at once, modules loaded);
     else `forkserver` (forking a threaded process can deadlock), preloading this module."""
     if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
+        return pool_context("fork", [])
+    return pool_context("forkserver", [__name__])
 
 
 def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | None
@@ -777,7 +776,8 @@ def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | 
     by_chunk: dict[Future[list[Instance | DicomDirIndex | Skipped]], int] = {}
     ordered: list[list[Instance | DicomDirIndex | Skipped]] = [[] for _ in chunks]
     done = 0
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context(),
+                             initializer=drop_working_folder) as pool:
         pending = set()
         for index, chunk in enumerate(chunks):
             future = pool.submit(_read_chunk, chunk)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from pathlib import Path
 
 from tui.core.config import site_secret
 
 
 def participant_key(folder: Path, secret: bytes | None = None) -> str:
-    """A stable, non-identifying id for a participant folder: keyed hash of its resolved path."""
-    digest = hmac.new(secret or site_secret(), str(folder.resolve()).encode(), hashlib.sha256).hexdigest()
+    """A stable, non-identifying id for a participant folder: keyed hash of its resolved path
+    (its bytes: a name that is not UTF-8 hashes as it is on disk)."""
+    digest = hmac.new(secret or site_secret(), os.fsencode(folder.resolve()), hashlib.sha256).hexdigest()
     return "p-" + digest[:10]

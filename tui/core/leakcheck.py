@@ -52,6 +52,7 @@ from tui.core import annex_e
 from tui.core.dicom_scan import Participant, Skipped, read_header
 from tui.core.errors import MrishareError
 from tui.core.passphrase import word_list
+from tui.core.tags import malformed_element
 from tui.core.uidmap import is_well_known
 
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UT", "UC", "UR", "CS"})
@@ -600,7 +601,8 @@ def collect_identifiers(participant: Participant, options: frozenset[str] = froz
             for series in study.series:
                 for path in series.files:
                     header = read_header(path)
-                    if not isinstance(header, Skipped):
+                    # a damaged header is quarantined by the de-identification: the next file speaks for the series
+                    if not isinstance(header, Skipped) and malformed_element(header) is None:
                         collector.add_dataset(header)
                         break
     return collector.result()

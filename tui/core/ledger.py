@@ -9,27 +9,36 @@ delete a row to mean "share this participant again". So the ledger:
     to share again) removes a row: it moves the rows below up when nothing in the workbook points at
     cells by position, and otherwise blanks the row in place (openpyxl's delete_rows rewrites no
     formulas, ranges, names or hyperlinks, so moving rows would make them point at other shares);
-  - saves atomically (temp file in the same folder, fsync, os.replace) with mode 0600;
+  - saves atomically (temp file in the same folder, fsync, os.replace) with mode 0600, and only after
+    the temp file reads back with every row of this session: a failed check keeps the previous file;
+  - stores text XML-safe: a character XML 1.0 cannot hold (an undecodable byte of a folder name,
+    a control character) is written as an escape such as `\xff`, never as a broken character reference;
   - refuses to open while LibreOffice or Excel has the file open (their lock files), while another
-    mrishare holds our lock (stale locks of dead processes are taken over), or if it is not a readable
-    xlsx -- in every case without writing to it.
+    mrishare holds our lock, or if it is not a readable xlsx -- in every case without writing to it.
+    Our lock is written whole or not at all (temp file + link); a lock whose process is gone, or an
+    unreadable one older than a minute (left by an older version on a full disk), is taken over with
+    a note in `Ledger.notes`.
 Times are stored as local time without zone (xlsx has none).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
 import secrets
 import socket
 import time
+import zipfile
 from copy import copy
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from xml.etree import ElementTree
 
 import openpyxl
 from openpyxl.cell.cell import MergedCell
@@ -40,9 +49,13 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from tui.core.config import fsync_path
 from tui.core.errors import MrishareError
+from tui.core.safetext import disk_error, shown
 
 STATUSES = ("new", "scanned", "de-identified", "converted", "defaced", "packed", "uploaded", "shared",
             "expired", "revoked", "failed")
+_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+STALE_UNREADABLE_S = 60
+"""An unreadable lock older than this is taken over (writing a lock takes microseconds)."""
 SHEET = "shares"
 FILE_NAME = "share-list.xlsx"
 
@@ -111,6 +124,8 @@ class Ledger:
         self._rows: dict[str, LedgerRow] = {}
         self._dirty: dict[str, LedgerRow] = {}
         self._deleted: set[str] = set()
+        self.notes: list[str] = []
+        """Things the user should know about the opening (a stale lock taken over)."""
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -118,7 +133,9 @@ class Ledger:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _check_foreign_locks(path)
-        ledger = cls(path, _acquire_lock(path))
+        notes: list[str] = []
+        ledger = cls(path, _acquire_lock(path, notes))
+        ledger.notes = notes
         try:
             if path.exists():
                 ledger._load()
@@ -129,6 +146,12 @@ class Ledger:
             ledger.close()
             raise
         return ledger
+
+    @property
+    def owner_tag(self) -> str:
+        """A short tag of this ledger's location (a hash, no name): a run keeps its work folder and
+        journal per ledger, so it never withdraws or overwrites a package another ledger owns."""
+        return hashlib.sha256(os.fsencode(self.path.resolve())).hexdigest()[:8]
 
     def __enter__(self) -> Self:
         return self
@@ -147,7 +170,7 @@ class Ledger:
 
     def find_by_participant(self, participant: str) -> LedgerRow | None:
         """The last (most recent) row for this participant, whatever its status, or None."""
-        found = [row for row in self._rows.values() if row.participant == participant]
+        found = [row for row in self._rows.values() if row.participant == shown(participant)]
         return found[-1] if found else None
 
     def upsert(self, row: LedgerRow) -> None:
@@ -157,6 +180,10 @@ class Ledger:
         if row.status not in STATUSES:
             raise MrishareError(f"unknown status {row.status!r}; use one of {', '.join(STATUSES)}", self.path)
         stored = copy(row)
+        for item in fields(stored):  # text as it reads back from the sheet (XML-safe, escapes)
+            value = getattr(stored, item.name)
+            if isinstance(value, str):
+                setattr(stored, item.name, shown(value))
         for name in ("created", "revealed", "communicated"):  # as they read back from the sheet
             value = getattr(stored, name)
             if value is not None:
@@ -204,7 +231,7 @@ class Ledger:
                 cell.value = _to_cell(getattr(row, name))
                 if name in _FORMATS:
                     cell.number_format = _FORMATS[name]
-        self._write(self._wb)
+        self._write(self._wb, expect=set(self._dirty))
         self._dirty.clear()
         self._deleted.clear()
 
@@ -267,22 +294,45 @@ class Ledger:
                                 "repair it or move it away", self.path) from None
         return rows
 
-    def _write(self, wb: Workbook) -> None:
-        """Save to a 0600 temp file beside the ledger, fsync, rename over it, fsync the folder."""
+    def _write(self, wb: Workbook, expect: set[str] | None = None) -> None:
+        """Save to a 0600 temp file beside the ledger, fsync, read it back (rows in `expect` present),
+        rename over the ledger, fsync the folder. Any failure leaves the previous file as it was."""
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 wb.save(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+            self._read_back(tmp, expect or set())
             os.replace(tmp, self.path)
-        except BaseException:
+        except OSError as error:
+            raise disk_error(error, self.path, _size(self.path)) from None
+        finally:
             tmp.unlink(missing_ok=True)
-            raise
         fsync_path(self.path.parent)
         self._stat = _stat(self.path)
 
+    def _read_back(self, written: Path, expect: set[str]) -> None:
+        """Refuse a saved workbook whose XML parts do not parse or whose text lacks an ID just written.
+
+        Every part goes through expat (what broke before: an undecodable byte of a folder name became
+        an invalid character reference); a full openpyxl read would cost ten times as much per save.
+        """
+        texts: set[str] = set()
+        try:
+            with zipfile.ZipFile(written) as archive:
+                for name in archive.namelist():
+                    if name.endswith((".xml", ".rels")):
+                        root = ElementTree.fromstring(archive.read(name))
+                        if name == "xl/sharedStrings.xml" or name.startswith("xl/worksheets/"):
+                            texts.update(e.text or "" for e in root.iter(f"{{{_MAIN_NS}}}t"))
+        except (zipfile.BadZipFile, ElementTree.ParseError, KeyError) as error:
+            raise MrishareError(f"the saved ledger did not read back ({type(error).__name__}); the previous "
+                                "file is kept", self.path) from None
+        if expect - texts:
+            raise MrishareError(f"the saved ledger lacks {len(expect - texts)} row(s) just written; the "
+                                "previous file is kept", self.path)
 
 def _new_workbook() -> Workbook:
     """A workbook with the 'shares' sheet and a bold, frozen header row."""
@@ -367,10 +417,12 @@ def _from_cell(name: str, value: object, ref: str, where: Path) -> object:
 
 
 def _to_cell(value: object) -> object:
-    """Field value -> cell value (aware times to local naive; empty text and None as empty cells)."""
+    """Field value -> cell value (aware times to local naive; text XML-safe; empty text and None as empty)."""
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone().replace(tzinfo=None)
-    return None if value == "" else value
+    if isinstance(value, str):
+        return shown(value) or None
+    return value
 
 
 def _cell_text(value: object) -> str:
@@ -432,31 +484,70 @@ def _check_foreign_locks(path: Path) -> None:
                                 "or delete that file if no office program has it open", path)
 
 
-def _acquire_lock(path: Path) -> Path:
-    """Create our lock file (pid, host); take over a stale one left by a dead process on this host."""
+def _acquire_lock(path: Path, notes: list[str]) -> Path:
+    """Create our lock file (pid, host), whole or not at all: written to a temp file, then hard-linked
+    to the lock name (fails if one exists). A stale lock is taken over with a note in `notes`."""
     lock = path.with_name(f".{path.name}.mrishare-lock")
-    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            _refuse_or_clear(lock, path)
-            continue
-        with os.fdopen(fd, "w") as handle:
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+    tmp = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(me)
-        return lock
+            handle.flush()
+            os.fsync(handle.fileno())
+        for _ in range(2):
+            try:
+                _place(tmp, lock)
+            except FileExistsError:
+                _refuse_or_clear(lock, path, notes)
+                continue
+            return lock
+    except OSError as error:
+        raise disk_error(error, lock, len(me)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     raise MrishareError("could not take the ledger lock", path)
 
 
-def _refuse_or_clear(lock: Path, path: Path) -> None:
-    """Remove a lock whose process is gone; otherwise say who holds it."""
+def _place(tmp: Path, lock: Path) -> None:
+    """Give the finished temp file the lock's name; FileExistsError if a lock is there."""
+    try:
+        os.link(tmp, lock)
+        return
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    # no hard links here (FAT, some network shares): exclusive create, removed again if the write fails
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, tmp.read_bytes())
+        os.fsync(fd)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _refuse_or_clear(lock: Path, path: Path, notes: list[str]) -> None:
+    """Remove a lock whose process is gone (or an old unreadable one); otherwise say who holds it."""
     try:
         owner = json.loads(lock.read_text())
         pid, host = int(owner["pid"]), str(owner["host"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise MrishareError(f"lock file {lock.name} is unreadable; delete it if no mrishare is running", path) from None
+        age = time.time() - lock.stat().st_mtime if lock.exists() else STALE_UNREADABLE_S
+        if age < STALE_UNREADABLE_S:
+            raise MrishareError(f"lock file {lock.name} is unreadable; if no mrishare is running, delete it "
+                                f"or wait {STALE_UNREADABLE_S} s and it is taken over", path) from None
+        lock.unlink(missing_ok=True)
+        notes.append(f"took over the unreadable lock file {lock.name} (left by an interrupted run)")
+        return
     if host == socket.gethostname() and not _alive(pid):
         lock.unlink(missing_ok=True)
+        notes.append(f"took over the lock of mrishare pid {pid}, which is no longer running")
         return
     where = "this computer" if host == socket.gethostname() else f"computer {host}"
     raise MrishareError(f"in use by another mrishare (pid {pid} on {where}); wait for it to finish, "
@@ -471,6 +562,12 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _size(path: Path) -> int | None:
+    """The ledger's size now: about what a save needs again."""
+    stat = _stat(path)
+    return stat[1] if stat else None
 
 
 def _stat(path: Path) -> tuple[int, int] | None:

@@ -28,6 +28,7 @@ import numpy as np
 import pydicom
 from isal import igzip
 
+from tui.core.childproc import child_env
 from tui.core.dicom_scan import Series, object_kind
 from tui.core.errors import MrishareError
 from tui.core.events import (
@@ -193,10 +194,19 @@ class Dcm2niixEngine:
         for image in images:
             stem = image.name[: -len(".nii")]
             sidecar_path = image.with_suffix(".json")
-            sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
+            sidecar = _engine_json(sidecar_path, "dcm2niix sidecar") if sidecar_path.exists() else {}
             extras = tuple(p for p in (image.with_suffix(".bval"), image.with_suffix(".bvec")) if p.exists())
             outputs.append(RawOutput(image, sidecar, extras=extras, **_postfix_entities(stem[1:])))
         return outputs
+
+
+def _engine_json(path: Path, what: str) -> Any:
+    """A JSON file an engine wrote; cut short (an engine exits 0 on a full disk too) it is a failure that says so."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        free = shutil.disk_usage(path.parent).free
+        raise EngineFailed(f"{what} is damaged; {free // 1024} kB free at {path.parent} (disk full?)") from None
 
 
 def _postfix_entities(postfix: str) -> dict[str, Any]:
@@ -236,8 +246,7 @@ class Dicom2niftiEngine:
         output = work / "d2n.nii"
         request = work / "request.json"
         request.write_text(json.dumps({"files": [str(p) for p in files], "output": str(output)}))
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        env = child_env()
         # -P and a fresh cwd: a `dl/` folder in the caller's cwd breaks `import gdcm`.
         command = [sys.executable, "-P", "-m", "tui.core.convert_worker", str(request)]
         try:
@@ -250,7 +259,7 @@ class Dicom2niftiEngine:
             raise EngineFailed(f"dicom2nifti worker killed by signal {-proc.returncode}")
         if not result_path.exists():
             raise EngineFailed(f"dicom2nifti worker exit code {proc.returncode}")
-        result = json.loads(result_path.read_text())
+        result = _engine_json(result_path, "dicom2nifti worker result")
         if result["status"] == "rejected":
             code = result.get("code", "")
             raise SeriesRejected(DICOM2NIFTI_REASONS.get(code, f"dicom2nifti rejected it ({code[:40]})"))

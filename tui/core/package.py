@@ -27,6 +27,7 @@ from threading import Event
 
 import pyzipper
 
+from tui.core.childproc import child_env
 from tui.core.config import fsync_path
 from tui.core.errors import MrishareError
 from tui.core.events import (
@@ -268,8 +269,8 @@ def _verify_zipcrypto(zip_path: Path, passphrase: Passphrase, infos: list[pyzipp
 def _run_child(job: dict[str, object], passphrase: Passphrase, cancel: Event | None,
                where: Path) -> Iterable[int]:
     """Run the pyminizip child; yield the file counts it reports; kill it on cancel."""
-    proc = subprocess.Popen([sys.executable, "-c", _ZIPCRYPTO_CHILD], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen([sys.executable, "-P", "-c", _ZIPCRYPTO_CHILD], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_env())
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(job) + "\n" + passphrase.text() + "\n")
     proc.stdin.close()

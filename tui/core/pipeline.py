@@ -5,7 +5,9 @@ scan (done by the caller) -> de-identify -> convert -> deface -> previews/README
 (`tui/core/journal.py`); after a crash or kill -9 the next run skips what is done,
 reuses a remote file that already arrived and a share that was already made, so
 there are no duplicates and no orphaned remote files. A ledger row that the user
-deleted means "share again": the old remote file is revoked and a new attempt starts.
+deleted means "share again": the old remote file is revoked and a new attempt starts. Work folders
+and journals are kept per ledger, so a second ledger sharing the same participant makes its own
+package and never touches the first one's.
 
 To a DICOM node (`dicom-node:NAME`) a run delivers the de-identified DICOM itself: the upload
 stage runs the leak gate over the released files and sends them with C-STORE; convert, deface,
@@ -32,10 +34,20 @@ from tui.core.deidentify import DeidSettings, deidentify_participant
 from tui.core.destinations import Delivered, Destination, SharePolicy, destination_from
 from tui.core.dicom_scan import Participant, scan
 from tui.core.errors import MrishareError
-from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
+from tui.core.events import (
+    Event,
+    EventStream,
+    StepFailed,
+    StepFinished,
+    StepNote,
+    StepStarted,
+    drain,
+    relabel,
+)
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.run_settings import STAGES, PipelineSettings
+from tui.core.safetext import crash_report, disk_error
 from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
@@ -179,8 +191,10 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
         return Outcome(run.subject, run.journal.share_id, status, run.admission.note())
     except MrishareError as error:
         reason = str(error)
+    except OSError as error:  # full disk, permissions: the path and the cause (no value of the data)
+        reason = f"{stage}: {disk_error(error)}"
     except Exception as error:  # a bug or a library failure: never let its message (maybe PHI) out
-        reason = f"internal error ({type(error).__name__}) during {stage}"
+        reason = f"internal error ({type(error).__name__}) during {stage}; {crash_report(error)}"
     yield StepFailed(run.subject, stage, reason)
     run.fail(stage, reason)
     return Outcome(run.subject, run.journal.share_id if run.journal else "", "failed", reason)
@@ -199,7 +213,8 @@ class _Run:
         self.cancel = cancel
         self.subject = participant.key
         self.to_node = destination.kind == "dicom-node"
-        self.home = settings.work_dir / participant.key
+        # one work folder per (participant, ledger): a package belongs to the ledger row that made it
+        self.home = settings.work_dir / f"{participant.key}-{gate.ledger.owner_tag}"
         self.journal: Journal | None = None
         self.row: LedgerRow | None = None
         self.policy: SharePolicy | None = None
@@ -477,7 +492,9 @@ class _Run:
         return f"{result.members} files, {result.size / 1e6:.1f} MB, {result.mode}"
 
     def _write_docs(self) -> None:
-        from tui.core import preview  # nibabel and Pillow only when a run writes previews
+        from tui.core import (
+            preview,  # nibabel and Pillow only when a run writes previews
+        )
         from tui.core.participant_docs import write_participant_docs
 
         items = [p for p, _ in self._converted() if p.exists()]
@@ -553,7 +570,9 @@ class _Run:
 
     def _send_to_node(self) -> EventStream[str]:
         """Leak gate over the released DICOM, then C-STORE exactly those files to the node."""
-        from tui.core.dicom_net import dicom_files  # pynetdicom only when a node is used
+        from tui.core.dicom_net import (
+            dicom_files,  # pynetdicom only when a node is used
+        )
 
         assert self.journal is not None
         deid = self.attempt / "deid"

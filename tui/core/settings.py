@@ -117,7 +117,9 @@ class UserSettings:
         credentials = self._credentials(credentials_path)
         dest = self.destination or (credentials.destination if credentials else default_outbox())
         if dest.startswith("folder:"):
-            Path(dest.removeprefix("folder:")).expanduser().mkdir(parents=True, exist_ok=True)
+            from tui.core.destinations import make_folder
+
+            make_folder(Path(dest.removeprefix("folder:")).expanduser())
         expiry = self.expiry_days or (credentials.expiration_days if credentials else 14)
         return PipelineSettings(
             destination=dest, work_dir=data_dir() / "work", preset=self.preset, options=self.options,

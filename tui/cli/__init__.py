@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(handler(args) or 0)
     except MrishareError as error:
         print(f"mrishare: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except KeyboardInterrupt:
         print("mrishare: interrupted", file=sys.stderr)
         return 130

@@ -107,8 +107,9 @@ def relabel(stream: Generator[Event, None, T], subject: str, step: str) -> Gener
         if isinstance(event, StepProgress):
             yield StepProgress(subject, step, event.done, event.total, event.unit)
         elif isinstance(event, StepFinished) and event.summary:
-            yield StepNote(subject, step, f"{event.step}: {event.summary}")
+            yield StepNote(subject, step, event.summary if event.step == step else f"{event.step}: {event.summary}")
         elif isinstance(event, StepFailed):
-            yield StepNote(subject, step, f"{event.step} failed: {event.reason}", "warning")
+            yield StepNote(subject, step, f"{'' if event.step == step else event.step + ' '}failed: {event.reason}",
+                           "warning")
         elif isinstance(event, StepNote):
             yield StepNote(subject, step, event.message, event.level)

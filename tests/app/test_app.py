@@ -398,7 +398,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
 
 
 @pytest.mark.slow
-async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
+async def test_quit_mid_run_asks_first(make_app, demo_study: Path, ledger_path: Path, settings) -> None:
     app = make_app(demo_study)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
@@ -416,6 +416,11 @@ async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
         await settle(app, pilot)
         assert not app.batch_running
         assert "cancelled" in str(app.batch_screen.query_one("#batch-summary").render())
+    outbox = Path(settings.destination.removeprefix("folder:"))
+    assert not [p for p in outbox.rglob("*") if p.is_file()], "nothing is sent after the app's cancel"
+    with Ledger.open(ledger_path) as ledger:
+        (row,) = [r for r in ledger.rows() if r.source_folder]
+    assert row.status != "shared" and row.last_action.startswith("cancelled during")
 
 
 async def test_tag_editing_saves_a_copy_with_new_uids(make_app, demo_study: Path, tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
                     destination: Destination, cancel: threading.Event | None = None) -> EventStream[Outcome]:
     """All stages for one participant; failures become a `failed` ledger row and a StepFailed event."""
     run = _Run(participant, settings, gate, destination, cancel or threading.Event())
-    stage = "deidentify"
+    stage = "prepare"  # the ledger row, the journal and withdrawing an abandoned attempt come before any stage
     try:
         run.start()
         delivered_before = run.delivered

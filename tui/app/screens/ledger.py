@@ -17,6 +17,7 @@ from textual.widgets import Footer, Input, Label
 
 from tui.app.format import human_size, short_when
 from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.failure import FailureScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
 from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
@@ -108,7 +109,7 @@ class LedgerTable(VirtualTable):
         "ledger-table--mark",
     }
 
-    BINDINGS = [Binding("enter", "screen.inspect", "Inspect", id="ledger.inspect")]
+    BINDINGS = [Binding("enter", "screen.inspect", "Open", id="ledger.inspect")]
 
     def status_style(self, status: str) -> str:
         """The component class for a status."""
@@ -379,9 +380,13 @@ class LedgerScreen(Screen[None]):
             self.app.open_folder(folder)
 
     def action_inspect(self) -> None:
-        """Open the participant's series and tags."""
+        """Open why a row failed or was cancelled, else the participant's series and tags."""
         entry = self.current
         if entry is None:
+            return
+        if entry.row is not None and (entry.status == "failed" or entry.last_action.startswith("cancelled")):
+            notes = self.app.batch_screen.warnings.get(entry.participant, [])
+            self.app.push_screen(FailureScreen(entry.participant, entry.row, notes, entry.scanned))
             return
         if entry.scanned is None:
             self.notify("Not scanned in this session: open its study folder first (o).", severity="warning")

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from tui import __version__
 from tui.core.errors import MrishareError
@@ -35,8 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_warnings() -> None:
+    """Keep pydicom's UserWarnings (a value longer than its VR allows, an odd character set) off the terminal.
+
+    pydicom copes with such values and the scan, inspection and de-identification report what
+    matters as one line; a raw `valuerep.py:440: UserWarning` breaks the app's screen and the CLI's log.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the chosen command, and turn known errors into one line on stderr."""
+    quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -13,7 +13,16 @@ from typing import TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tui.core.events import Event, StepFailed, StepFinished, StepNote, StepProgress, StepStarted, drain
+from tui.core.events import (
+    Event,
+    StepFailed,
+    StepFinished,
+    StepNote,
+    StepProgress,
+    StepStarted,
+    drain,
+    quarantine_reason,
+)
 
 T = TypeVar("T")
 
@@ -39,10 +48,20 @@ def run_with_progress(stream: Generator[Event, None, T], quiet: bool = False) ->
         disable=not show,
     )
     tasks: dict[tuple[str, str], int] = {}
+    held: dict[tuple[str, str], dict[str, list[str]]] = {}
+    """Quarantine notes per (subject, step), by reason: printed once per reason when the step ends."""
+
+    def flush(key: tuple[str, str]) -> None:
+        for reason, files in held.pop(key, {}).items():
+            more = f"{len(files)} files" if len(files) > 1 else files[0]
+            stderr.print(f"{label(*key)}: quarantined {more}: {reason}" + (f" (first: {files[0]})" if len(files) > 1
+                         else ""), markup=False)
 
     def on_event(event: Event) -> None:
         key = (event.subject, event.step)
         where = label(event.subject, event.step)
+        if isinstance(event, (StepFinished, StepFailed)):
+            flush(key)
         if isinstance(event, StepStarted):
             tasks[key] = progress.add_task(where, total=event.total)
             if not show and not quiet:  # a log (no bars): say when each step begins
@@ -58,10 +77,18 @@ def run_with_progress(stream: Generator[Event, None, T], quiet: bool = False) ->
                 progress.remove_task(tasks.pop(key))
             stderr.print(f"{where} failed: {event.reason}", style="red", markup=False)
         elif isinstance(event, StepNote) and not quiet and event.level != "debug":
-            stderr.print(f"{where}: {event.message}", markup=False)
+            quarantined = quarantine_reason(event.message)
+            if quarantined:
+                held.setdefault(key, {}).setdefault(quarantined[1], []).append(quarantined[0])
+            else:
+                stderr.print(f"{where}: {event.message}", markup=False)
 
     with progress:
-        return drain(stream, on_event)
+        try:
+            return drain(stream, on_event)
+        finally:
+            for key in list(held):
+                flush(key)
 
 
 @contextmanager

@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 
+from tui.core.events import quarantine_reason
+
 NEXT_STEPS = (
     ("cancelled", "Nothing was sent after the cancel. Press r on the row to resume: finished steps are not redone."),
     ("leak gate", "An identifying value is still in the package, so nothing was released. Open the scanned "
@@ -35,9 +37,6 @@ STAGE_STEPS = {
 }
 DEFAULT_STEP = "Fix the cause above, then run again (r): finished steps are not redone."
 
-_QUARANTINE = re.compile(r"^quarantined (?P<file>\S+): (?P<reason>.+)$")
-
-
 def failed_stage(last_action: str) -> str:
     """'pack failed' -> 'pack'; anything else -> ''."""
     return last_action.removesuffix(" failed") if last_action.endswith(" failed") else ""
@@ -59,8 +58,8 @@ def findings(reason: str, notes: list[str]) -> list[str]:
     for item in listed.group("items").split(", ") if listed else []:
         found[item] += 1
     for note in notes:
-        match = _QUARANTINE.match(note)
-        found[f"quarantined: {match.group('reason')}" if match else note] += 1
+        quarantined = quarantine_reason(note)
+        found[f"quarantined: {quarantined[1]}" if quarantined else note] += 1
     return [f"{text}  ×{count}" if count > 1 else text for text, count in found.most_common()]
 
 

@@ -50,3 +50,12 @@ def test_inspect_shows_no_pydicom_warning(odd_study: Path) -> None:
     done = mrishare("inspect", str(odd_study))
     assert done.returncode == 0, done.stderr
     assert "exceeds the maximum length" not in done.stderr + done.stdout and "StationName" in done.stdout
+
+
+def test_scan_says_burned_in_only_with_evidence_and_names_it(odd_study: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    drain(make_demo_study(plain, participants=1, seed=4))
+    said = mrishare("scan", str(plain)).stdout
+    assert "burned-in" not in said.lower() and "t1_mprage" in said  # plain MR without the tag: no claim
+    said = " ".join(mrishare("scan", str(odd_study)).stdout.split())
+    assert "BURNED-IN TEXT (BurnedInAnnotation = YES)" in said

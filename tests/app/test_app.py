@@ -10,7 +10,9 @@ from pathlib import Path
 import openpyxl
 import pydicom
 import pytest
+from rich.text import Text
 from textual.command import CommandPalette
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, SelectionList
 
@@ -34,6 +36,11 @@ def shown_participants(app: TuiApp) -> list[str]:
     """Participant column of the ledger table, top to bottom."""
     screen = app.ledger_screen
     return [e.participant for e in screen._shown[: screen.query_one(LedgerTable).row_count]]
+
+
+def cell(grid: TagGrid, row: int, key: str) -> Text:
+    """The cell of `row` in the tag grid's column `key` (the columns depend on the width)."""
+    return grid.get_cell_at(Coordinate(row, grid.get_column_index(key)))
 
 
 async def go_to_row(app: TuiApp, pilot: Pilot[None], predicate: Callable[..., bool]) -> None:
@@ -130,9 +137,13 @@ async def test_inspect_series_and_toggle_an_option_recolours(make_app, demo_stud
         study_date = next(i for i, r in enumerate(table.shown) if r.keyword == "StudyDate")
         grid = screen.query_one(TagGrid)
         assert table.shown[study_date].decision.action == "K"
-        kept_style = grid.get_row_at(study_date)[4].style
+        kept_style = cell(grid, study_date, "action").style
+        assert cell(grid, study_date, "after").plain == table.shown[study_date].value  # kept: the date itself
         await pilot.press("o")
         await pilot.pause()
+        # with the options panel open at 80 columns, Act, Value and After still fit beside it
+        widths = sum(c.get_render_width(grid) for c in grid.columns.values())
+        assert {"action", "value", "after"} <= {str(k.value) for k in grid.columns} and widths <= grid.size.width
         chooser = screen.query_one("#options-list", SelectionList)
         assert "rtn_long_full_dates" in chooser.selected
         chooser.deselect("rtn_long_full_dates")
@@ -140,8 +151,9 @@ async def test_inspect_series_and_toggle_an_option_recolours(make_app, demo_stud
         row = next(r for r in table.shown if r.keyword == "StudyDate")
         assert row.decision.action != "K"
         index = table.shown.index(row)
-        assert grid.get_row_at(index)[4].style != kept_style
-        assert grid.get_row_at(index)[4].plain == row.decision.action
+        assert cell(grid, index, "action").style != kept_style
+        assert cell(grid, index, "action").plain == row.decision.action
+        assert cell(grid, index, "after").plain in ("emptied", "removed", "shifted date")
 
 
 async def test_tag_table_masks_filters_and_shows_only_identifying(make_app, demo_study: Path) -> None:
@@ -154,11 +166,14 @@ async def test_tag_table_masks_filters_and_shows_only_identifying(make_app, demo
         table = app.screen.query_one(TagTable)
         name = next(r for r in table.shown if r.keyword == "PatientName")
         grid = app.screen.query_one(TagGrid)
-        cell = grid.get_row_at(table.shown.index(name))[3].plain
-        assert name.value and name.value not in cell and "chars" in cell
+        shown = cell(grid, table.shown.index(name), "value").plain
+        assert name.value and name.value not in shown and "chars" in shown
+        assert cell(grid, table.shown.index(name), "after").plain == "pseudonym"
+        maker = next(r for r in table.shown if r.keyword == "Manufacturer")
+        assert cell(grid, table.shown.index(maker), "value").plain == maker.value  # kept, not identifying: in clear
         await pilot.press("m")
         await pilot.pause()
-        assert grid.get_row_at(table.shown.index(name))[3].plain == name.value
+        assert cell(grid, table.shown.index(name), "value").plain == name.value
         everything = len(table.shown)
         await pilot.press("i")
         await pilot.pause()
@@ -445,7 +460,7 @@ async def test_tag_editing_saves_a_copy_with_new_uids(make_app, demo_study: Path
         app.screen.query_one("#edit-value", Input).value = "Anon^Edited"
         await pilot.press("enter")
         await pilot.pause()
-        assert str(grid.get_row_at(grid.cursor_row)[3]) == "✎ Anon^Edited"
+        assert str(cell(grid, grid.cursor_row, "value")) == "✎ Anon^Edited"
         grid.move_cursor(row=next(i for i, r in enumerate(table.shown) if r.keyword == "PatientID"))
         await pilot.press("delete")
         await pilot.pause()

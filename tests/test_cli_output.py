@@ -13,6 +13,7 @@ import pytest
 
 from tui.core.demo import make_demo_study
 from tui.core.events import drain
+from tui.core.ledger import Ledger
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +60,23 @@ def test_scan_says_burned_in_only_with_evidence_and_names_it(odd_study: Path, tm
     assert "burned-in" not in said.lower() and "t1_mprage" in said  # plain MR without the tag: no claim
     said = " ".join(mrishare("scan", str(odd_study)).stdout.split())
     assert "BURNED-IN TEXT (BurnedInAnnotation = YES)" in said
+
+
+def test_shares_list_at_80_columns_shows_the_whole_link(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import date
+
+    from tui.cli import main, output
+    from tui.core.ledger import LedgerRow
+
+    link = "https://cloud.example-university-hospital.org/index.php/s/Ab3dEfGh1jKlMn0pQ?dl=1"
+    ledger_path = tmp_path / "share-list.xlsx"
+    with Ledger.open(ledger_path) as ledger:
+        ledger.upsert(LedgerRow(id="s0123456789", participant="P0001", status="shared", link=link,
+                                expires=date(2026, 12, 21), last_action="link shared", passphrase="a-b-c"))
+        ledger.save()
+    monkeypatch.setattr(output.stdout, "_width", 80)
+    assert main(["shares", "--ledger", str(ledger_path), "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].strip() == link  # on a line of its own, not cut with an ellipsis
+    assert "s0123456789" in lines[0] and "shared" in lines[0] and "a-b-c" not in "".join(lines)

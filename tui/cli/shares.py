@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.table import Table
 from rich.text import Text
 
 from tui.cli.batch import default_ledger
@@ -68,11 +67,14 @@ def _destination(args: argparse.Namespace, row: LedgerRow) -> Destination:
 def list_rows(args: argparse.Namespace) -> int:
     """Print the ledger (never the passphrase)."""
     with _ledger(args) as ledger:
-        table = Table("row", "participant", "status", "expires", "link", "last action")
-        for r in ledger.rows():
-            table.add_row(*(Text(str(v)) for v in (r.id, r.participant, r.status, r.expires or "", r.link,
-                                                   r.last_action)))
-    stdout.print(table)
+        rows = ledger.rows()
+    for r in rows:  # a block per row: the link on a line of its own, whole at any width (staff copy it)
+        stdout.print(Text(f"{r.id}  {r.participant}  {r.status}" + (f"  expires {r.expires}" if r.expires else "")
+                          + (f"  · {r.last_action}" if r.last_action else "")), soft_wrap=True)
+        if r.link:
+            stdout.print(Text(f"  {r.link}"), soft_wrap=True)
+    if not rows:
+        stdout.print(Text("the share list is empty"))
     return 0
 
 

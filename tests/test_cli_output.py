@@ -80,3 +80,4 @@ def test_shares_list_at_80_columns_shows_the_whole_link(tmp_path: Path, capsys: 
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].strip() == link  # on a line of its own, not cut with an ellipsis
     assert "s0123456789" in lines[0] and "shared" in lines[0] and "a-b-c" not in "".join(lines)
+    assert "works until 2026-12-20" in lines[0]  # the last day, as the e-mail says it (expires: 2026-12-21)

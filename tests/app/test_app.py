@@ -280,9 +280,12 @@ async def test_reveal_records_communicated_after_confirmation(make_app, ledger_p
         await pilot.press("p", "c")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+        assert not app.ledger_screen.current.told
         await pilot.press("y")
         await settle(app, pilot)
         assert isinstance(app.screen, LedgerScreen)
+        assert app.ledger_screen.current.told == "✓"  # the Told column shows what the ledger recorded
+        assert "Told" in html.unescape(app.export_screenshot()).replace("\xa0", " ")
     with Ledger.open(ledger_path) as ledger:
         assert ledger.get("s0000000001").communicated == NOW
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 
@@ -16,6 +16,14 @@ def human_size(size: int | None) -> str:
             return f"{value:.0f}{unit}" if unit == "B" or value >= 10 else f"{value:.1f}{unit}"
         value /= 1000
     return f"{value:.1f}T"
+
+
+def works_until(expires: date | None) -> str:
+    """The last day a link works (YYYY-MM-DD), from the ledger's expiry (the day it stops: 00:00).
+
+    One convention everywhere (ledger screen, CLI, e-mail): the last working day, inclusive.
+    """
+    return (expires - timedelta(days=1)).isoformat() if isinstance(expires, date) else ""
 
 
 def short_when(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +69,7 @@ def list_rows(args: argparse.Namespace) -> int:
     with _ledger(args) as ledger:
         rows = ledger.rows()
     for r in rows:  # a block per row: the link on a line of its own, whole at any width (staff copy it)
-        stdout.print(Text(f"{r.id}  {r.participant}  {r.status}" + (f"  expires {r.expires}" if r.expires else "")
+        stdout.print(Text(f"{r.id}  {r.participant}  {r.status}" + (f"  works until {r.expires - timedelta(days=1)}" if r.expires else "")
                           + (f"  · {r.last_action}" if r.last_action else "")), soft_wrap=True)
         if r.link:
             stdout.print(Text(f"  {r.link}"), soft_wrap=True)
@@ -94,7 +94,8 @@ def extend_row(args: argparse.Namespace) -> int:
 
     with _ledger(args) as ledger:
         row = shares.extend(ledger, args.row, args.days, _destination(args, row_or_error(ledger, args.row)))
-    stdout.print(Text(f"{row.id}: link now expires {row.expires}"))
+    stdout.print(Text(f"{row.id}: link now works until {row.expires - timedelta(days=1)} inclusive"
+                      if row.expires else f"{row.id}: link without expiry"))
     return 0
 
 

@@ -486,4 +486,4 @@ class _Run:
                        last_action="link shared")
         self.journal.mark("share", share_id=info.share_id)
         yield from ()
-        return f"link expires {info.expires}" if info.expires else "link without expiry"
+        return f"link works until {info.last_day} inclusive" if info.last_day else "link without expiry"

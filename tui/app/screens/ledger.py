@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label
 
-from tui.app.format import human_size, short_when
+from tui.app.format import human_size, works_until
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.failure import FailureScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
@@ -43,6 +44,8 @@ class Entry:
     size: int | None
     link: str = ""
     expires: str = ""
+    told: str = ""
+    """✓ once the passphrase was told to the participant (the ledger's Communicated column)."""
     last_action: str = ""
     row: Any = None
     scanned: Any = None
@@ -68,7 +71,8 @@ def entry_from_row(row: Any, key: str) -> Entry:
         series=row.series if row.series not in (None, "") else "",
         size=row.size if isinstance(row.size, int) else None,
         link=row.link or "",
-        expires=short_when(row.expires),
+        expires=works_until(row.expires),
+        told="✓" if row.communicated else "",
         last_action=str(row.last_action or ""),
         row=row,
     )
@@ -92,9 +96,10 @@ COLUMNS = [
     ("participant", "Participant", 12),
     ("status", "Status", 12),
     ("series", "Series", 6),
-    ("size", "Size", 6),
-    ("expires", "Expires", 10),
-    ("last_action", "Last action", 17),
+    ("size", "Size", 5),
+    ("expires", "Works until", 11),
+    ("told", "Told", 4),
+    ("last_action", "Last action", 12),
 ]
 
 
@@ -263,6 +268,7 @@ class LedgerScreen(Screen[None]):
             Text(str(entry.series), justify="right"),
             Text(human_size(entry.size), justify="right"),
             Text(entry.expires),
+            Text(entry.told, justify="center"),
             Text(entry.last_action),
         ]
 
@@ -451,10 +457,11 @@ class LedgerScreen(Screen[None]):
         if entry is not None:
             row = entry.row
             days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
+            until = (self.app.services.clock().date() + timedelta(days=days)).isoformat()
             self._confirm_then(
                 "Extend this share?",
-                f"The link for {entry.participant} will work until {days} full days from today "
-                f"(currently: {short_when(row.expires) or 'never'}).",
+                f"The link for {entry.participant} will work until {until} inclusive ({days} full days from "
+                f"today; now until {works_until(row.expires) or 'no end'}).",
                 "Extend",
                 lambda: self.app.share_action("extend", row.id, days),
             )

@@ -196,7 +196,9 @@ class LedgerScreen(Screen[None]):
         if result is not None:
             self.scanned = list(result.participants)
             skipped = len(result.skipped)
-            self._scan_note = f"{len(self.scanned)} participants found" + (f", {skipped} skipped" if skipped else "")
+            found = len(self.scanned)
+            self._scan_note = f"{found} participant{'' if found == 1 else 's'} found" + (
+                f", {skipped} skipped" if skipped else "")
         self._rebuild()
 
     def scan_started(self, root: Path) -> None:

@@ -399,7 +399,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
         folder = str(app.ledger_screen.current.scanned.folder)
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await pilot.pause()
         assert app.screen is app.batch_screen
         await settle(app, pilot)
@@ -421,7 +421,7 @@ async def test_quit_mid_run_asks_first(make_app, demo_study: Path, ledger_path: 
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await pilot.pause()
         assert app.batch_running
         await pilot.press("q")
@@ -508,7 +508,7 @@ async def test_failure_shows_inline_and_retry_runs_again(make_app, demo_study: P
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await settle(app, pilot)
         assert app.batch_screen.lines[key].state == "failed"
         reason = str(app.batch_screen.query_one("#batch-reason").render())
@@ -527,7 +527,7 @@ async def test_delete_row_revokes_at_once_and_the_next_run_shares_again(make_app
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await settle(app, pilot)
         await pilot.press("escape")
         await settle(app, pilot)
@@ -546,7 +546,7 @@ async def test_delete_row_revokes_at_once_and_the_next_run_shares_again(make_app
         on_disk = [row[0] for row in openpyxl.load_workbook(ledger_path)["shares"].iter_rows(values_only=True)]
         assert first.id not in on_disk and "s0000000001" in on_disk
         await go_to_row(app, pilot, lambda e: e.participant == key)
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await settle(app, pilot)
         await pilot.press("escape")
         await settle(app, pilot)

@@ -56,6 +56,15 @@ class Entry:
         return needle.lower() in hay
 
 
+def run_summary(settings: Any) -> str:
+    """What a run will do, said before it starts: destination, preset with its options and defacing, link days."""
+    profile = settings.profile
+    options = ", ".join(sorted(profile.options)) or "none"
+    return (f"Destination: {settings.destination or 'from the credentials file'}. "
+            f"Preset: {settings.preset} (Annex E options: {options}; defacing: {profile.deface}). "
+            f"Links work {settings.expiry_days} full days. Settings (f2) change these.")
+
+
 def series_count(participant: Any) -> int:
     """How many series a scanned participant holds over all patients and studies."""
     return sum(1 for _ in participant.series())
@@ -407,7 +416,13 @@ class LedgerScreen(Screen[None]):
         if not chosen:
             self.notify("Nothing to run: select scanned participants (open a folder with o).", severity="warning")
             return
-        self.app.start_batch([e.scanned for e in chosen])
+        settings = self.app.settings
+        if settings is None:
+            self.notify("No settings: press f2.", severity="error")
+            return
+        count = f"{len(chosen)} participant{'' if len(chosen) == 1 else 's'}"
+        self._confirm_then(f"Share {count}?", run_summary(settings), "Share",
+                           lambda: self.app.start_batch([e.scanned for e in chosen]))
 
     def _entry_with_row(self, need_passphrase: bool = False) -> Entry | None:
         entry = self.current

@@ -65,6 +65,12 @@ def run_summary(settings: Any) -> str:
             f"Links work {settings.expiry_days} full days. Settings (f2) change these.")
 
 
+def in_study(entry: Entry, study: Path) -> bool:
+    """True if the entry's ledger row came from a folder inside `study`."""
+    folder = getattr(entry.row, "source_folder", "") if entry.row is not None else ""
+    return bool(folder) and Path(folder).is_relative_to(study)
+
+
 def series_count(participant: Any) -> int:
     """How many series a scanned participant holds over all patients and studies."""
     return sum(1 for _ in participant.series())
@@ -155,6 +161,7 @@ class LedgerScreen(Screen[None]):
         Binding("f", "fetch_pacs", "Fetch from PACS", show=False, id="ledger.fetch-pacs"),
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
         Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
+        Binding("t", "toggle_study", "This study / every study", show=False, id="ledger.study"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
     ]
 
@@ -174,6 +181,8 @@ class LedgerScreen(Screen[None]):
         self.sort_by = "participant"
         self.reverse = False
         self.show_names = False
+        self.all_studies = False
+        """False: once a study folder is scanned, show only its participants (t shows every study)."""
         self._shown: list[Entry] = []
         self._scan_note = ""
         self._ready = False
@@ -259,6 +268,9 @@ class LedgerScreen(Screen[None]):
             return
         needle = self.query_one("#ledger-filter", Input).value.strip()
         shown = [e for e in self.entries if e.matches(needle)] if needle else list(self.entries)
+        study = self._study()
+        if study is not None:
+            shown = [e for e in shown if e.scanned is not None or in_study(e, study)]
         shown.sort(key=lambda e: (str(getattr(e, self.sort_by)), e.participant), reverse=self.reverse)
         self._shown = shown
         self.query_one(LedgerTable).set_row_count(len(shown))
@@ -294,6 +306,11 @@ class LedgerScreen(Screen[None]):
         parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
+        study = self._study()
+        if study is not None:
+            parts.append(f"study {study.name} (t: all)")
+        elif self.scanned:
+            parts.append("every study (t: this one)")
         if self.show_names:
             parts.append("NAMES SHOWN")
         self.query_one("#ledger-status", Label).update(" · ".join(parts))
@@ -376,6 +393,16 @@ class LedgerScreen(Screen[None]):
     def action_reverse(self) -> None:
         """Reverse the sort order."""
         self.reverse = not self.reverse
+        self._refill()
+
+    def _study(self) -> Path | None:
+        """The scanned study folder whose rows alone are shown, or None when every row is shown."""
+        study = getattr(self.app, "study_dir", None)
+        return None if self.all_studies or not self.scanned or study is None else Path(study)
+
+    def action_toggle_study(self) -> None:
+        """Show only the scanned study's participants, or every row of the ledger."""
+        self.all_studies = not self.all_studies
         self._refill()
 
     def action_toggle_names(self) -> None:

@@ -15,10 +15,10 @@ async def test_scanned_study_first_then_every_study(make_app, demo_study: Path) 
         screen = app.ledger_screen
         assert {e.status for e in screen._shown} == {"scanned"} and len(screen._shown) == 2  # the fixed rows are
         assert len(screen.entries) == 7  # from other studies: kept, not shown
-        assert f"study {demo_study.name}" in str(screen.query_one("#ledger-status").render())
+        assert "2/7 shown of this study (t: all)" in str(screen.query_one("#ledger-status").render())
         await pilot.press("t")
         await pilot.pause()
-        assert len(screen._shown) == 7 and "every study" in str(screen.query_one("#ledger-status").render())
+        assert len(screen._shown) == 7 and "of every study" in str(screen.query_one("#ledger-status").render())
 
 
 async def test_without_a_scan_every_row_is_shown(make_app) -> None:

@@ -301,16 +301,13 @@ class LedgerScreen(Screen[None]):
         total = len(self.entries)
         shown = len(self._shown)
         parts = [f"{shown}/{total} shown" if shown != total else f"{total} rows"]
+        if self.scanned:  # first, so 80 columns never cut it: which rows these are
+            parts[0] += " of every study (t)" if self._study() is None else " of this study (t: all)"
         if self.marked:
             parts.append(f"{len(self.marked)} selected")
         parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
-        study = self._study()
-        if study is not None:
-            parts.append(f"study {study.name} (t: all)")
-        elif self.scanned:
-            parts.append("every study (t: this one)")
         if self.show_names:
             parts.append("NAMES SHOWN")
         self.query_one("#ledger-status", Label).update(" · ".join(parts))

@@ -171,3 +171,12 @@ def test_confirm_revoke_wraps_on_words(snap_compare, make_app) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_extend_asks_for_days(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)

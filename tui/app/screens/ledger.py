@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -493,19 +492,21 @@ class LedgerScreen(Screen[None]):
             )
 
     def action_extend(self) -> None:
-        """Push the share's expiry date further out."""
+        """Ask for the days the link keeps working (showing the last day), then push the expiry out."""
+        from tui.app.screens.extend import ExtendScreen
+
         entry = self._entry_with_row()
-        if entry is not None:
-            row = entry.row
-            days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
-            until = (self.app.services.clock().date() + timedelta(days=days)).isoformat()
-            self._confirm_then(
-                "Extend this share?",
-                f"The link for {entry.participant} will work until {until} inclusive ({days} full days from "
-                f"today; now until {works_until(row.expires) or 'no end'}).",
-                "Extend",
-                lambda: self.app.share_action("extend", row.id, days),
-            )
+        if entry is None:
+            return
+        row = entry.row
+        days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
+
+        def chosen(days: int | None) -> None:
+            if days:
+                self.app.share_action("extend", row.id, days)
+
+        self.app.push_screen(ExtendScreen(entry.participant, self.app.services.clock().date(), days,
+                                          works_until(row.expires)), chosen)
 
     def action_share_again(self) -> None:
         """Delete the row after saying what happens remotely; the participant can then be shared again."""

@@ -10,7 +10,7 @@ import pytest
 
 
 def deface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui", "deface", *args, "--no-check"], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tui", "deface", *args, "--no-check"], capture_output=True, check=False,
                           text=True, timeout=120)
 
 
@@ -24,8 +24,8 @@ def deface(*args: str) -> subprocess.CompletedProcess[str]:
 def test_wrong_arguments_are_one_line(tmp_path: Path, name: str, out: str, says: str) -> None:
     if name != "absent.nii.gz":
         (tmp_path / name).write_bytes(b"\x1f\x8b not really a head")
-    done = subprocess.run([sys.executable, "-m", "tui", "deface", name, out, "--no-check"], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "tui", "deface", name, out, "--no-check"], capture_output=True, check=False,
+                          text=True, timeout=120, cwd=tmp_path, check=False)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 

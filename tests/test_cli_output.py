@@ -33,7 +33,7 @@ def odd_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def mrishare(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=300, check=False,
                           env=os.environ)
 
 

@@ -15,7 +15,13 @@ from tui.core.destinations import destination_from
 from tui.core.dicom_scan import scan
 from tui.core.events import StepFinished, StepStarted, drain
 from tui.core.ledger import Ledger
-from tui.core.pipeline import CANCELLED, STAGES, LedgerGate, PipelineSettings, run_participant
+from tui.core.pipeline import (
+    CANCELLED,
+    STAGES,
+    LedgerGate,
+    PipelineSettings,
+    run_participant,
+)
 
 pytestmark = pytest.mark.slow
 

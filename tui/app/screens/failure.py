@@ -16,22 +16,22 @@ from tui.core.events import quarantine_reason
 
 NEXT_STEPS = (
     ("cancelled", "Nothing was sent after the cancel. Press r on the row to resume: finished steps are not redone."),
-    ("leak gate", "An identifying value is still in the package, so nothing was released. Open the scanned "
-                  "participant (Enter), press i to list identifying elements, then edit the value (e) or choose a "
-                  "stricter preset, and run again (r)."),
-    ("quarantined", "These files were held back; the others go on. A burned-in annotation or an unknown private "
-                    "element is the usual cause: inspect the series (Enter on the scanned row)."),
-    ("nothing released", "Every file was held back: see the findings above. Check the modality allow-list and "
-                         "the preset in Settings (f2), then run again (r)."),
+    ("leak gate", ("An identifying value is still in the package, so nothing was released. Open the scanned "
+                   "participant (Enter), press i to list identifying elements, then edit the value (e) or choose a "
+                   "stricter preset, and run again (r).")),
+    ("quarantined", ("These files were held back; the others go on. A burned-in annotation or an unknown private "
+                     "element is the usual cause: inspect the series (Enter on the scanned row).")),
+    ("nothing released", ("Every file was held back: see the findings above. Check the modality allow-list and "
+                          "the preset in Settings (f2), then run again (r).")),
     ("face check", "The defaced head still looked like a face: look at the renders named above before sharing."),
-    ("login", "The destination refused the login: check user and app password in Settings (f2, t tests the "
-              "connection), then run again (r)."),
+    ("login", ("The destination refused the login: check user and app password in Settings (f2, t tests the "
+               "connection), then run again (r).")),
 )
 """First matching phrase of the reason -> the operator's next step."""
 
 STAGE_STEPS = {
-    "upload": "The destination could not be reached or refused the file: check it in Settings (f2, t tests the "
-              "connection), then run again (r); the package is not rebuilt.",
+    "upload": ("The destination could not be reached or refused the file: check it in Settings (f2, t tests the "
+               "connection), then run again (r); the package is not rebuilt."),
     "share": "The file is at the destination but no link was made: run again (r) to make the link.",
     "convert": "No series could be converted: try the other conversion engine in Settings (f2), then run again.",
 }

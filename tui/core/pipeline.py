@@ -99,9 +99,16 @@ def new_share_id() -> str:
     return "s" + secrets.token_hex(5)
 
 
+_SUB_PREFIX = re.compile(r"^sub[-_]|^sub(?=[a-z2-7]{10}$)", re.IGNORECASE)
+"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters, tui/core/pseudonym.py)."""
+
+
 def bids_label(pseudonym: str) -> str:
-    """The pseudonym as a BIDS label (letters and digits only)."""
-    label = re.sub(r"[^A-Za-z0-9]", "", pseudonym)
+    """The pseudonym as a BIDS label (letters and digits only), without a 'sub' the `sub-` entity adds again.
+
+    A keyed pseudonym `sub7j7ppitd2a` gives `sub-7j7ppitd2a`, not `sub-sub7j7ppitd2a`; `subject01` stays.
+    """
+    label = re.sub(r"[^A-Za-z0-9]", "", _SUB_PREFIX.sub("", pseudonym))
     if not label:
         raise MrishareError("pseudonym has no letters or digits for a BIDS label")
     return label

@@ -10,8 +10,8 @@ import pytest
 
 
 def deface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui", "deface", *args, "--no-check"], capture_output=True, check=False,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "tui", "deface", *args, "--no-check"], capture_output=True,
+                          text=True, timeout=120, check=False)
 
 
 @pytest.mark.parametrize(("name", "out", "says"), [
@@ -24,7 +24,7 @@ def deface(*args: str) -> subprocess.CompletedProcess[str]:
 def test_wrong_arguments_are_one_line(tmp_path: Path, name: str, out: str, says: str) -> None:
     if name != "absent.nii.gz":
         (tmp_path / name).write_bytes(b"\x1f\x8b not really a head")
-    done = subprocess.run([sys.executable, "-m", "tui", "deface", name, out, "--no-check"], capture_output=True, check=False,
+    done = subprocess.run([sys.executable, "-m", "tui", "deface", name, out, "--no-check"], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path, check=False)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -33,8 +33,8 @@ def odd_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def mrishare(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=300, check=False,
-                          env=os.environ)
+    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=300,
+                          env=os.environ, check=False)
 
 
 def test_quarantine_lines_grouped_with_a_count_and_no_pydicom_warning(odd_study: Path, tmp_path: Path) -> None:

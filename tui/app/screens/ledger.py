@@ -304,7 +304,8 @@ class LedgerScreen(Screen[None]):
             parts[0] += " of every study (t)" if self._study() is None else " of this study (t: all)"
         if self.marked:
             parts.append(f"{len(self.marked)} selected")
-        parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
+        if self.sort_by != SORTS[0] or self.reverse:  # the default order goes unsaid: 80 columns are few
+            parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
         if self.show_names:

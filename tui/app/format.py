@@ -24,12 +24,3 @@ def works_until(expires: date | None) -> str:
     One convention everywhere (ledger screen, CLI, e-mail): the last working day, inclusive.
     """
     return (expires - timedelta(days=1)).isoformat() if isinstance(expires, date) else ""
-
-
-def short_when(value: Any) -> str:
-    """A date or datetime as YYYY-MM-DD; strings pass through; None is empty."""
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return "" if value is None else str(value)

@@ -51,7 +51,11 @@ def test_table_masks_identifying_values(
 def test_json_actions_and_options(slice_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = _json(capsys, str(slice_copy))
     assert rows["(0010,0010)"]["action"] == "Z" and rows["(0010,0010)"]["value"] == "••••• (28 chars)"
-    assert rows["(0008,0020)"]["action"] == "Z"
+    # the share default (participant-copy) keeps the dates, so inspect says so; the value stays masked
+    assert rows["(0008,0020)"]["action"] == "K" and rows["(0008,0020)"]["value"] == "••••• (8 chars)"
+    assert rows["(0010,0010)"]["after"] == "pseudonym" and rows["(0008,0070)"]["value"] == "SIEMENS"
+    research = _json(capsys, str(slice_copy), "--preset", "research")
+    assert research["(0008,0020)"]["action"] == "C" and research["(0008,0020)"]["after"] == "shifted date"
     assert rows["(0009,1001)"]["action"] == "X" and "private" in rows["(0009,1001)"]["flags"]
     assert rows["(0019,100C)"]["action"] == "X"
     rows = _json(capsys, str(slice_copy), "--option", "rtn_long_full_dates", "--option", "rtn_safe_priv", "--reveal")

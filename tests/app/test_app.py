@@ -11,7 +11,9 @@ from pathlib import Path
 import openpyxl
 import pydicom
 import pytest
+from rich.text import Text
 from textual.command import CommandPalette
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, SelectionList
 
@@ -37,6 +39,11 @@ def shown_participants(app: TuiApp) -> list[str]:
     """Participant column of the ledger table, top to bottom."""
     screen = app.ledger_screen
     return [e.participant for e in screen._shown[: screen.query_one(LedgerTable).row_count]]
+
+
+def cell(grid: TagGrid, row: int, key: str) -> Text:
+    """The cell of `row` in the tag grid's column `key` (the columns depend on the width)."""
+    return grid.get_cell_at(Coordinate(row, grid.get_column_index(key)))
 
 
 async def go_to_row(app: TuiApp, pilot: Pilot[None], predicate: Callable[..., bool]) -> None:
@@ -133,9 +140,14 @@ async def test_inspect_series_and_toggle_an_option_recolours(make_app, demo_stud
         study_date = next(i for i, r in enumerate(table.shown) if r.keyword == "StudyDate")
         grid = screen.query_one(TagGrid)
         assert table.shown[study_date].decision.action == "K"
-        kept_style = grid.get_row_at(study_date)[4].style
+        kept_style = cell(grid, study_date, "action").style
+        # kept: After is the value itself (masked like Value, a date identifies)
+        assert cell(grid, study_date, "after").plain == cell(grid, study_date, "value").plain != "emptied"
         await pilot.press("o")
         await pilot.pause()
+        # with the options panel open at 80 columns, Act, Value and After still fit beside it
+        widths = sum(c.get_render_width(grid) for c in grid.columns.values())
+        assert {"action", "value", "after"} <= {str(k.value) for k in grid.columns} and widths <= grid.size.width
         chooser = screen.query_one("#options-list", SelectionList)
         assert "rtn_long_full_dates" in chooser.selected
         chooser.deselect("rtn_long_full_dates")
@@ -143,8 +155,9 @@ async def test_inspect_series_and_toggle_an_option_recolours(make_app, demo_stud
         row = next(r for r in table.shown if r.keyword == "StudyDate")
         assert row.decision.action != "K"
         index = table.shown.index(row)
-        assert grid.get_row_at(index)[4].style != kept_style
-        assert grid.get_row_at(index)[4].plain == row.decision.action
+        assert cell(grid, index, "action").style != kept_style
+        assert cell(grid, index, "action").plain == row.decision.action
+        assert cell(grid, index, "after").plain in ("emptied", "removed", "shifted date")
 
 
 async def test_tag_table_masks_filters_and_shows_only_identifying(make_app, demo_study: Path) -> None:
@@ -157,11 +170,14 @@ async def test_tag_table_masks_filters_and_shows_only_identifying(make_app, demo
         table = app.screen.query_one(TagTable)
         name = next(r for r in table.shown if r.keyword == "PatientName")
         grid = app.screen.query_one(TagGrid)
-        cell = grid.get_row_at(table.shown.index(name))[3].plain
-        assert name.value and name.value not in cell and "chars" in cell
+        shown = cell(grid, table.shown.index(name), "value").plain
+        assert name.value and name.value not in shown and "chars" in shown
+        assert cell(grid, table.shown.index(name), "after").plain == "pseudonym"
+        maker = next(r for r in table.shown if r.keyword == "Manufacturer")
+        assert cell(grid, table.shown.index(maker), "value").plain == maker.value  # kept, not identifying: in clear
         await pilot.press("m")
         await pilot.pause()
-        assert grid.get_row_at(table.shown.index(name))[3].plain == name.value
+        assert cell(grid, table.shown.index(name), "value").plain == name.value
         everything = len(table.shown)
         await pilot.press("i")
         await pilot.pause()
@@ -268,9 +284,12 @@ async def test_reveal_records_communicated_after_confirmation(make_app, ledger_p
         await pilot.press("p", "c")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+        assert not app.ledger_screen.current.told
         await pilot.press("y")
         await settle(app, pilot)
         assert isinstance(app.screen, LedgerScreen)
+        assert app.ledger_screen.current.told == "✓"  # the Told column shows what the ledger recorded
+        assert "Told" in html.unescape(app.export_screenshot()).replace("\xa0", " ")
     with Ledger.open(ledger_path) as ledger:
         assert ledger.get("s0000000001").communicated == NOW
 
@@ -384,7 +403,7 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
         folder = str(app.ledger_screen.current.scanned.folder)
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await pilot.pause()
         assert app.screen is app.batch_screen
         await settle(app, pilot)
@@ -401,12 +420,12 @@ async def test_batch_runs_one_participant_to_the_folder_destination(make_app, de
 
 
 @pytest.mark.slow
-async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
+async def test_quit_mid_run_asks_first(make_app, demo_study: Path, ledger_path: Path, settings) -> None:
     app = make_app(demo_study)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await pilot.pause()
         assert app.batch_running
         await pilot.press("q")
@@ -419,6 +438,11 @@ async def test_quit_mid_run_asks_first(make_app, demo_study: Path) -> None:
         await settle(app, pilot)
         assert not app.batch_running
         assert "cancelled" in str(app.batch_screen.query_one("#batch-summary").render())
+    outbox = Path(settings.destination.removeprefix("folder:"))
+    assert not [p for p in outbox.rglob("*") if p.is_file()], "nothing is sent after the app's cancel"
+    with Ledger.open(ledger_path) as ledger:
+        (row,) = [r for r in ledger.rows() if r.source_folder]
+    assert row.status != "shared" and row.last_action.startswith("cancelled during")
 
 
 async def test_tag_editing_saves_a_copy_with_new_uids(make_app, demo_study: Path, tmp_path: Path) -> None:
@@ -443,7 +467,7 @@ async def test_tag_editing_saves_a_copy_with_new_uids(make_app, demo_study: Path
         app.screen.query_one("#edit-value", Input).value = "Anon^Edited"
         await pilot.press("enter")
         await pilot.pause()
-        assert str(grid.get_row_at(grid.cursor_row)[3]) == "✎ Anon^Edited"
+        assert str(cell(grid, grid.cursor_row, "value")) == "✎ Anon^Edited"
         grid.move_cursor(row=next(i for i, r in enumerate(table.shown) if r.keyword == "PatientID"))
         await pilot.press("delete")
         await pilot.pause()
@@ -488,7 +512,7 @@ async def test_failure_shows_inline_and_retry_runs_again(make_app, demo_study: P
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await settle(app, pilot)
         assert app.batch_screen.lines[key].state == "failed"
         reason = str(app.batch_screen.query_one("#batch-reason").render())
@@ -507,7 +531,7 @@ async def test_delete_row_revokes_at_once_and_the_next_run_shares_again(make_app
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
         key = app.ledger_screen.current.participant
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await settle(app, pilot)
         await pilot.press("escape")
         await settle(app, pilot)
@@ -526,7 +550,7 @@ async def test_delete_row_revokes_at_once_and_the_next_run_shares_again(make_app
         on_disk = [row[0] for row in openpyxl.load_workbook(ledger_path)["shares"].iter_rows(values_only=True)]
         assert first.id not in on_disk and "s0000000001" in on_disk
         await go_to_row(app, pilot, lambda e: e.participant == key)
-        await pilot.press("r")
+        await pilot.press("r", "y")  # r asks first (destination, preset)
         await settle(app, pilot)
         await pilot.press("escape")
         await settle(app, pilot)

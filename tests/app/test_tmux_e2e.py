@@ -71,15 +71,17 @@ def tmux_app(tmp_path: Path, demo_study: Path, mrishare_home: Path) -> Iterator[
 
 def test_open_inspect_run_and_reveal_in_tmux(tmux_app: Tmux) -> None:
     screen = tmux_app.wait_for("2 participants found", "scanned")
-    assert "Inspect" in screen and "Quit" in screen  # the footer fits 80 columns
+    assert "Open" in screen and "Quit" in screen  # the footer fits 80 columns
     tmux_app.keys("Enter")
-    screen = tmux_app.wait_for("Tags", "localizer", "t1_mprage_sag_p2_iso")
-    assert "(0010,0010)" in screen or "PatientName" in tmux_app.pane() or "chars)" in screen
+    screen = tmux_app.wait_for("Tags", "localizer", "t1_mprage_sag_p2_iso", "After", "new UID")  # tags read
+    assert "•••••" in screen  # identifying values masked; the After column says what a share leaves
     tmux_app.keys("Down")
     tmux_app.wait_for("series 2")
     tmux_app.keys("Escape")
     tmux_app.wait_for("Participant", "scanned")
     tmux_app.keys("r")
+    tmux_app.wait_for("Share 1 participant?", "Destination")  # r says where and how before it starts
+    tmux_app.keys("y")
     screen = tmux_app.wait_for("1/1 done", timeout=600)
     assert "✗" not in screen
     tmux_app.keys("Escape")
@@ -106,7 +108,7 @@ def test_demo_command_opens_the_app_on_the_demo_study(mrishare_home: Path) -> No
     session = Tmux(f"mrishare-demo-{os.getpid()}")
     subprocess.run(["tmux", "new-session", "-d", "-s", session.name, "-x", "80", "-y", "24", command], check=True)
     try:
-        screen = session.wait_for("1 participants found", "scanned", timeout=120)
+        screen = session.wait_for("1 participant found", "scanned", timeout=120)
         assert "No participants yet" not in screen
         session.keys("q")
     finally:

@@ -22,7 +22,7 @@ from tui.core.dicom_scan import scan
 from tui.core.errors import MrishareError
 from tui.core.events import StepFailed, StepFinished, StepNote, drain
 from tui.core.ledger import Ledger
-from tui.core.pipeline import PipelineSettings, run_batch
+from tui.core.pipeline import PipelineSettings, bids_label, run_batch
 from tui.core.unlock_page import page_path
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,8 @@ def test_folder_destination_end_to_end(demo: Path, tmp_path: Path) -> None:
     listing = subprocess.run(["7z", "l", "-slt", f"-p{row.passphrase}", str(zips[0])], capture_output=True,
                              text=True, check=True).stdout
     names = [line.removeprefix("Path = ") for line in listing.splitlines() if line.startswith("Path = ")]
-    label = row.pseudonym.replace("-", "").replace("_", "")
+    label = bids_label(row.pseudonym)
+    assert not label.startswith("sub")  # the package is sub-<label>, never sub-sub…
     assert any(n.endswith(f"sub-{label}_ses-1_T1w.nii.gz") for n in names), names
     assert any(n.endswith("README.txt") for n in names) and any(n.endswith("index.html") for n in names)
     assert any(n.endswith(".png") for n in names)

@@ -94,3 +94,89 @@ def test_settings(snap_compare, make_app, settings) -> None:
 
     fixed = replace(settings, destination="folder:/srv/mrishare/outbox")
     assert snap_compare(make_app(settings=fixed), terminal_size=SIZE, run_before=before)
+
+
+async def open_participant(pilot: Pilot[None]) -> None:
+    """From the ledger into the first scanned participant."""
+    await settle(pilot)
+    screen = pilot.app.ledger_screen
+    index = next(i for i, e in enumerate(screen._shown) if e.status == "scanned")
+    screen.query_one("#ledger-table").move_cursor(index)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def test_participant_options_open(snap_compare, make_app, demo_study: Path) -> None:
+    """At 80x24 the options panel leaves Keyword, Act, Value and After readable; an off option is an empty box."""
+    async def before(pilot: Pilot[None]) -> None:
+        await open_participant(pilot)
+        await pilot.press("tab", "o")
+        await settle(pilot)
+
+    assert snap_compare(make_app(demo_study), terminal_size=SIZE, run_before=before)
+
+
+def test_participant_tags_wide(snap_compare, make_app, demo_study: Path) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await open_participant(pilot)
+        await pilot.press("tab", "o")
+        await settle(pilot)
+
+    assert snap_compare(make_app(demo_study), terminal_size=(120, 40), run_before=before)
+
+
+def test_failure_view(snap_compare, make_app, ledger_path: Path) -> None:
+    from tui.core.ledger import Ledger
+
+    with Ledger.open(ledger_path) as ledger:
+        row = next(r for r in ledger.rows() if r.status == "failed")
+        ledger.upsert(replace(row, last_action="pack failed", note=(
+            "leak gate: 3 identifying value(s) found (PatientName in bytes @2002, PatientName in bytes @2002, "
+            "PatientID in name sub-x/anat); nothing released")))
+        ledger.save()
+
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        screen = pilot.app.ledger_screen
+        screen.query_one("#ledger-table").move_cursor(next(i for i, e in enumerate(screen._shown)
+                                                           if e.status == "failed"))
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_batch_log_full_screen(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        batch = pilot.app.batch_screen
+        batch.start(["p-1f2e3d4c5b"], NOW)
+        for event in (StepStarted("p-1f2e3d4c5b", "deidentify"),
+                      StepNote("p-1f2e3d4c5b", "deidentify", "quarantined 3 files: BurnedInAnnotation is YES (text "
+                               "in the pixels) (first: 0001.dcm)", "warning"),
+                      StepFailed("p-1f2e3d4c5b", "deidentify", "nothing released (3 quarantined, 0 skipped)")):
+            batch.apply(event, NOW.replace(minute=31))
+        pilot.app.action_show_batch()
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_confirm_revoke_wraps_on_words(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("x")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_extend_asks_for_days(snap_compare, make_app) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=before)

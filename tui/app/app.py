@@ -7,7 +7,7 @@ import dataclasses
 import gc
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from threading import Event as CancelEvent
 from typing import Any
@@ -35,6 +35,19 @@ from tui.app.screens.settings import SettingsScreen
 from tui.app.services import Services
 from tui.core.config import data_dir
 from tui.core.errors import MrishareError
+
+
+LEDGER_POLL_SECONDS = 2.0
+"""How often the app looks whether another mrishare changed the ledger file."""
+
+
+def ledger_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of the ledger file, None if it does not exist: changes when anyone saves it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def start_process_helpers() -> None:
@@ -66,7 +79,9 @@ class TuiApp(App[None]):
         self.study_dir = study_dir
         self.settings: Any = self.services.settings
         self.user_settings: Any = None
-        self.ledger: Any = None
+        self.ledger_rows: list[Any] | None = None
+        """The ledger's rows as last read; None until the first read worked."""
+        self._ledger_stamp: Any = None
         self._ledger_lock = threading.Lock()
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self.scan_result: Any = None
@@ -89,6 +104,8 @@ class TuiApp(App[None]):
         self.load_settings()
         self.install_screen(self.batch_screen, "batch")
         self.open_ledger_worker(self.services.ledger_path)
+        # Another mrishare (the CLI, a second app) may change the file: read it again when it does.
+        self.set_interval(LEDGER_POLL_SECONDS, self._ledger_changed_on_disk)
         if self.study_dir is not None:
             self.open_folder(self.study_dir)
 
@@ -178,34 +195,48 @@ class TuiApp(App[None]):
 
     # -- ledger ---------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="ledger", exit_on_error=False)
-    def open_ledger_worker(self, path: Path) -> None:
-        """Open (lock) the ledger once for the app's lifetime; it is released on exit."""
+    @contextlib.contextmanager
+    def writing_ledger(self) -> Iterator[Any]:
+        """The ledger opened and locked for one change; the lock is released at once after it.
+
+        Holding it only while writing lets `mrishare mail`, `shares extend` or a second app work
+        while this one is open; a real conflict (someone writing right now) is a one-line error.
+        """
         from tui.core.ledger import Ledger
 
+        with self._ledger_lock, Ledger.open(self.services.ledger_path) as ledger:
+            yield ledger
+
+    @work(thread=True, exclusive=True, group="ledger", exit_on_error=False)
+    def open_ledger_worker(self, path: Path) -> None:
+        """Read the ledger's rows (locking it only while reading)."""
+        from tui.core.ledger import Ledger
+
+        stamp = ledger_stamp(path)
         try:
-            self.post_message(LedgerLoaded(Ledger.open(path)))
+            with Ledger.open(path) as ledger:
+                rows = ledger.rows()
         except MrishareError as error:
-            self.post_message(LedgerLoaded(None, error=str(error)))
+            self.post_message(LedgerLoaded(None, error=f"{error} (it is read again when it changes)", stamp=stamp))
+            return
+        self.post_message(LedgerLoaded(rows, stamp=stamp))
 
     @on(LedgerLoaded)
     def _ledger_loaded(self, message: LedgerLoaded) -> None:
+        self._ledger_stamp = message.stamp
         if message.error:
-            self.notify(message.error, title="Ledger not opened", severity="error", timeout=30)
+            self.notify(message.error, title="Ledger not read", severity="error", timeout=30)
             return
-        self.ledger = message.ledger
-        gc.freeze()  # the rows stay for the app's lifetime
-        self.reload_ledger()
+        self.ledger_rows = message.rows
+        self.ledger_screen.show_rows(message.rows)
 
     def reload_ledger(self) -> None:
-        """Show the ledger's rows (kept in memory by the open Ledger)."""
-        if self.ledger is not None:
-            self.ledger_screen.show_rows(self.ledger.rows())
+        """Read the ledger again and show its rows."""
+        self.open_ledger_worker(self.services.ledger_path)
 
-    def on_unmount(self) -> None:
-        """Release the ledger lock."""
-        if self.ledger is not None:
-            self.ledger.close()
+    def _ledger_changed_on_disk(self) -> None:
+        if not self.batch_running and ledger_stamp(self.services.ledger_path) != self._ledger_stamp:
+            self.reload_ledger()
 
     def update_row(self, row_id: str, **changes: Any) -> None:
         """Change fields of one ledger row and save; waits for a running batch, which owns the file."""
@@ -217,17 +248,17 @@ class TuiApp(App[None]):
     def write_rows_worker(self) -> None:
         """Write every pending row change into the ledger file."""
         error = ""
-        with self._ledger_lock:
-            try:
+        try:
+            with self.writing_ledger() as ledger:
                 while self._pending:
-                    row_id, changes = self._pending.pop(0)
-                    row = self.ledger.get(row_id) if self.ledger is not None else None
+                    row_id, changes = self._pending[0]
+                    row = ledger.get(row_id)
                     if row is not None:
-                        self.ledger.upsert(dataclasses.replace(row, **changes))
-                if self.ledger is not None:
-                    self.ledger.save()
-            except MrishareError as failure:
-                error = str(failure)
+                        ledger.upsert(dataclasses.replace(row, **changes))
+                    self._pending.pop(0)
+                ledger.save()
+        except MrishareError as failure:  # kept pending: the next change or batch end tries again
+            error = f"{failure}; the change is kept and saved with the next one"
         self.post_message(RowActionDone("record", "", error))
 
     def share_action(self, verb: str, row_id: str, days: int = 0) -> None:
@@ -243,20 +274,20 @@ class TuiApp(App[None]):
         from tui.core import shares
 
         error = ""
-        with self._ledger_lock:
-            try:
-                row = self.ledger.get(row_id)
+        try:
+            with self.writing_ledger() as ledger:
+                row = ledger.get(row_id)
                 if row is None:
-                    raise MrishareError("no such row in the ledger", row_id)
+                    raise MrishareError("no such row in the ledger (another mrishare may have deleted it)", row_id)
                 destination = shares.row_destination(row, getattr(self.settings, "credentials", None))
                 if verb == "revoke":
-                    shares.revoke(self.ledger, row_id, destination)
+                    shares.revoke(ledger, row_id, destination)
                 elif verb == "extend":
-                    shares.extend(self.ledger, row_id, days, destination)
+                    shares.extend(ledger, row_id, days, destination)
                 else:
-                    shares.share_again(self.ledger, row_id, destination)
-            except MrishareError as failure:
-                error = str(failure)
+                    shares.share_again(ledger, row_id, destination)
+        except MrishareError as failure:
+            error = str(failure)
         self.post_message(RowActionDone(verb, row_id, error))
 
     @on(RowActionDone)
@@ -316,7 +347,7 @@ class TuiApp(App[None]):
         if self.batch_running:
             self.notify("A batch is already running; wait for it or cancel it first.", severity="warning")
             return
-        if self.ledger is None or self.settings is None:
+        if self.ledger_rows is None or self.settings is None:
             self.notify("No ledger or no settings: see the error above, or press f2.", severity="error")
             return
         self._cancel = CancelEvent()
@@ -331,14 +362,15 @@ class TuiApp(App[None]):
     @work(thread=True, exclusive=True, group="batch", exit_on_error=False)
     def run_batch_worker(self, participants: list[Any], cancel: CancelEvent) -> None:
         """Relay every pipeline event; the stream's return value ends the run."""
-        stream = self.services.run_batch(participants, self.settings, self.ledger, cancel)
         try:
-            while True:
-                try:
-                    self.post_message(BatchEventArrived(next(stream)))
-                except StopIteration as stop:
-                    self.post_message(BatchEnded(stop.value, cancel.is_set()))
-                    return
+            with self.writing_ledger() as ledger:  # a run writes the ledger at every step: held for the run
+                stream = self.services.run_batch(participants, self.settings, ledger, cancel)
+                while True:
+                    try:
+                        self.post_message(BatchEventArrived(next(stream)))
+                    except StopIteration as stop:
+                        self.post_message(BatchEnded(stop.value, cancel.is_set()))
+                        return
         except MrishareError as error:
             self.post_message(BatchEnded(None, cancel.is_set(), str(error)))
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
+from datetime import date, timedelta
 
 
 def human_size(size: int | None) -> str:
@@ -18,10 +17,9 @@ def human_size(size: int | None) -> str:
     return f"{value:.1f}T"
 
 
-def short_when(value: Any) -> str:
-    """A date or datetime as YYYY-MM-DD; strings pass through; None is empty."""
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return "" if value is None else str(value)
+def works_until(expires: date | None) -> str:
+    """The last day a link works (YYYY-MM-DD), from the ledger's expiry (the day it stops: 00:00).
+
+    One convention everywhere (ledger screen, CLI, e-mail): the last working day, inclusive.
+    """
+    return (expires - timedelta(days=1)).isoformat() if isinstance(expires, date) else ""

@@ -29,12 +29,13 @@ class ScanFinished(Message):
 
 
 class LedgerLoaded(Message):
-    """The ledger was opened and locked (or `error` says why not)."""
+    """The ledger's rows were read (or `error` says why not); `stamp` identifies the file version read."""
 
-    def __init__(self, ledger: Any | None, error: str = "") -> None:
+    def __init__(self, rows: list[Any] | None, error: str = "", stamp: Any = None) -> None:
         super().__init__()
-        self.ledger = ledger
+        self.rows = rows
         self.error = error
+        self.stamp = stamp
 
 
 class BatchEventArrived(Message):

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from tui import __version__
 from tui.core.errors import MrishareError
@@ -35,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_warnings() -> None:
+    """Keep pydicom's UserWarnings (a value longer than its VR allows, an odd character set) off the terminal.
+
+    pydicom copes with such values and the scan, inspection and de-identification report what
+    matters as one line; a raw `valuerep.py:440: UserWarning` breaks the app's screen and the CLI's log.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the chosen command, and turn every error into one line on stderr.
 
@@ -46,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name with undecodable bytes prints as \xNN
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=ESCAPE_ERRORS)
+    quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(handler(args) or 0)
     except MrishareError as error:
         print(f"mrishare: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except KeyboardInterrupt:
         print("mrishare: interrupted", file=sys.stderr)
         return 130

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from tui.cli.output import run_with_progress, stderr, stdout
+from tui.cli.output import run_with_progress, stderr, stdout, stop_on_ctrl_c
 from tui.core import annex_e
 from tui.core.config import data_dir
-from tui.core.errors import MrishareError
+from tui.core.errors import Cancelled, MrishareError
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
 
 if TYPE_CHECKING:
@@ -150,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
     if not scanned.participants:
         raise MrishareError(no_participant_reason(scanned.skipped), args.folder)
     ledger_path = args.ledger or default_ledger()
-    with open_ledger(ledger_path) as ledger:
-        result = run_with_progress(run_batch(scanned.participants, settings, ledger, workers=args.workers))
+    with open_ledger(ledger_path) as ledger, stop_on_ctrl_c() as cancel:
+        result = run_with_progress(run_batch(scanned.participants, settings, ledger, cancel, workers=args.workers))
     if list_path is not None:
         failures = {o.key: o.reason or o.status for o in result.failed}
         written = write_pseudonym_list(list_path, entries_for(scanned.participants, settings.pseudonym, failures),
@@ -165,4 +165,7 @@ def run(args: argparse.Namespace) -> int:
     ledger_flag = f" --ledger {ledger_path}" if args.ledger else ""
     stdout.print(Text(f"Passphrases are in the ledger only; show one with `mrishare shares{ledger_flag} reveal ROW`,"
                       f" the e-mail text with `mrishare mail{ledger_flag} ROW`."))
+    if result.cancelled:
+        raise Cancelled(f"stopped by Ctrl-C: {len(result.cancelled)} of {len(result.outcomes)} participant(s) "
+                        "cancelled; run the same command again to resume")
     return 1 if result.failed else 0

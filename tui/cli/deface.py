@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from tui.cli.output import run_with_progress, stdout
+from tui.core.errors import MrishareError
 from tui.core.presets import DEFACE_MODES
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def run_deface(args: argparse.Namespace) -> int:
     from tui.core.deface import deface
     from tui.core.facecheck import face_check
 
-    result = run_with_progress(deface(args.nifti, args.out, args.mode))
+    result = run_with_progress(deface(args.nifti, output_path(args.nifti, args.out), args.mode))
     stdout.print(f"{result.mode}: {result.face_voxels} face voxels replaced, {result.brain_voxels_changed} brain "
                  f"voxels changed, head overlap {result.metric:.2f} -> {result.output}", markup=False)
     if args.no_check or result.mode == "off":
@@ -57,6 +58,27 @@ def run_deface(args: argparse.Namespace) -> int:
         stdout.print(f"face check FAILED: {result.output} deleted; look at the renders", style="red", markup=False)
         return 1
     return 0
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def output_path(nifti: Path, out: Path) -> Path:
+    """OUT as a file: a folder gets IN's name inside it; anything else must end in .nii.gz or .nii."""
+    if not nifti.is_file():
+        raise MrishareError("no such NIfTI file", nifti)
+    if not nifti.name.endswith(NIFTI_SUFFIXES):
+        raise MrishareError("expected a NIfTI head scan ending in .nii.gz or .nii", nifti)
+    if out.is_dir():
+        out = out / nifti.name
+        if out.resolve() == nifti.resolve():
+            raise MrishareError("OUT would overwrite the input; give another folder or file name", out)
+        return out
+    if not out.name.endswith(NIFTI_SUFFIXES):
+        raise MrishareError("OUT must be a folder or a file name ending in .nii.gz or .nii", out)
+    if not out.parent.is_dir():
+        raise MrishareError("the folder for OUT does not exist", out.parent)
+    return out
 
 
 def run_facecheck(args: argparse.Namespace) -> int:

@@ -107,4 +107,4 @@ def _inspect_t1(result: ScanResult, reveal: bool) -> None:
     rows = [r for r in flatten(ds) if "identifying" in r.flags]
     stdout.print(Text(f"\nWhat de-identification would change in one T1 slice ({len(rows)} elements):", style="bold"))
     stdout.print(table(rows, reveal, Path(shown_path(path, result, reveal))))
-    stdout.print(legend(frozenset(), reveal))
+    stdout.print(legend(frozenset(), reveal, "options"))

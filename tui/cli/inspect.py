@@ -1,4 +1,4 @@
-"""`mrishare inspect`: one DICOM file's elements with their PS3.15 Annex E action, values masked."""
+"""`mrishare inspect`: one DICOM file's elements with the action and resulting value a share would give them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.text import Text
 from tui.cli.output import stdout
 from tui.core import annex_e
 from tui.core.errors import MrishareError
+from tui.core.presets import PRESETS
 from tui.core.safetext import shown
 
 if TYPE_CHECKING:
@@ -40,12 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="show a DICOM file's tags and what de-identification does to each",
         description="Show every element of one DICOM file (for a folder: the first DICOM file in it) "
-        "with its PS3.15 Annex E action. Values of identifying elements are masked unless --reveal.",
+        "with the PS3.15 Annex E action a share applies under --preset and the value left after it. "
+        "Values of identifying elements are masked unless --reveal.",
     )
     p.add_argument("target", metavar="FILE_OR_SERIES_DIR", type=Path)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="judge as this preset shares (default: the share default from settings)")
     p.add_argument(
         "--option", action="append", default=[], choices=annex_e.OPTIONS, metavar="NAME",
-        help=f"Annex E option, repeatable: {', '.join(annex_e.OPTIONS)}",
+        help=f"Annex E option, repeatable; replaces the preset's options: {', '.join(annex_e.OPTIONS)}",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     p.add_argument("--reveal", action="store_true", help="show identifying values instead of masking them")
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tui.core.tags import flatten
 
-    options = annex_e.validate_options(args.option)
+    preset = args.preset or share_default_preset()
+    options = annex_e.validate_options(args.option) if args.option else PRESETS[preset].options
     path = first_dicom(args.target)
     if args.png is not None:
         return export(path, args.png, args.frame or 1, args.jpeg)
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         stdout.print(table(rows, args.reveal, path))
-        stdout.print(legend(options, args.reveal))
+        stdout.print(legend(options, args.reveal, "options given" if args.option else f"preset {preset}"))
     broken = [r for r in rows if "malformed" in r.flags]
     if broken:
         where = ", ".join(f"{r.path} {r.value.strip('<>')}" for r in broken[:3])
@@ -101,6 +106,13 @@ def export(path: Path, out: Path, frame: int, jpeg: bool) -> int:
               else f"window center {done.center:g} width {done.width:g} ({done.window_from})")
     stdout.print(Text(f"wrote {done.path}: frame {done.frame} of {done.frames}, {window}"))
     return 0
+
+
+def share_default_preset() -> str:
+    """The preset `mrishare share` uses without --preset (settings.json, else the built-in default)."""
+    from tui.core.settings import load_settings
+
+    return load_settings().preset
 
 
 def first_dicom(target: Path) -> Path:
@@ -156,15 +168,10 @@ def only_identifying(rows: list[TagRow]) -> list[TagRow]:
     return [r for r in rows if r.path in keep]
 
 
-def shown_value(row: TagRow, reveal: bool) -> str:
-    """The preview, masked for identifying elements unless revealed."""
-    from tui.core.tags import mask
-
-    return row.value if reveal or "identifying" not in row.flags else mask(row.value)
-
-
 def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
     """A TagRow as plain JSON-able data."""
+    from tui.core.tag_view import after_value, shown_value
+
     return {
         "path": row.path,
         "keyword_path": row.keyword_path,
@@ -173,6 +180,7 @@ def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
         "vr": row.vr,
         "depth": row.depth,
         "value": shown_value(row, reveal),
+        "after": after_value(row, reveal),
         "private_creator": row.private_creator,
         "action": row.decision.action,
         "code": row.decision.code,
@@ -184,12 +192,15 @@ def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
 
 def table(rows: list[TagRow], reveal: bool, path: Path) -> Table:
     """Rich table; every cell is a Text, so values are never read as markup."""
+    from tui.core.tag_view import after_value, identifying, shown_value
+
     t = Table(title=Text(shown(path)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("Tag", no_wrap=True)
     t.add_column("Name", overflow="ellipsis", no_wrap=True, max_width=26)
     t.add_column("VR", no_wrap=True)
     t.add_column("Act", no_wrap=True)
-    t.add_column("Value", overflow="fold", min_width=20)
+    t.add_column("Value", overflow="fold", min_width=14)
+    t.add_column("After", overflow="fold", min_width=12)
     for r in rows:
         style = ACTION_STYLES[r.decision.action]
         private = "private" in r.flags
@@ -200,18 +211,19 @@ def table(rows: list[TagRow], reveal: bool, path: Path) -> Table:
             Text(r.name, style="italic" if private else ""),
             Text(r.vr),
             Text(r.decision.action + review, style=style),
-            Text(shown_value(r, reveal), style=style if "identifying" in r.flags else ""),
+            Text(shown_value(r, reveal), style=style if identifying(r) else ""),
+            Text(after_value(r, reveal), style=style),
         )
     return t
 
 
-def legend(options: frozenset[str], reveal: bool) -> Text:
-    """One line explaining colours, marks and the options in force."""
+def legend(options: frozenset[str], reveal: bool, source: str) -> Text:
+    """One line explaining colours, marks and the options in force (and where they come from)."""
     line = Text()
     for code, meaning in LEGEND:
         line.append(f"{code} {meaning}", style=ACTION_STYLES[code]).append("  ")
     line.append("? review  * private")
     if not reveal:
         line.append("  ••••• masked (--reveal)")
-    line.append(f"\n{annex_e.TABLE_EDITION} Basic Profile, options: {', '.join(sorted(options)) or 'none'}")
+    line.append(f"\n{annex_e.TABLE_EDITION} Basic Profile, {source}: {', '.join(sorted(options)) or 'no options'}")
     return line

@@ -1,8 +1,8 @@
 """`mrishare scan DIR`: show the participants, series and unused files found under a folder.
 
 Per series: number, modality, description, files, size, rows x cols x slices, and the
-BurnedInAnnotation flag (`BURNED-IN TEXT` = YES, `burned-in?` = not stated), and `WITHHELD` with the
-reason when the description names a protocol/report page on the settings' withheld list.
+BurnedInAnnotation flag (`BURNED-IN TEXT` = YES, `burned-in?` = a derived/secondary image without NO), and
+`WITHHELD` with the reason when the description names a protocol/report page on the settings' withheld list.
 
 Patient values (name, ID, birth date, study description, dates, accession) and participant folder
 names are masked unless `--reveal`: the participant key and "patient 1 of 2" stand in for them.
@@ -91,10 +91,9 @@ def series_line(series: Series, pages: Collection[str] = PROTOCOL_PAGES) -> Text
     text = Text(f"#{series.number if series.number is not None else '?'} {series.modality or '??'} ")
     text.append(series.description or "(no description)", style="bold")
     text.append(f"  {count(len(series.files), 'file')}, {human_size(series.bytes)}, {dims}")
-    if series.burned_in == "YES":
-        text.append("  BURNED-IN TEXT", style="red")
-    elif series.burned_in is None and series.modality not in ("SR", "DOC"):
-        text.append("  burned-in?", style="yellow")
+    evidence = burned_in_evidence(series)
+    if evidence:
+        text.append(f"  {evidence}", style="red" if series.burned_in == "YES" else "yellow")
     reason = withheld(series, pages)
     if reason:
         text.append(f"  WITHHELD: {reason}", style="red")
@@ -103,6 +102,18 @@ def series_line(series: Series, pages: Collection[str] = PROTOCOL_PAGES) -> Text
     if series.problems:
         text.append("  INCOMPLETE (withheld unless --allow-incomplete)", style="red")
     return text
+
+
+def burned_in_evidence(series: Series) -> str:
+    """Say 'burned-in' only with evidence, and name it; a plain MR series without the tag says nothing.
+
+    The same evidence the de-identification quarantines on (tui/core/quarantine.py).
+    """
+    if (series.burned_in or "").upper() == "YES":
+        return "BURNED-IN TEXT (BurnedInAnnotation = YES)"
+    if "SECONDARY" in (series.image_type or "").upper() and (series.burned_in or "").upper() != "NO":
+        return "burned-in? (ImageType SECONDARY and no BurnedInAnnotation NO: may show text)"
+    return ""
 
 
 def participant_tree(participant: Participant, result: ScanResult, reveal: bool,

@@ -6,11 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.table import Table
 from rich.text import Text
 
 from tui.cli.batch import default_ledger, open_ledger
@@ -84,11 +83,14 @@ def list_rows(args: argparse.Namespace) -> int:
                 destination.close()
                 for row in changed:
                     stdout.print(Text(f"{row.id}: {row.status} ({row.last_action})"))
-        table = Table("row", "participant", "status", "expires", "link", "last action")
-        for r in ledger.rows():
-            table.add_row(*(Text(str(v)) for v in (r.id, r.participant, r.status, r.expires or "", r.link,
-                                                   r.last_action)))
-    stdout.print(table)
+        rows = ledger.rows()
+    for r in rows:  # a block per row: the link on a line of its own, whole at any width (staff copy it)
+        stdout.print(Text(f"{r.id}  {r.participant}  {r.status}" + (f"  works until {r.expires - timedelta(days=1)}" if r.expires else "")
+                          + (f"  · {r.last_action}" if r.last_action else "")), soft_wrap=True)
+        if r.link:
+            stdout.print(Text(f"  {r.link}"), soft_wrap=True)
+    if not rows:
+        stdout.print(Text("the share list is empty"))
     return 0
 
 
@@ -108,7 +110,8 @@ def extend_row(args: argparse.Namespace) -> int:
 
     with _ledger(args) as ledger:
         row = shares.extend(ledger, args.row, args.days, _destination(args, row_or_error(ledger, args.row)))
-    stdout.print(Text(f"{row.id}: link now expires {row.expires}"))
+    stdout.print(Text(f"{row.id}: link now works until {row.expires - timedelta(days=1)} inclusive"
+                      if row.expires else f"{row.id}: link without expiry"))
     return 0
 
 

@@ -6,6 +6,7 @@ A long job is a generator: it yields events and *returns* its result.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -63,6 +64,17 @@ class StepNote:
 
 
 Event = StepStarted | StepProgress | StepFinished | StepFailed | StepNote
+
+_QUARANTINED = re.compile(r"^quarantined (?P<file>\S+): (?P<reason>.+)$")
+
+
+def quarantine_reason(message: str) -> tuple[str, str] | None:
+    """('IM1.dcm', 'burned-in annotation') for a note 'quarantined IM1.dcm: burned-in annotation', else None.
+
+    Many files of a series share one reason; the CLI and the app group them on it.
+    """
+    match = _QUARANTINED.match(message)
+    return (match.group("file"), match.group("reason")) if match else None
 EventStream = Generator[Event, None, T]
 
 
@@ -107,8 +119,9 @@ def relabel(stream: Generator[Event, None, T], subject: str, step: str) -> Gener
         if isinstance(event, StepProgress):
             yield StepProgress(subject, step, event.done, event.total, event.unit)
         elif isinstance(event, StepFinished) and event.summary:
-            yield StepNote(subject, step, f"{event.step}: {event.summary}")
+            yield StepNote(subject, step, event.summary if event.step == step else f"{event.step}: {event.summary}")
         elif isinstance(event, StepFailed):
-            yield StepNote(subject, step, f"{event.step} failed: {event.reason}", "warning")
+            yield StepNote(subject, step, f"{'' if event.step == step else event.step + ' '}failed: {event.reason}",
+                           "warning")
         elif isinstance(event, StepNote):
             yield StepNote(subject, step, event.message, event.level)

@@ -33,17 +33,8 @@ from tui.core.completeness import Admission, admit, choose_patient
 from tui.core.deidentify import DeidSettings, deidentify_participant
 from tui.core.destinations import Delivered, Destination, SharePolicy, destination_from
 from tui.core.dicom_scan import Participant, scan
-from tui.core.errors import MrishareError
-from tui.core.events import (
-    Event,
-    EventStream,
-    StepFailed,
-    StepFinished,
-    StepNote,
-    StepStarted,
-    drain,
-    relabel,
-)
+from tui.core.errors import Cancelled, MrishareError
+from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
 from tui.core.journal import Journal
 from tui.core.ledger import Ledger, LedgerRow
 from tui.core.run_settings import STAGES, PipelineSettings
@@ -58,6 +49,8 @@ ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
 DONE = frozenset({"shared", "uploaded"})
 """Final statuses of a successful run: `shared` (folder, Nextcloud) or `uploaded` (DICOM node)."""
+CANCELLED = "cancelled"
+"""Outcome status of a participant stopped by the operator; its ledger row keeps the last finished step."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +73,11 @@ class BatchResult:
     def failed(self) -> list[Outcome]:
         """The participants that did not finish (`shared`, or `uploaded` to a DICOM node)."""
         return [o for o in self.outcomes if o.status not in DONE]
+
+    @property
+    def cancelled(self) -> list[Outcome]:
+        """The participants the operator stopped (a rerun resumes them)."""
+        return [o for o in self.outcomes if o.status == CANCELLED]
 
 
 class LedgerGate:
@@ -116,9 +114,16 @@ def share_password(language: str, min_length: int) -> str:
     return text
 
 
+_SUB_PREFIX = re.compile(r"^sub[-_]|^sub(?=[a-z2-7]{10}$)", re.IGNORECASE)
+"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters, tui/core/pseudonym.py)."""
+
+
 def bids_label(pseudonym: str) -> str:
-    """The pseudonym as a BIDS label (letters and digits only)."""
-    label = re.sub(r"[^A-Za-z0-9]", "", pseudonym)
+    """The pseudonym as a BIDS label (letters and digits only), without a 'sub' the `sub-` entity adds again.
+
+    A keyed pseudonym `sub7j7ppitd2a` gives `sub-7j7ppitd2a`, not `sub-sub7j7ppitd2a`; `subject01` stays.
+    """
+    label = re.sub(r"[^A-Za-z0-9]", "", _SUB_PREFIX.sub("", pseudonym))
     if not label:
         raise MrishareError("pseudonym has no letters or digits for a BIDS label")
     return label
@@ -147,12 +152,16 @@ def run_batch(participants: list[Participant], settings: PipelineSettings, ledge
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(participants)))) as pool:
             futures = [pool.submit(one, p) for p in participants]
             finished = 0
-            while finished < len(futures):
-                event = events.get()
-                if event is None:
-                    finished += 1
-                else:
-                    yield event
+            try:
+                while finished < len(futures):
+                    event = events.get()
+                    if event is None:
+                        finished += 1
+                    else:
+                        yield event
+            except BaseException:  # Ctrl-C or a closed stream: workers stop at their next safe point
+                cancel.set()
+                raise
             return BatchResult([f.result() for f in futures])
     finally:
         destination.close()
@@ -174,9 +183,8 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
             run.policy = run.destination.policy()
             run.policy.expire_days(settings.expiry_days)
         for stage in STAGES:
-            if run.cancel.is_set():
-                raise MrishareError("cancelled")
             yield StepStarted(run.subject, stage)
+            run.checkpoint(f"at the start of {stage}")
             if run.to_node and stage in NOT_FOR_NODE:
                 summary = "not for a DICOM node"
             elif delivered_before:  # a finished run is not redone (its work files are gone)
@@ -195,9 +203,15 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
         reason = f"{stage}: {disk_error(error)}"
     except Exception as error:  # a bug or a library failure: never let its message (maybe PHI) out
         reason = f"internal error ({type(error).__name__}) during {stage}; {crash_report(error)}"
+    share_id = run.journal.share_id if run.journal else ""
+    if run.cancel.is_set():  # whatever the stage raised on its way out, the operator stopped it
+        reason = f"cancelled during {stage}; nothing was sent after that; run again to resume"
+        yield StepFailed(run.subject, stage, reason)
+        run.stopped(stage)
+        return Outcome(run.subject, share_id, CANCELLED, reason)
     yield StepFailed(run.subject, stage, reason)
     run.fail(stage, reason)
-    return Outcome(run.subject, run.journal.share_id if run.journal else "", "failed", reason)
+    return Outcome(run.subject, share_id, "failed", reason)
 
 
 class _Run:
@@ -315,12 +329,26 @@ class _Run:
         return self.attempt / "out" / f"sub-{self.label}.zip"
 
     def finish(self) -> None:
-        """Drop bulky intermediates once shared (unless asked to keep them)."""
+        """Drop bulky intermediates once shared, the zip too (the destination has it), unless asked to keep them."""
         if not self.settings.keep_work:
-            for name in ("deid", "package"):
+            for name in ("deid", "package", "out"):
                 shutil.rmtree(self.attempt / name, ignore_errors=True)
         if self.admission.note():
             self._save_row(note=self.admission.note())
+
+    def checkpoint(self, where: str) -> None:
+        """A safe point: stop here if the operator cancelled (nothing half-written stays behind)."""
+        if self.cancel.is_set():
+            raise Cancelled(f"cancelled {where}")
+
+    def stopped(self, stage: str) -> None:
+        """Record a cancel in the ledger: the row keeps its last finished status, so a rerun resumes."""
+        if self.row is None:
+            return
+        try:
+            self._save_row(last_action=f"cancelled during {stage}", note="cancelled by the operator; run again")
+        except MrishareError:
+            pass
 
     def fail(self, stage: str, reason: str) -> None:
         """Record the failure in the ledger (best effort: the ledger itself may be the problem)."""
@@ -478,9 +506,11 @@ class _Run:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
         self._write_docs()
+        self.checkpoint("before the leak gate")
         notes = self._leak_gate(gated_files(self.package_root), self.package_root.parent)
         for line in notes:
             yield StepNote(self.subject, "pack", f"leak gate: {line}", "warning")
+        self.checkpoint("before packing")
         phrase = passphrase.generate(self.settings.language)
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
@@ -557,6 +587,7 @@ class _Run:
             delivered = Delivered(remote_name, size, None)
             yield StepNote(self.subject, "upload", "already at the destination from an earlier run")
         else:
+            self.checkpoint("before the upload")
             delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
                                            self.subject, "upload")
         page = page_path(self.zip_path)  # beside the zip where one link reaches both: a folder, for now
@@ -583,6 +614,7 @@ class _Run:
             files = yield from self._deface_dicom(deid, files)
         for line in self._leak_gate(files, self.attempt):  # defaced copies lie beside deid/, under the attempt
             yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
+        self.checkpoint("before sending to the node")
         node = cast("DicomNodeDestination", self.destination)
         delivered = yield from relabel(node.send(files, f"{self.journal.share_id}/sub-{self.label}", self.cancel),
                                        self.subject, "upload")
@@ -628,6 +660,7 @@ class _Run:
             self._save_row(share_password=share_password(self.settings.language, policy.password_min_length))
         info = next((s for s in self.destination.list_shares() if s.label == label), None)
         if info is None:
+            self.checkpoint("before the link was made")
             info = self.destination.share(remote_path, days, label, self.row.share_password or None)
         note = "" if days == self.settings.expiry_days else (
             f"link gives {days} days, not {self.settings.expiry_days}: the server allows at most {days}")
@@ -636,4 +669,4 @@ class _Run:
         self._save_row(share_id=info.share_id, link=info.url, expires=info.expires, status="shared",
                        last_action="link shared", note=note)
         self.journal.mark("share", share_id=info.share_id)
-        return f"link expires {info.expires}" if info.expires else "link without expiry"
+        return f"link works until {info.last_day} inclusive" if info.last_day else "link without expiry"

@@ -93,7 +93,7 @@ class BatchScreen(Screen[None]):
         Binding("escape", "back", "Back", id="batch.back"),
         Binding("c", "cancel", "Cancel run", id="batch.cancel"),
         Binding("r", "retry", "Retry failed", id="batch.retry"),
-        Binding("l", "toggle_log", "Log", id="batch.log"),
+        Binding("l", "toggle_log", "Full log", id="batch.log"),
     ]
 
     def __init__(self) -> None:
@@ -105,12 +105,14 @@ class BatchScreen(Screen[None]):
         self.ended = ""
         self._progress: dict[tuple[str, str], int] = {}
         self._log_lines: deque[Text] = deque(maxlen=LOG_LINES)
+        self.warnings: dict[str, list[str]] = {}
+        """Warning notes per participant key (the failure view groups them)."""
 
     def compose(self) -> ComposeResult:
         yield Label("No batch has run yet: select participants in the ledger and press r.", id="batch-summary")
         yield BatchTable(id="batch-table", cursor_type="row")
         yield Label("", id="batch-reason", markup=False)
-        yield RichLog(id="batch-log", max_lines=LOG_LINES, wrap=False, markup=False)
+        yield RichLog(id="batch-log", max_lines=LOG_LINES, wrap=True, markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -157,6 +159,10 @@ class BatchScreen(Screen[None]):
                 stage.state, line.reason = "failed", event.reason
             elif isinstance(event, StepNote) and event.message.startswith("partly shared"):
                 line.partial = event.message
+        elif isinstance(event, StepFailed) and line is not None:  # before any stage (ledger, old remote file)
+            line.stages[STAGES[0]].state, line.reason = "failed", f"{event.step}: {event.reason}"
+        if isinstance(event, StepNote) and event.level == "warning":
+            self.warnings.setdefault(event.subject, []).append(event.message)
         self._log(event, now)
         if self.is_mounted and line is not None:
             self._draw_line(line)
@@ -289,6 +295,7 @@ class BatchScreen(Screen[None]):
         self.app.start_batch(again)
 
     def action_toggle_log(self) -> None:
-        """Show or hide the log pane."""
-        log = self.query_one(RichLog)
-        log.display = not log.display
+        """Show the log over the whole screen (lines wrap, nothing is cut), or go back to the bars."""
+        self.toggle_class("-log-full")
+        if self.has_class("-log-full"):
+            self.query_one(RichLog).focus()

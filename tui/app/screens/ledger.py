@@ -15,8 +15,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label
 
-from tui.app.format import human_size, short_when
+from tui.app.format import human_size, works_until
 from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.failure import FailureScreen
 from tui.app.screens.folder_picker import FolderPickerScreen
 from tui.app.screens.participant import ParticipantScreen
 from tui.app.screens.reveal import RevealScreen
@@ -44,6 +45,8 @@ class Entry:
     size: int | None
     link: str = ""
     expires: str = ""
+    told: str = ""
+    """✓ once the passphrase was told to the participant (the ledger's Communicated column)."""
     last_action: str = ""
     row: Any = None
     scanned: Any = None
@@ -52,6 +55,21 @@ class Entry:
         """True if `needle` occurs in any visible column (case-insensitive)."""
         hay = f"{self.participant} {self.status} {self.expires} {self.last_action} {self.link}".lower()
         return needle.lower() in hay
+
+
+def run_summary(settings: Any) -> str:
+    """What a run will do, said before it starts: destination, preset with its options and defacing, link days."""
+    profile = settings.profile
+    options = ", ".join(sorted(profile.options)) or "none"
+    return (f"Destination: {settings.destination or 'from the credentials file'}. "
+            f"Preset: {settings.preset} (Annex E options: {options}; defacing: {profile.deface}). "
+            f"Links work {settings.expiry_days} full days. Settings (f2) change these.")
+
+
+def in_study(entry: Entry, study: Path) -> bool:
+    """True if the entry's ledger row came from a folder inside `study`."""
+    folder = getattr(entry.row, "source_folder", "") if entry.row is not None else ""
+    return bool(folder) and Path(folder).is_relative_to(study)
 
 
 def series_count(participant: Any) -> int:
@@ -69,7 +87,8 @@ def entry_from_row(row: Any, key: str) -> Entry:
         series=row.series if row.series not in (None, "") else "",
         size=row.size if isinstance(row.size, int) else None,
         link=row.link or "",
-        expires=short_when(row.expires),
+        expires=works_until(row.expires),
+        told="✓" if row.communicated else "",
         last_action=str(row.last_action or ""),
         row=row,
     )
@@ -93,9 +112,10 @@ COLUMNS = [
     ("participant", "Participant", 12),
     ("status", "Status", 12),
     ("series", "Series", 6),
-    ("size", "Size", 6),
-    ("expires", "Expires", 10),
-    ("last_action", "Last action", 17),
+    ("size", "Size", 5),
+    ("expires", "Works until", 11),
+    ("told", "Told", 4),
+    ("last_action", "Last action", 12),
 ]
 
 
@@ -110,7 +130,7 @@ class LedgerTable(VirtualTable):
         "ledger-table--mark",
     }
 
-    BINDINGS = [Binding("enter", "screen.inspect", "Inspect", id="ledger.inspect")]
+    BINDINGS = [Binding("enter", "screen.inspect", "Open", id="ledger.inspect")]
 
     def status_style(self, status: str) -> str:
         """The component class for a status."""
@@ -143,6 +163,7 @@ class LedgerScreen(Screen[None]):
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
         Binding("L", "save_pseudonym_list", "Save pseudonym list…", show=False, id="ledger.pseudonym-list"),
         Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
+        Binding("t", "toggle_study", "This study / every study", show=False, id="ledger.study"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="ledger.clear-filter"),
     ]
 
@@ -162,6 +183,8 @@ class LedgerScreen(Screen[None]):
         self.sort_by = "participant"
         self.reverse = False
         self.show_names = False
+        self.all_studies = False
+        """False: once a study folder is scanned, show only its participants (t shows every study)."""
         self._shown: list[Entry] = []
         self._scan_note = ""
         self._ready = False
@@ -193,7 +216,9 @@ class LedgerScreen(Screen[None]):
         if result is not None:
             self.scanned = list(result.participants)
             skipped = len(result.skipped)
-            self._scan_note = f"{len(self.scanned)} participants found" + (f", {skipped} skipped" if skipped else "")
+            found = len(self.scanned)
+            self._scan_note = f"{found} participant{'' if found == 1 else 's'} found" + (
+                f", {skipped} skipped" if skipped else "")
         self._rebuild()
 
     def scan_started(self, root: Path) -> None:
@@ -245,6 +270,9 @@ class LedgerScreen(Screen[None]):
             return
         needle = self.query_one("#ledger-filter", Input).value.strip()
         shown = [e for e in self.entries if e.matches(needle)] if needle else list(self.entries)
+        study = self._study()
+        if study is not None:
+            shown = [e for e in shown if e.scanned is not None or in_study(e, study)]
         shown.sort(key=lambda e: (str(getattr(e, self.sort_by)), e.participant), reverse=self.reverse)
         self._shown = shown
         self.query_one(LedgerTable).set_row_count(len(shown))
@@ -265,6 +293,7 @@ class LedgerScreen(Screen[None]):
             Text(str(entry.series), justify="right"),
             Text(human_size(entry.size), justify="right"),
             Text(entry.expires),
+            Text(entry.told, justify="center"),
             Text(entry.last_action),
         ]
 
@@ -274,9 +303,12 @@ class LedgerScreen(Screen[None]):
         total = len(self.entries)
         shown = len(self._shown)
         parts = [f"{shown}/{total} shown" if shown != total else f"{total} rows"]
+        if self.scanned:  # first, so 80 columns never cut it: which rows these are
+            parts[0] += " of every study (t)" if self._study() is None else " of this study (t: all)"
         if self.marked:
             parts.append(f"{len(self.marked)} selected")
-        parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
+        if self.sort_by != SORTS[0] or self.reverse:  # the default order goes unsaid: 80 columns are few
+            parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
         if self.show_names:
@@ -363,6 +395,16 @@ class LedgerScreen(Screen[None]):
         self.reverse = not self.reverse
         self._refill()
 
+    def _study(self) -> Path | None:
+        """The scanned study folder whose rows alone are shown, or None when every row is shown."""
+        study = getattr(self.app, "study_dir", None)
+        return None if self.all_studies or not self.scanned or study is None else Path(study)
+
+    def action_toggle_study(self) -> None:
+        """Show only the scanned study's participants, or every row of the ledger."""
+        self.all_studies = not self.all_studies
+        self._refill()
+
     def action_toggle_names(self) -> None:
         """Show the (identifying) folder names instead of the participant keys, or hide them again."""
         self.show_names = not self.show_names
@@ -382,9 +424,13 @@ class LedgerScreen(Screen[None]):
             self.app.open_folder(folder)
 
     def action_inspect(self) -> None:
-        """Open the participant's series and tags."""
+        """Open why a row failed or was cancelled, else the participant's series and tags."""
         entry = self.current
         if entry is None:
+            return
+        if entry.row is not None and (entry.status == "failed" or entry.last_action.startswith("cancelled")):
+            notes = self.app.batch_screen.warnings.get(entry.participant, [])
+            self.app.push_screen(FailureScreen(entry.participant, entry.row, notes, entry.scanned))
             return
         if entry.scanned is None:
             self.notify("Not scanned in this session: open its study folder first (o).", severity="warning")
@@ -397,7 +443,13 @@ class LedgerScreen(Screen[None]):
         if not chosen:
             self.notify("Nothing to run: select scanned participants (open a folder with o).", severity="warning")
             return
-        self.app.start_batch([e.scanned for e in chosen])
+        settings = self.app.settings
+        if settings is None:
+            self.notify("No settings: press f2.", severity="error")
+            return
+        count = f"{len(chosen)} participant{'' if len(chosen) == 1 else 's'}"
+        self._confirm_then(f"Share {count}?", run_summary(settings), "Share",
+                           lambda: self.app.start_batch([e.scanned for e in chosen]))
 
     def action_save_pseudonym_list(self) -> None:
         """Write PatientID,Pseudonym of the selected (else all) scanned participants to a local 0600 file."""
@@ -474,18 +526,21 @@ class LedgerScreen(Screen[None]):
             )
 
     def action_extend(self) -> None:
-        """Push the share's expiry date further out."""
+        """Ask for the days the link keeps working (showing the last day), then push the expiry out."""
+        from tui.app.screens.extend import ExtendScreen
+
         entry = self._entry_with_row()
-        if entry is not None:
-            row = entry.row
-            days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
-            self._confirm_then(
-                "Extend this share?",
-                f"The link for {entry.participant} will work until {days} full days from today "
-                f"(currently: {short_when(row.expires) or 'never'}).",
-                "Extend",
-                lambda: self.app.share_action("extend", row.id, days),
-            )
+        if entry is None:
+            return
+        row = entry.row
+        days = int(getattr(self.app.settings, "expiry_days", 14) or 14)
+
+        def chosen(days: int | None) -> None:
+            if days:
+                self.app.share_action("extend", row.id, days)
+
+        self.app.push_screen(ExtendScreen(entry.participant, self.app.services.clock().date(), days,
+                                          works_until(row.expires)), chosen)
 
     def action_share_again(self) -> None:
         """Delete the row after saying what happens remotely; the participant can then be shared again."""

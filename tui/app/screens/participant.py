@@ -71,7 +71,7 @@ class ParticipantScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="participant.back"),
-        Binding("slash", "filter", "Filter", id="participant.filter"),
+        Binding("slash", "filter", "Filter", show=False, id="participant.filter"),  # the footer fits 80 columns
         Binding("i", "identifying", "Identifying", id="participant.identifying"),
         Binding("m", "reveal_values", "Unmask", id="participant.unmask"),
         Binding("o", "options", "Options", id="participant.options"),

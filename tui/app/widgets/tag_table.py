@@ -24,6 +24,20 @@ ACTIONS = {
     "K": ("keep", "kept"),
 }
 """PS3.15 Table E.1-1a action code -> (component class suffix, legend word)."""
+WIDE = 72
+"""Below this many cells the Tag and VR columns give way, so Keyword, Act, Value and After stay readable."""
+
+
+def column_layout(width: int) -> list[tuple[str, str, int]]:
+    """(key, label, width) of each column for a grid `width` cells wide; Keyword, Value and After share the rest."""
+    fixed = [("tag", "Tag", 11), ("vr", "VR", 2), ("action", "Act", 3)] if width >= WIDE else [("action", "Act", 3)]
+    columns = len(fixed) + 3
+    rest = max(18, width - sum(w for _, _, w in fixed) - 2 * columns - 2)  # 1 cell padding each side; scrollbar
+    keyword, value = rest * 2 // 5, rest * 3 // 10
+    widths = {"keyword": keyword, "value": value, "after": rest - keyword - value, **{k: w for k, _, w in fixed}}
+    order = [("tag", "Tag"), ("keyword", "Keyword"), ("vr", "VR"), ("action", "Act"), ("value", "Value"),
+             ("after", "After")]
+    return [(key, label, widths[key]) for key, label in order if key in widths]
 
 
 class TagGrid(DataTable[Any]):
@@ -51,6 +65,7 @@ class TagTable(Vertical):
         self.only_identifying = False
         self.revealed = False
         self.edits: list[Edit] = []
+        self._layout_width = 0
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter tags: keyword, tag, value…", id="tag-filter")
@@ -59,11 +74,7 @@ class TagTable(Vertical):
 
     def on_mount(self) -> None:
         grid = self.query_one(TagGrid)
-        grid.add_column("Tag", key="tag", width=11)
-        grid.add_column("Keyword", key="keyword", width=24)
-        grid.add_column("VR", key="vr", width=2)
-        grid.add_column("Value", key="value", width=25)
-        grid.add_column("Act", key="action", width=3)
+        self._lay_out(grid.size.width or 80)
         self.query_one("#tag-filter").display = False
         legend = Text("")
         for code, (_, word) in ACTIONS.items():
@@ -71,6 +82,20 @@ class TagTable(Vertical):
             legend.append(f" {word} ")
         legend.append(" ? review")
         self.query_one("#tag-legend", Label).update(legend)
+
+    def on_resize(self) -> None:
+        """Give Keyword, Value and After the width there is (the options panel takes some at 80 columns)."""
+        width = self.query_one(TagGrid).size.width
+        if width and width != self._layout_width:
+            self._lay_out(width)
+            self._refill()
+
+    def _lay_out(self, width: int) -> None:
+        grid = self.query_one(TagGrid)
+        self._layout_width = width
+        grid.clear(columns=True)
+        for key, label, cells in column_layout(width):
+            grid.add_column(label, key=key, width=cells)
 
     def show(self, rows: list[TagRow]) -> None:
         """Replace the rows (a new series, or new options), keeping the cursor line."""
@@ -124,9 +149,9 @@ class TagTable(Vertical):
 
     def value_text(self, row: TagRow) -> str:
         """The value as shown: masked if identifying and not revealed."""
-        from tui.core.tags import mask  # loaded with the rows already (they come from tags.flatten)
+        from tui.core.tag_view import shown_value  # loaded with the rows already (they come from tags.flatten)
 
-        return row.value if self.revealed or "identifying" not in row.flags else mask(row.value)
+        return shown_value(row, self.revealed)
 
     def _refill(self) -> None:
         needle = self.query_one("#tag-filter", Input).value.strip().lower()
@@ -142,6 +167,9 @@ class TagTable(Vertical):
         edited = grid.get_component_rich_style("tag-grid--edited", partial=True)
         by_path = {e.path: e for e in self.edits}
         known = {r.path for r in self.rows}
+        keys = [str(column.key.value) for column in grid.ordered_columns]
+        from tui.core.tag_view import after_value
+
         for row in rows:
             style = grid.action_style(row.decision.action)
             edit = by_path.get(row.path)
@@ -150,18 +178,22 @@ class TagTable(Vertical):
                 value_cell = Text("‹deleted›" if edit.value is None else f"✎ {edit.value}", style=edited)
             else:
                 value_cell = Text(value, style=masked if value != row.value else "")
-            grid.add_row(
-                Text(f"({row.tag >> 16:04X},{row.tag & 0xFFFF:04X})", style=style),
-                Text("›" * row.depth + row.name, style=private if "private" in row.flags else ""),
-                Text(row.vr),
-                value_cell,
-                Text(row.decision.action + ("?" if row.decision.review else ""), style=style),
-            )
+            cells = {
+                "tag": Text(f"({row.tag >> 16:04X},{row.tag & 0xFFFF:04X})", style=style),
+                "keyword": Text("›" * row.depth + row.name, style=private if "private" in row.flags else ""),
+                "vr": Text(row.vr),
+                "value": value_cell,
+                "action": Text(row.decision.action + ("?" if row.decision.review else ""), style=style),
+                "after": Text(after_value(row, self.revealed) if edit is None else value_cell.plain, style=style),
+            }
+            grid.add_row(*(cells[key] for key in keys))
         for edit in self.edits:
             if edit.path not in known and edit.value is not None:
-                grid.add_row(Text(f"({edit.tag >> 16:04X},{edit.tag & 0xFFFF:04X})", style=edited),
-                             Text("+ added" + (f" in {edit.parent}" if edit.parent else ""), style=edited),
-                             Text(edit.vr), Text(f"✎ {edit.value}", style=edited), Text("+", style=edited))
+                cells = {"tag": Text(f"({edit.tag >> 16:04X},{edit.tag & 0xFFFF:04X})", style=edited),
+                         "keyword": Text("+ added" + (f" in {edit.parent}" if edit.parent else ""), style=edited),
+                         "vr": Text(edit.vr), "value": Text(f"✎ {edit.value}", style=edited),
+                         "action": Text("+", style=edited), "after": Text(edit.value, style=edited)}
+                grid.add_row(*(cells[key] for key in keys))
         if rows:
             grid.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         counts = f"{len(rows)}/{len(self.rows)}" if len(rows) != len(self.rows) else str(len(rows))

@@ -108,10 +108,13 @@ def damage_vr(rng: random.Random, folder: Path) -> Damage:
 
 
 def remove_slice(rng: random.Random, folder: Path) -> Damage:
-    """Delete one slice."""
-    path = rng.choice(slices(folder))
+    """Delete one slice. The first or last one leaves no trace when the series declares no count of its images
+    ('remove-edge': no program can see it; the fuzzer reports it apart)."""
+    files = slices(folder)
+    path = rng.choice(files)
     path.unlink()
-    return Damage("remove", path.relative_to(folder).as_posix(), True)
+    edge = path in (files[0], files[-1])
+    return Damage("remove-edge" if edge else "remove", path.relative_to(folder).as_posix(), True)
 
 
 def duplicate_slice(rng: random.Random, folder: Path) -> Damage:

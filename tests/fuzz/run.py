@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -160,14 +161,20 @@ def _check_share(result: CaseResult, ledger: Path, dest: Path, clean: Path, out:
         shared = [r for r in rows if r.status == "shared"]
         got = _packaged_slices(dest, shared[-1]) if shared else 0
         want = len(slices(clean))
-        if got < want:
+        if got < want and all(d.kind == "remove-edge" for d in result.damages if d.loses_data):
+            result.problems.append("edge slice removed without trace")  # nothing declares the count: not visible
+            result.notes.append(f"share rc 0 with {got} of {want} slices (an edge slice deleted, no count declared)")
+        elif got < want:
             result.problems.append("silent-incomplete")
             result.notes.append(f"share rc 0 with {got} of {want} slices")
         if any(d.kind == "mixed-patients" for d in result.damages):
             result.problems.append("mixed delivered silently")
     elif result.share_rc is not None:
         names = {Path(d.file).name for d in result.damages} | {participant.name}
-        if not any(name and name in out for name in names) and "quarantined" not in out:
+        # a participant-level failure (mixed patients, every series incomplete) names the case's one participant
+        # by its key, as the CLI does (a folder name may identify)
+        by_key = re.search(r"\bp-[0-9a-f]{10}\b", out)
+        if not any(name and name in out for name in names) and "quarantined" not in out and not by_key:
             result.problems.append("unnamed failures")
             result.notes.append(f"share rc {result.share_rc}: {_last_line(out)}")
 
@@ -223,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {r.seed} {r.base} {kinds}: {', '.join(sorted(set(r.problems)))}; {'; '.join(r.notes)}")
     totals = count(results)
     print(", ".join(f"{name}: {totals[name]}" for name in ("cases", *HARD, "silent-incomplete",
-                                                               "mixed delivered silently", "unnamed failures")))
+                                                               "mixed delivered silently", "unnamed failures",
+                                                               "edge slice removed without trace")))
     return 1 if any(totals[name] for name in HARD) else 0
 
 

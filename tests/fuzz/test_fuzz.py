@@ -23,7 +23,8 @@ CASES = [
     ("siemens4", ["odd-name", "pydicom-file"]),
     ("ge4", ["duplicate", "flip-pixels"]),
     ("siemens4", ["mixed-patients"]),
-    ("hitachi4", ["remove"]),
+    ("hitachi4", ["remove"]),  # seed 6 deletes the first slice: no trace, reported apart
+    ("hitachi4", ["remove"]),  # seed 7 deletes a middle slice: the gap must withhold the series
 ]
 
 

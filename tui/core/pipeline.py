@@ -174,12 +174,14 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
     stage = "upload"  # start() may withdraw an abandoned upload: a login failure there is no 'deidentify failed'
     try:
         run.start()
+        stage = "prepare"  # which patient and which series may go: before any stage
         yield from run.admit()
         delivered_before = run.delivered
         if delivered_before and (ended := run.link_ended()):
             yield StepFailed(run.subject, "share", ended)
             return Outcome(run.subject, run.journal.share_id, run.row.status, ended)
         if not delivered_before and not run.to_node:  # login, sharing rights and link rules, before any work
+            stage = "upload"
             run.policy = run.destination.policy()
             run.policy.expire_days(settings.expiry_days)
         for stage in STAGES:

@@ -86,7 +86,7 @@ class RevealScreen(ModalScreen[None]):
 
     def _show_hint(self) -> None:
         self.query_one("#reveal-hint", Label).update(
-            f"→ next · ← back · n spelling · c told · other keys hide ({self._left} s)"
+            f"→ next · ← back · n spelling · c told · other keys hide ({hides_in(self._left)})"
         )
 
     @property
@@ -144,3 +144,8 @@ class RevealScreen(ModalScreen[None]):
             while self.app.screen is not self:
                 self.app.pop_screen()
             self.dismiss()
+
+
+def hides_in(seconds: int) -> str:
+    """Time left before the phrase hides: seconds in the last two minutes, whole minutes (rounded up) before."""
+    return f"{seconds} s" if seconds < 120 else f"{-(-seconds // 60)} min"

@@ -25,7 +25,7 @@ BRAIN_TISSUE = 120.0
 GROW_MM = 10  # grow the white-matter core into grey matter by at most this much (stops at the dark CSF/skull)
 SWEEP_UP_MM = 40.0  # pydeface's box stops below the eyes; sweeping it up covers eyes and brows
 BRAIN_MARGIN_MM = 3.0
-SKIN_FRACTION = 0.35  # same head/air level as tui.core.head_render
+SKIN_FRACTION = 0.35  # same head/air level as tui.core.nifti.head_render
 OPEN_VOXELS = 5  # opening radius: drops the thin frame-shaped sheets that averaging left in front of the face
 
 

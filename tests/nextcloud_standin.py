@@ -26,6 +26,7 @@ Fault knobs (set attributes on the `StandinNextcloud` object while it runs):
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -37,12 +38,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -197,7 +199,7 @@ class StandinNextcloud:
 
     def server_today(self) -> date:
         """The server's date (UTC, like the recorded instance) unless a test pins it."""
-        return self.today or datetime.now(timezone.utc).date()
+        return self.today or datetime.now(UTC).date()
 
     def share_expired(self, share: Share) -> bool:
         """A share is expired once its expiry midnight has passed (expiration <= now)."""
@@ -252,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "Apache"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     @property
@@ -277,10 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
             record.elapsed_s = time.perf_counter() - started
         except DropConnection:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if self.body_left:
             self._drain()

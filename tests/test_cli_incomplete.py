@@ -17,7 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tui.cli import main
-from tui.core.ledger import Ledger
+from tui.core.delivery.ledger import Ledger
 
 PRISMA = "multivendor/siemens_prisma_t1_fl2d_sag_35sl/dicom"
 

@@ -17,11 +17,11 @@ from nextcloud_server import XDIST_GROUP, NextcloudServer, public_download
 from tui.cli import main
 from tui.core.config import config_dir, data_dir
 from tui.core.credentials import load_credentials
+from tui.core.delivery.ledger import Ledger, LedgerRow
+from tui.core.delivery.mailtext import mail_text
+from tui.core.delivery.nextcloud import NextcloudDestination
 from tui.core.demo import make_demo_study
 from tui.core.events import StepFinished
-from tui.core.ledger import Ledger, LedgerRow
-from tui.core.mailtext import mail_text
-from tui.core.nextcloud import NextcloudDestination
 from tui.core.pipeline import LedgerGate, run_participant
 from tui.core.settings import UserSettings
 
@@ -181,7 +181,7 @@ def test_wrong_app_password_fails_at_upload_before_any_work(nextcloud: Nextcloud
 def _run_switching_after_upload(nextcloud: NextcloudServer, participant: Path, ledger: Path, creds: Path,
                                 switch: str) -> LedgerRow:
     """One pipeline run whose share step meets a server changed right after the upload."""
-    from tui.core.dicom_scan import scan
+    from tui.core.dicom.scan import scan
 
     settings = UserSettings(destination="nextcloud", deface_mode="off").pipeline_settings(creds)
     destination = NextcloudDestination(load_credentials(creds), attempts=2, backoff_s=0.05)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from tui.core.delivery.ledger import Ledger
 from tui.core.demo import make_demo_study
 from tui.core.events import drain
-from tui.core.ledger import Ledger
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_shares_list_at_80_columns_shows_the_whole_link(tmp_path: Path, capsys: 
     from datetime import date
 
     from tui.cli import main, output
-    from tui.core.ledger import LedgerRow
+    from tui.core.delivery.ledger import LedgerRow
 
     link = "https://cloud.example-university-hospital.org/index.php/s/Ab3dEfGh1jKlMn0pQ?dl=1"
     ledger_path = tmp_path / "share-list.xlsx"

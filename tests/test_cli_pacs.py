@@ -12,7 +12,7 @@ import pytest
 from orthanc import Orthanc, free_port
 
 from tui.cli import main
-from tui.core.dicom_nodes import DicomNode, save_nodes
+from tui.core.net.nodes import DicomNode, save_nodes
 
 HEAD = "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/dicom"
 PATIENT_ID = "d2n_Philips_3T_R571"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.fuzz.mutate import REPO, prepare_base
 from tui.cli import main
-from tui.core.ledger import Ledger
+from tui.core.delivery.ledger import Ledger
 
 ODD = b"P\xff01"
 SHARE = ["--deface", "off", "--workers", "1"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from tui.cli import main
+from tui.core.delivery.ledger import Ledger
 from tui.core.demo import make_demo_study
 from tui.core.events import drain
-from tui.core.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import pytest
 
 import tui.core
 
-CORE_MODULES = sorted(f"tui.core.{m.name}" for m in pkgutil.iter_modules(tui.core.__path__))
+CORE_MODULES = sorted(m.name for m in pkgutil.walk_packages(tui.core.__path__, "tui.core."))
 
 
 def test_core_modules_were_found() -> None:
-    assert "tui.core.events" in CORE_MODULES
+    assert {"tui.core.events", "tui.core.dicom.scan", "tui.core.delivery.ledger"} <= set(CORE_MODULES)
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)

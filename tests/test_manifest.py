@@ -25,11 +25,11 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tui.cli import main
-from tui.core import annex_e
 from tui.core.config import site_secret
-from tui.core.deidentify import DeidContext, deidentify_dataset
-from tui.core.leakcheck import identifiers_from_datasets
-from tui.core.uidmap import UidMap
+from tui.core.deid.deidentify import DeidContext, deidentify_dataset
+from tui.core.deid.leakcheck import identifiers_from_datasets
+from tui.core.dicom import annex_e
+from tui.core.dicom.uidmap import UidMap
 
 # The answer key asks descriptors to be "removed_or_replaced" even where Clean Descriptors would
 # keep their non-identifying rest, so the run uses the options whose results the key can judge.
@@ -56,7 +56,7 @@ class Run:
         """The released file derived from `source` (matched by its remapped SOPInstanceUID)."""
         try:
             uid = str(pydicom.dcmread(source, stop_before_pixels=True, force=True).get("SOPInstanceUID", ""))
-        except Exception:  # noqa: BLE001 - unreadable input: nothing can derive from it
+        except Exception:
             return None
         return self.released.get(UidMap(self.secret).remap(uid)) if uid else None
 
@@ -111,10 +111,7 @@ def _element(ds: Dataset, tag_path: str):
             return None
         tag = int(group + number, 16)
         meta = getattr(current, "file_meta", None)
-        if tag >> 16 == 2 and meta is not None:
-            element = meta.get(tag)
-        else:
-            element = current.get(tag)
+        element = meta.get(tag) if tag >> 16 == 2 and meta is not None else current.get(tag)
         if element is None:
             return None
         if index:
@@ -176,7 +173,7 @@ def _releasable(run: Run) -> set[Path]:
     """Corpus files the answer key does not mark unreleasable, minus those that need an option or
     another modality (SR, documents, non-MR) and those the default quarantine rules hold back for
     their pixels (derived/secondary images); the leak gate must release every one of them."""
-    from tui.core.quarantine import quarantine_reason
+    from tui.core.deid.quarantine import quarantine_reason
 
     rows = [r for r in ROWS if not r["file"].endswith("DICOMDIR")]
     unreleasable = {r["file"] for r in rows if r["check"].startswith(("not_released", "pixels_hidden"))}
@@ -234,7 +231,7 @@ def test_engine_removes_what_the_rows_ask_even_for_held_back_files(run: Run, nam
     source = run.corpus / name
     try:
         ds = pydicom.dcmread(source, force=True)
-    except Exception:  # noqa: BLE001 - unreadable: the CLI must not have released it
+    except Exception:
         assert run.output_for(source) is None
         return
     if "SOPInstanceUID" not in ds:

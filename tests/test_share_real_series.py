@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tui.cli import main
-from tui.core.ledger import Ledger
+from tui.core.delivery.ledger import Ledger
 
 SHARED = Path(os.environ.get("MRISHARE_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data"
 _PATTERNS = ("head-mri/*/dicom", "multivendor/*/dicom", "multivendor/d2n_tiny/*", "realworld/*")

@@ -30,7 +30,11 @@ def test_the_app_module_imports_no_dicom_or_array_library() -> None:
 
 
 def test_light_choices_are_the_ones_the_core_accepts() -> None:
-    from tui.core import deface, deidentify, nifti, package, pipeline, presets, run_settings
+    from tui.core import pipeline, presets, run_settings
+    from tui.core.deid import deidentify
+    from tui.core.delivery import package
+    from tui.core.nifti import conversion as nifti
+    from tui.core.nifti import deface
 
     assert set(presets.ENGINES) == set(nifti.ENGINES)
     assert deface.MODES == presets.DEFACE_MODES

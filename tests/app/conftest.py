@@ -11,9 +11,9 @@ import pytest
 
 from tui.app.app import TuiApp
 from tui.app.services import Services
+from tui.core.delivery.ledger import Ledger, LedgerRow
 from tui.core.demo import make_demo_study
 from tui.core.events import drain
-from tui.core.ledger import Ledger, LedgerRow
 from tui.core.pipeline import PipelineSettings
 
 SIZE = (80, 24)

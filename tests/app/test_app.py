@@ -32,7 +32,7 @@ from tui.app.screens.settings import SettingsScreen
 from tui.app.widgets.big_words import BigWord, big_lines
 from tui.app.widgets.image_preview import ImagePreview
 from tui.app.widgets.tag_table import TagGrid, TagTable
-from tui.core.ledger import Ledger
+from tui.core.delivery.ledger import Ledger
 
 
 def shown_participants(app: TuiApp) -> list[str]:
@@ -740,7 +740,7 @@ async def test_nested_elements_are_edited_added_and_deleted(make_app, shared_dat
 @pytest.mark.slow
 async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Path, tmp_path: Path) -> None:
     """Issue 21.1 in the TUI: a damaged slice withholds its series; the line and the summary say 'partly'."""
-    from tui.core.dicom_scan import scan
+    from tui.core.dicom.scan import scan
 
     study = tmp_path / "study"
     shutil.copytree(demo_study, study)
@@ -765,7 +765,7 @@ async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Pat
 
 def test_series_flags_mark_an_incomplete_series(shared_data: Path, tmp_path: Path) -> None:
     from tui.app.screens.participant import series_flags
-    from tui.core.dicom_scan import scan
+    from tui.core.dicom.scan import scan
 
     series = tmp_path / "series"
     shutil.copytree(shared_data / "multivendor/siemens_prisma_t1_fl2d_sag_35sl/dicom", series)

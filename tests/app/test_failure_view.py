@@ -10,8 +10,8 @@ from tests.app.conftest import SIZE
 from tests.app.pilot_helpers import settle
 from tui.app.screens.failure import FailureScreen, findings, next_step
 from tui.app.screens.ledger import LedgerTable
+from tui.core.delivery.ledger import Ledger
 from tui.core.events import StepFailed, StepNote, StepStarted
-from tui.core.ledger import Ledger
 
 LEAK = ("leak gate: 3 identifying value(s) found (PatientName in bytes @2002, PatientName in bytes @2002, "
         "PatientID in name sub-x/anat); nothing released")

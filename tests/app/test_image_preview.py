@@ -156,7 +156,7 @@ async def test_export_key_saves_the_slice_with_the_window_shown(enhanced_mr: lis
     from textual.widgets import Input
 
     from tui.app.screens.save_path import SavePathScreen
-    from tui.core.pixel_export import export_frame
+    from tui.core.dicom.pixel_export import export_frame
 
     app = PreviewApp(MODE)
     async with app.run_test(size=SIZE) as pilot:

@@ -17,7 +17,7 @@ from tui.app.screens.help import HelpScreen
 from tui.app.screens.ledger import LedgerScreen
 from tui.app.screens.pacs import PacsScreen
 from tui.app.screens.settings import SettingsScreen
-from tui.core.dicom_nodes import DicomNode, save_nodes
+from tui.core.net.nodes import DicomNode, save_nodes
 
 needs_orthanc = pytest.mark.skipif(shutil.which("Orthanc") is None and not Path("/usr/sbin/Orthanc").exists(),
                                    reason="Debian orthanc is not installed (.ci/run installs it)")

@@ -10,7 +10,7 @@ from tests.app.conftest import SIZE
 from tests.app.pilot_helpers import settle
 from tui.app.app import LEDGER_POLL_SECONDS
 from tui.cli import main
-from tui.core.ledger import Ledger
+from tui.core.delivery.ledger import Ledger
 
 
 async def test_cli_works_while_the_app_is_open_and_the_app_sees_its_change(make_app, ledger_path: Path,

@@ -82,7 +82,7 @@ async def first_frame_in_process(ledger: Path) -> tuple[float, float]:
 
 def write_ledger(path: Path, rows: int) -> float:
     """A ledger with `rows` shared rows; returns seconds taken."""
-    from tui.core.ledger import Ledger, LedgerRow
+    from tui.core.delivery.ledger import Ledger, LedgerRow
 
     start = time.perf_counter()
     with Ledger.open(path) as ledger:

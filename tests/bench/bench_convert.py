@@ -38,7 +38,7 @@ OURS = """
 import json, sys, time
 from pathlib import Path
 from tui.core.events import drain
-from tui.core.nifti import SeriesInput, convert_series
+from tui.core.nifti.conversion import SeriesInput, convert_series
 src, out, engine = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 files = sorted(p for p in src.iterdir() if p.is_file() and p.name != "LICENSE")
 drain(convert_series([SeriesInput("s", files)], out / "warm-up", "bench", engine=engine))  # lazy imports

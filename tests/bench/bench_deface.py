@@ -33,9 +33,9 @@ def run_one(job: str, nifti: Path, work: Path, threads: int) -> dict:
     import nibabel as nib
     import SimpleITK as sitk
 
-    from tui.core.deface import deface
     from tui.core.events import drain
-    from tui.core.facecheck import face_check
+    from tui.core.nifti.deface import deface
+    from tui.core.nifti.facecheck import face_check
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     start, cpu = time.perf_counter(), time.process_time()
@@ -60,9 +60,9 @@ def distances(cache: Path) -> None:
     import numpy as np
 
     from tests.core.heads import HEADS
-    from tui.core.deface import deface
     from tui.core.events import drain
-    from tui.core.facecheck import SAME_PERSON, face_check, view_descriptors
+    from tui.core.nifti.deface import deface
+    from tui.core.nifti.facecheck import SAME_PERSON, face_check, view_descriptors
 
     shared = REPO.parent / "shared" / "data"
     cache.mkdir(parents=True, exist_ok=True)

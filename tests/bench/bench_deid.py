@@ -44,8 +44,8 @@ def make_input(folder: Path, count: int) -> list[Path]:
 
 def run_ours(source: Path, out: Path, workers: int | None) -> tuple[float, float, int]:
     """(scan seconds, de-identification seconds, released files)."""
-    from tui.core.deidentify import DeidSettings, deidentify_participant
-    from tui.core.dicom_scan import scan
+    from tui.core.deid.deidentify import DeidSettings, deidentify_participant
+    from tui.core.dicom.scan import scan
     from tui.core.events import drain
 
     start = time.perf_counter()

@@ -54,8 +54,8 @@ def releasable_by_key() -> set[str]:
 
 def run_folder(folder: Path, out: Path, as_participant: bool, options: frozenset[str]) -> list[dict]:
     """De-identify every participant under `folder` under `options`; one row of counts per participant."""
-    from tui.core.deidentify import DeidSettings, deidentify_participant
-    from tui.core.dicom_scan import scan
+    from tui.core.deid.deidentify import DeidSettings, deidentify_participant
+    from tui.core.dicom.scan import scan
     from tui.core.errors import MrishareError
     from tui.core.events import drain
 
@@ -85,7 +85,7 @@ def sources_of(rows: list[dict], corpus_files: Path) -> set[str]:
     import pydicom
 
     from tui.core.config import site_secret
-    from tui.core.uidmap import UidMap
+    from tui.core.dicom.uidmap import UidMap
 
     released = set()
     for row in rows:
@@ -95,7 +95,7 @@ def sources_of(rows: list[dict], corpus_files: Path) -> set[str]:
     for path in corpus_files.rglob("*"):
         try:
             uid = str(pydicom.dcmread(path, stop_before_pixels=True, force=True).get("SOPInstanceUID", ""))
-        except Exception:  # noqa: BLE001 - unreadable input: nothing can derive from it
+        except Exception:
             continue
         if uid and uid_map.remap(uid) in released:
             names.add(str(path.relative_to(CORPUS)))
@@ -121,8 +121,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         os.environ["MRISHARE_HOME"] = str(Path(tmp) / "home")
-        from tui.core import deidentify
-        from tui.core.deidentify import quiet_pydicom
+        from tui.core.deid import deidentify
+        from tui.core.deid.deidentify import quiet_pydicom
         from tui.core.presets import DEID_OPTIONS, PRESETS
 
         share = PRESETS["participant-copy"].options  # what `mrishare share` uses by default

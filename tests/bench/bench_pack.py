@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tui.core.delivery.package import build_package
+from tui.core.delivery.passphrase import generate
 from tui.core.events import StepFinished, drain
-from tui.core.package import build_package
-from tui.core.passphrase import generate
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "head-mri"
 

@@ -21,14 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from nextcloud_standin import StandinNextcloud  # noqa: E402
+from nextcloud_standin import StandinNextcloud
 
-from tui.core.credentials import parse_credentials  # noqa: E402
-from tui.core.demo import make_demo_study  # noqa: E402
-from tui.core.dicom_scan import scan  # noqa: E402
-from tui.core.events import Event, StepFinished, StepStarted, drain  # noqa: E402
-from tui.core.ledger import Ledger  # noqa: E402
-from tui.core.pipeline import STAGES, PipelineSettings, run_batch  # noqa: E402
+from tui.core.credentials import parse_credentials
+from tui.core.delivery.ledger import Ledger
+from tui.core.demo import make_demo_study
+from tui.core.dicom.scan import scan
+from tui.core.events import Event, StepFinished, StepStarted, drain
+from tui.core.pipeline import STAGES, PipelineSettings, run_batch
 
 USER, PASSWORD = "bench", "bench-app-password-0123456789"
 

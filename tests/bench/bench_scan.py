@@ -4,7 +4,7 @@ Builds a temp study with real files: head-mri (Philips 170 classic + Siemens enh
 multivendor (183 files) and copies of the Philips series up to --files in all. Then, on the
 same files, in one run (each timing the best of --repeat):
   pydicom   for f in files: dcmread(f, stop_before_pixels=True)    (one process; the file list is given)
-  scan      tui.core.dicom_scan.scan(root): walk + sniff + headers + truncation check + grouping,
+  scan      tui.core.dicom.scan.scan(root): walk + sniff + headers + truncation check + grouping,
             worker processes above 200 files, one per idle core (the default)
   scan-1    the same with workers=1 (one process)
   scan-2    the same with workers=2 (two processes, even when the machine is busy)
@@ -28,7 +28,7 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tui.core.dicom_scan import scan  # noqa: E402
+from tui.core.dicom.scan import scan
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SOURCES = (

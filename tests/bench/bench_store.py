@@ -22,9 +22,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from conftest import DATA
 from orthanc import Orthanc
 
-from tui.core import dicom_net
-from tui.core.dicom_nodes import DicomNode
 from tui.core.events import drain
+from tui.core.net import dicom_net
+from tui.core.net.nodes import DicomNode
 
 HEAD = DATA / "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/dicom"
 OUR_AE = "MRISHARE"

@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from nextcloud_server import KEEP, NextcloudServer  # noqa: E402
+from nextcloud_server import KEEP, NextcloudServer
 
-from tui.core.credentials import load_credentials  # noqa: E402
-from tui.core.events import drain  # noqa: E402
-from tui.core.nextcloud import NextcloudDestination  # noqa: E402
+from tui.core.credentials import load_credentials
+from tui.core.delivery.nextcloud import NextcloudDestination
+from tui.core.events import drain
 
 
 def curl_put(server: NextcloudServer, local: Path, name: str) -> float:

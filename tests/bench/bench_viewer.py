@@ -21,12 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 
-from tui.core import package, preview
+from tui.core.delivery import package
+from tui.core.delivery.passphrase import Passphrase
+from tui.core.delivery.unlock_page import write_unlock_page
 from tui.core.events import drain
-from tui.core.nifti import SeriesInput, convert_series, subject_dir
-from tui.core.participant_docs import write_participant_docs
-from tui.core.passphrase import Passphrase
-from tui.core.unlock_page import write_unlock_page
+from tui.core.nifti import preview
+from tui.core.nifti.conversion import SeriesInput, convert_series, subject_dir
+from tui.core.nifti.participant_docs import write_participant_docs
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "head-mri"
 HEADS = {"siemens 2 mm": "siemens_prisma_xa30_mprage_2mm", "philips 1 mm": "philips_ingenia_elitionx_adni_mprage_1mm"}

@@ -25,8 +25,8 @@ def browser_without_webgl(tmp_path: Path) -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def participant_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 2 mm Siemens head as a participant folder with previews, README, index.html and the viewer."""
-    from tui.core.participant_docs import write_participant_docs
-    from tui.core.preview import make_previews
+    from tui.core.nifti.participant_docs import write_participant_docs
+    from tui.core.nifti.preview import make_previews
 
     folder = tmp_path_factory.mktemp("pkg") / "sub-K7Q2"
     anat = folder / "ses-1" / "anat"
@@ -40,10 +40,10 @@ def participant_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def unlock_page(participant_folder: Path) -> tuple[Path, Path]:
     """(encrypted zip, passphrase page) of the participant folder, as `pack` makes them."""
-    from tui.core import package
+    from tui.core.delivery import package
+    from tui.core.delivery.passphrase import Passphrase
+    from tui.core.delivery.unlock_page import write_unlock_page
     from tui.core.events import drain
-    from tui.core.passphrase import Passphrase
-    from tui.core.unlock_page import write_unlock_page
 
     zip_path = participant_folder.parent / "out" / "sub-K7Q2.zip"
     drain(package.build_package(participant_folder, zip_path, Passphrase.from_text(PHRASE, "en")))

@@ -11,8 +11,8 @@ from heads import HEADS
 @pytest.fixture(scope="session")
 def processed_heads(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """(head, mode) -> DefaceResult: each head refaced (one registration each), then defaced with it."""
-    from tui.core.deface import apply_to_other, deface
     from tui.core.events import drain
+    from tui.core.nifti.deface import apply_to_other, deface
 
     out = tmp_path_factory.mktemp("heads")
     results = {}

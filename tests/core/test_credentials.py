@@ -130,14 +130,14 @@ def test_dotenv_in_working_directory_is_not_used(tmp_path: Path) -> None:
     """A .env next to the operator must not become credentials or switch TLS checks off.
 
     nc-py-api 0.30.3 calls load_dotenv() on import (the control below shows it), which is one reason
-    tui.core.nextcloud does not use it.
+    tui.core.delivery.nextcloud does not use it.
     """
     (tmp_path / ".env").write_text("NC_AUTH_USER=from-dotenv\nNPA_NC_CERT=False\nMRISHARE_CREDENTIALS=/tmp/x\n")
     (tmp_path / "credentials.json").write_text(json.dumps({**SEED, "username": "from-file"}))
     (tmp_path / "credentials.json").chmod(0o600)
     code = (
         "import os, sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
-        "import tui.core.nextcloud, tui.core.destinations;"
+        "import tui.core.delivery.nextcloud, tui.core.delivery.destinations;"
         "from tui.core.credentials import load_credentials;"
         "c = load_credentials(Path('credentials.json'));"
         "print(c.username, os.environ.get('NC_AUTH_USER'), os.environ.get('MRISHARE_CREDENTIALS'),"

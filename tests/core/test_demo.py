@@ -13,10 +13,10 @@ import pydicom
 import pytest
 
 from tui.core.demo import MARKER, make_demo_study
-from tui.core.dicom_scan import scan
+from tui.core.dicom.scan import scan
 from tui.core.errors import MrishareError
 from tui.core.events import StepFinished, StepProgress, StepStarted, drain
-from tui.core.head_volume import TEMPLATE, HeadVolume, template_head
+from tui.core.nifti.head_volume import TEMPLATE, HeadVolume, template_head
 
 
 def small_head() -> HeadVolume:

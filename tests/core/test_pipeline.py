@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,17 +14,17 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-
 from nextcloud_standin import StandinNextcloud
+
 from tui.core.credentials import parse_credentials
+from tui.core.delivery.folder import FolderDestination
+from tui.core.delivery.ledger import Ledger
+from tui.core.delivery.unlock_page import page_path
 from tui.core.demo import make_demo_study
-from tui.core.destinations import FolderDestination
-from tui.core.dicom_scan import scan
+from tui.core.dicom.scan import scan
 from tui.core.errors import MrishareError
 from tui.core.events import StepFailed, StepFinished, StepNote, drain
-from tui.core.ledger import Ledger
 from tui.core.pipeline import PipelineSettings, bids_label, run_batch
-from tui.core.unlock_page import page_path
 
 pytestmark = pytest.mark.slow
 
@@ -125,10 +126,8 @@ def test_a_reface_that_is_no_stranger_falls_back_to_deface_and_says_so(demo: Pat
 def journal_steps(home: Path) -> set[str]:
     steps: set[str] = set()
     for path in (home / "data" / "work").glob("*/journal.json"):
-        try:
+        with contextlib.suppress(ValueError, KeyError):
             steps |= set(json.loads(path.read_text())["done"])
-        except (ValueError, KeyError):
-            pass
     return steps
 
 
@@ -253,7 +252,7 @@ def ledger_status(path: Path) -> str | None:
 
 def test_journal_never_runs_ahead_of_the_ledger(demo: Path, tmp_path: Path) -> None:
     """Whatever moment a kill -9 hits, the ledger already shows every step the journal claims."""
-    from tui.core.ledger import STATUSES
+    from tui.core.delivery.ledger import STATUSES
 
     home, outbox, ledger = tmp_path / "home", tmp_path / "outbox", tmp_path / "share-list.xlsx"
     outbox.mkdir()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tui.core.delivery.destinations import destination_from
+from tui.core.delivery.ledger import Ledger
 from tui.core.demo import make_demo_study
-from tui.core.destinations import destination_from
-from tui.core.dicom_scan import scan
+from tui.core.dicom.scan import scan
 from tui.core.events import StepFinished, StepStarted, drain
-from tui.core.ledger import Ledger
 from tui.core.pipeline import (
     CANCELLED,
     STAGES,

@@ -10,11 +10,11 @@ import pydicom
 import pytest
 from orthanc import Orthanc, free_port
 
+from tui.core.delivery.ledger import Ledger
 from tui.core.demo import make_demo_study
-from tui.core.dicom_nodes import DicomNode, save_nodes
-from tui.core.dicom_scan import scan
+from tui.core.dicom.scan import scan
 from tui.core.events import StepFinished, StepNote, StepProgress, drain
-from tui.core.ledger import Ledger
+from tui.core.net.nodes import DicomNode, save_nodes
 from tui.core.pipeline import NOT_FOR_NODE, PipelineSettings, run_batch
 
 OUR_AE = "MRISHARE"

@@ -81,7 +81,7 @@ def build_case(seed: int, base: str, work: Path, cache: Path,
     participant = study / "P01"
     shutil.copytree(clean, participant)
     damages = []
-    for kind in kinds or rng.sample(sorted(MUTATIONS) + ["mixed-patients"], rng.choice([1, 1, 2])):
+    for kind in kinds or rng.sample([*sorted(MUTATIONS), "mixed-patients"], rng.choice([1, 1, 2])):
         if kind == "mixed-patients":
             other = cache / f"{base}-other"
             if not other.exists():
@@ -145,8 +145,8 @@ def _last_line(text: str) -> str:
 def _check_share(result: CaseResult, ledger: Path, dest: Path, clean: Path, out: str, participant: Path) -> None:
     """Ledger readable; rc 0 means every slice is in the package; a failure names the file."""
     sys.path.insert(0, str(REPO))
+    from tui.core.delivery.ledger import Ledger
     from tui.core.errors import MrishareError
-    from tui.core.ledger import Ledger
 
     rows = []
     if ledger.exists():

@@ -126,7 +126,7 @@ def test_participant_tags_wide(snap_compare, make_app, demo_study: Path) -> None
 
 
 def test_failure_view(snap_compare, make_app, ledger_path: Path) -> None:
-    from tui.core.ledger import Ledger
+    from tui.core.delivery.ledger import Ledger
 
     with Ledger.open(ledger_path) as ledger:
         row = next(r for r in ledger.rows() if r.status == "failed")

@@ -36,7 +36,6 @@ from tui.app.services import Services
 from tui.core.config import data_dir
 from tui.core.errors import MrishareError
 
-
 LEDGER_POLL_SECONDS = 2.0
 """How often the app looks whether another mrishare changed the ledger file."""
 
@@ -202,7 +201,7 @@ class TuiApp(App[None]):
         Holding it only while writing lets `mrishare mail`, `shares extend` or a second app work
         while this one is open; a real conflict (someone writing right now) is a one-line error.
         """
-        from tui.core.ledger import Ledger
+        from tui.core.delivery.ledger import Ledger
 
         with self._ledger_lock, Ledger.open(self.services.ledger_path) as ledger:
             yield ledger
@@ -210,7 +209,7 @@ class TuiApp(App[None]):
     @work(thread=True, exclusive=True, group="ledger", exit_on_error=False)
     def open_ledger_worker(self, path: Path) -> None:
         """Read the ledger's rows (locking it only while reading)."""
-        from tui.core.ledger import Ledger
+        from tui.core.delivery.ledger import Ledger
 
         stamp = ledger_stamp(path)
         try:
@@ -271,7 +270,7 @@ class TuiApp(App[None]):
     @work(thread=True, group="row-action", exit_on_error=False)
     def share_action_worker(self, verb: str, row_id: str, days: int) -> None:
         """Revoke, extend or share again through the core, at the row's own destination."""
-        from tui.core import shares
+        from tui.core.delivery import shares
 
         error = ""
         try:

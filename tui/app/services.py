@@ -15,7 +15,7 @@ from tui.core.events import EventStream
 
 def _scan(root: Path, cancel: CancelEvent | None = None) -> EventStream[Any]:
     """Scan a study folder with the core scanner (imported on first use)."""
-    from tui.core.dicom_scan import scan_events
+    from tui.core.dicom.scan import scan_events
 
     return scan_events(root, cancel=cancel)
 

@@ -4,7 +4,7 @@ Each module in this package that defines `register(subparsers)` adds its own
 subcommands, so commands live next to nothing but their argument parsing.
 Building the parser imports every command module, so they import heavy core modules
 (pydicom, NIfTI, defacing, ledger, networking) inside their handlers, and take argument
-choices from light modules (`tui.core.presets`, `tui.core.annex_e.OPTIONS`);
+choices from light modules (`tui.core.presets`, `tui.core.dicom.annex_e.OPTIONS`);
 tests/test_startup.py guards this.
 """
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"mrishare: {disk_error(error)}", file=sys.stderr)
         return 2
-    except Exception as error:  # noqa: BLE001 - the last guard: no traceback reaches the user
+    except Exception as error:
         print(f"mrishare: internal error ({type(error).__name__}); {crash_report(error)}", file=sys.stderr)
         return 3
 

@@ -10,13 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.cli.output import run_with_progress, stderr, stdout, stop_on_ctrl_c
-from tui.core import annex_e
 from tui.core.config import data_dir
+from tui.core.dicom import annex_e
 from tui.core.errors import Cancelled, MrishareError
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS
 
 if TYPE_CHECKING:
-    from tui.core.ledger import Ledger
+    from tui.core.delivery.ledger import Ledger
     from tui.core.run_settings import PipelineSettings
 
 
@@ -29,7 +29,7 @@ def default_ledger() -> Path:
 
 def open_ledger(path: Path) -> Ledger:
     """Open (lock) the ledger and tell the user about a stale lock that was taken over."""
-    from tui.core.ledger import Ledger
+    from tui.core.delivery.ledger import Ledger
 
     ledger = Ledger.open(path)
     for note in ledger.notes:
@@ -116,7 +116,7 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     """Pipeline settings: command-line flags over `settings.json` over the credentials file over defaults."""
     from dataclasses import replace
 
-    from tui.core.leakcheck import parse_releases
+    from tui.core.deid.leakcheck import parse_releases
     from tui.core.settings import load_settings
 
     parse_releases(args.release_value)  # a malformed override stops before any work
@@ -137,9 +137,9 @@ def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Scan, run every participant, print one line each; exit 1 if any failed or was only partly shared."""
-    from tui.core.dicom_scan import scan_events
+    from tui.core.deid.pseudonym_list import check_list_path, entries_for, released_folders, write_pseudonym_list
+    from tui.core.dicom.scan import scan_events
     from tui.core.pipeline import run_batch
-    from tui.core.pseudonym_list import check_list_path, entries_for, released_folders, write_pseudonym_list
 
     settings = settings_from(args)
     list_path = getattr(args, "pseudonym_list", None)

@@ -14,7 +14,7 @@ from tui.core.errors import MrishareError
 from tui.core.presets import ENGINES
 
 if TYPE_CHECKING:
-    from tui.core.nifti import Converted, NotConverted
+    from tui.core.nifti.conversion import Converted, NotConverted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,11 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, convert, write previews/docs, run the leak gate; print one row per series."""
-    from tui.core import leakcheck
-    from tui.core.dicom_scan import scan_events
-    from tui.core.nifti import Converted, convert_series, inputs_from_scan, subject_dir
-    from tui.core.participant_docs import write_participant_docs
-    from tui.core.preview import make_previews
+    from tui.core.deid import leakcheck
+    from tui.core.dicom.scan import scan_events
+    from tui.core.nifti.conversion import Converted, convert_series, inputs_from_scan, subject_dir
+    from tui.core.nifti.participant_docs import write_participant_docs
+    from tui.core.nifti.preview import make_previews
 
     found = run_with_progress(scan_events(args.src, as_participant=True), quiet=args.quiet)
     if not found.participants:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_results(results: list[Converted | NotConverted], out: Path) -> None:
     """One row per output or skipped series: series number, kind, file or reason."""
-    from tui.core.nifti import Converted
+    from tui.core.nifti.conversion import Converted
 
     table = Table(title="conversion", title_justify="left")
     for column in ("series", "kind", "result"):

@@ -13,7 +13,7 @@ from tui.core.errors import MrishareError
 from tui.core.presets import DEFACE_MODES
 
 if TYPE_CHECKING:
-    from tui.core.facecheck import FaceCheck
+    from tui.core.nifti.facecheck import FaceCheck
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_deface(args: argparse.Namespace) -> int:
     """Deface, then face-check the output (unless --no-check or mode off)."""
-    from tui.core.deface import deface
-    from tui.core.facecheck import face_check
+    from tui.core.nifti.deface import deface
+    from tui.core.nifti.facecheck import face_check
 
     result = run_with_progress(deface(args.nifti, output_path(args.nifti, args.out), args.mode))
     stdout.print(f"{result.mode}: {result.face_voxels} face voxels replaced, {result.brain_voxels_changed} brain "
@@ -83,7 +83,7 @@ def output_path(nifti: Path, out: Path) -> Path:
 
 def run_facecheck(args: argparse.Namespace) -> int:
     """Render, detect, report; exit 1 if the check fails."""
-    from tui.core.facecheck import face_check
+    from tui.core.nifti.facecheck import face_check
 
     check = face_check(args.nifti, args.mode, original=args.original, png_dir=args.png, always_png=True)
     _print_check(check)

@@ -15,13 +15,13 @@ from rich.table import Table
 
 from tui.cli.batch import add_release_argument
 from tui.cli.output import run_with_progress, stderr, stdout
-from tui.core import annex_e
+from tui.core.deid.pseudonym_list import check_list_path
+from tui.core.dicom import annex_e
 from tui.core.errors import MrishareError
 from tui.core.presets import DEID_OPTIONS
-from tui.core.pseudonym_list import check_list_path
 
 if TYPE_CHECKING:
-    from tui.core.deidentify import DeidResult, DeidSettings
+    from tui.core.deid.deidentify import DeidResult, DeidSettings
 
 
 LIST_HELP = ("write PatientID,Pseudonym per participant to FILE (mode 0600, local only: never inside OUT, "
@@ -67,8 +67,8 @@ def options_from(values: list[str] | None) -> frozenset[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Scan SRC, de-identify each participant, print a summary; exit 1 if anything was held back."""
-    from tui.core.deidentify import DeidSettings, deidentify_participant, quiet_pydicom
-    from tui.core.dicom_scan import scan_events
+    from tui.core.deid.deidentify import DeidSettings, deidentify_participant, quiet_pydicom
+    from tui.core.dicom.scan import scan_events
     from tui.core.settings import load_settings
 
     settings = DeidSettings(
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 def save_list(path: Path, participants: list, results: list[tuple[str, DeidResult | str]], scheme: str,
               out: Path) -> None:
     """Write the pseudonym list of this run; participants that failed or released nothing are marked."""
-    from tui.core.pseudonym_list import entries_for, write_pseudonym_list
+    from tui.core.deid.pseudonym_list import entries_for, write_pseudonym_list
 
     failures = {key: r if isinstance(r, str) else "nothing released" for key, r in results
                 if isinstance(r, str) or not r.released}
@@ -143,7 +143,7 @@ def print_summary(results: list[tuple[str, DeidResult | str]], unused: int, sett
 
 def run_csv(args: argparse.Namespace) -> int:
     """Pseudonymize the ID column and shift the date columns of a CSV."""
-    from tui.core.study_csv import deidentify_csv
+    from tui.core.deid.study_csv import deidentify_csv
 
     dates = [c.strip() for c in args.date_columns.split(",") if c.strip()]
     rows = deidentify_csv(args.source, args.out, args.id_column, dates, args.pseudonym, args.delimiter)

@@ -22,7 +22,7 @@ from tui.core.config import data_dir
 from tui.core.errors import MrishareError
 
 if TYPE_CHECKING:
-    from tui.core.dicom_scan import ScanResult, Series
+    from tui.core.dicom.scan import ScanResult, Series
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Make (or reuse) the demo study, then open the app on it, or run it headless."""
     from tui.core.demo import make_demo_study
-    from tui.core.dicom_scan import scan_events
+    from tui.core.dicom.scan import scan_events
 
     if args.participants < 1:
         raise MrishareError("--participants must be at least 1")
@@ -96,8 +96,8 @@ def _t1(result: ScanResult) -> Series:
 
 def _inspect_t1(result: ScanResult, reveal: bool) -> None:
     """Show the identifying elements of the middle T1 slice and their Annex E actions."""
-    from tui.core.dicom_scan import Skipped, read_header
-    from tui.core.tags import flatten
+    from tui.core.dicom.scan import Skipped, read_header
+    from tui.core.dicom.tags import flatten
 
     series = _t1(result)
     path = series.files[len(series.files) // 2]

@@ -14,13 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.cli.output import stdout
-from tui.core import annex_e
+from tui.core.dicom import annex_e
 from tui.core.errors import MrishareError
 from tui.core.presets import PRESETS
 from tui.core.safetext import shown
 
 if TYPE_CHECKING:
-    from tui.core.tags import TagRow
+    from tui.core.dicom.tags import TagRow
 
 ACTION_STYLES = {"K": "green", "C": "cyan", "U": "magenta", "Z": "yellow", "D": "yellow", "X": "bold red"}
 """Named ANSI colours, so they read the same under any terminal theme."""
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from tui.core.tags import flatten
+    from tui.core.dicom.tags import flatten
 
     preset = args.preset or share_default_preset()
     options = annex_e.validate_options(args.option) if args.option else PRESETS[preset].options
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 def export(path: Path, out: Path, frame: int, jpeg: bool) -> int:
     """Write one frame as a picture and say which window was used."""
-    from tui.core.pixel_export import export_frame
+    from tui.core.dicom.pixel_export import export_frame
 
     done = export_frame(path, out, frame, jpeg)
     window = ("colour, no window" if done.window_from == "colour"
@@ -170,7 +170,7 @@ def only_identifying(rows: list[TagRow]) -> list[TagRow]:
 
 def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
     """A TagRow as plain JSON-able data."""
-    from tui.core.tag_view import after_value, shown_value
+    from tui.core.dicom.tag_view import after_value, shown_value
 
     return {
         "path": row.path,
@@ -192,7 +192,7 @@ def row_dict(row: TagRow, reveal: bool) -> dict[str, object]:
 
 def table(rows: list[TagRow], reveal: bool, path: Path) -> Table:
     """Rich table; every cell is a Text, so values are never read as markup."""
-    from tui.core.tag_view import after_value, identifying, shown_value
+    from tui.core.dicom.tag_view import after_value, identifying, shown_value
 
     t = Table(title=Text(shown(path)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("Tag", no_wrap=True)

@@ -13,7 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tui.cli.output import run_with_progress, stdout
-from tui.core.dicom_nodes import (
+from tui.core.errors import MrishareError
+from tui.core.net.nodes import (
     DEFAULT_OUR_AE,
     DicomNode,
     get_node,
@@ -21,7 +22,6 @@ from tui.core.dicom_nodes import (
     nodes_path,
     with_overrides,
 )
-from tui.core.errors import MrishareError
 
 
 def _node_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def node_from_args(args: argparse.Namespace) -> DicomNode:
 
 def run_echo(args: argparse.Namespace) -> int:
     """C-ECHO and print the round trip."""
-    from tui.core import dicom_net
+    from tui.core.net import dicom_net
 
     node = node_from_args(args)
     seconds = dicom_net.echo(node)
@@ -98,7 +98,7 @@ def run_echo(args: argparse.Namespace) -> int:
 
 def run_find(args: argparse.Namespace) -> int:
     """Print a PatientID's studies (and series)."""
-    from tui.core import dicom_net
+    from tui.core.net import dicom_net
 
     node = node_from_args(args)
     studies = dicom_net.find_studies(node, args.patient_id)
@@ -124,7 +124,7 @@ def run_find(args: argparse.Namespace) -> int:
 
 def run_get(args: argparse.Namespace) -> int:
     """Find the PatientID's studies and retrieve the chosen ones into one new intake folder."""
-    from tui.core import dicom_net
+    from tui.core.net import dicom_net
 
     node = node_from_args(args)
     if args.series and len(args.study) != 1:
@@ -154,7 +154,7 @@ def run_get(args: argparse.Namespace) -> int:
 
 def run_send(args: argparse.Namespace) -> int:
     """C-STORE the files; list every file the node refused."""
-    from tui.core import dicom_net
+    from tui.core.net import dicom_net
 
     node = node_from_args(args)
     files = [f for path in args.paths for f in dicom_net.dicom_files(path)]

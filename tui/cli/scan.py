@@ -23,7 +23,7 @@ from tui.cli.output import run_with_progress, stdout
 from tui.core.presets import PROTOCOL_PAGES
 
 if TYPE_CHECKING:
-    from tui.core.dicom_scan import Participant, ScanResult, Series, Skipped
+    from tui.core.dicom.scan import Participant, ScanResult, Series, Skipped
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan and print; unusable files are reported, not an error (exit 0)."""
-    from tui.core.dicom_scan import scan_events
+    from tui.core.dicom.scan import scan_events
     from tui.core.settings import load_settings
 
     pages = load_settings().protocol_pages
@@ -79,7 +79,7 @@ def shown_path(path: Path, result: ScanResult, reveal: bool) -> str:
 
 def withheld(series: Series, pages: Collection[str]) -> str | None:
     """Why the whole series is withheld from release (a protocol/report page), or None."""
-    from tui.core.quarantine import protocol_page, protocol_page_reason
+    from tui.core.deid.quarantine import protocol_page, protocol_page_reason
 
     page = protocol_page(series.description, pages)
     return protocol_page_reason(page) if page is not None else None
@@ -107,7 +107,7 @@ def series_line(series: Series, pages: Collection[str] = PROTOCOL_PAGES) -> Text
 def burned_in_evidence(series: Series) -> str:
     """Say 'burned-in' only with evidence, and name it; a plain MR series without the tag says nothing.
 
-    The same evidence the de-identification quarantines on (tui/core/quarantine.py).
+    The same evidence the de-identification quarantines on (tui/core/deid/quarantine.py).
     """
     if (series.burned_in or "").upper() == "YES":
         return "BURNED-IN TEXT (BurnedInAnnotation = YES)"

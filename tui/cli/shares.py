@@ -14,12 +14,12 @@ from rich.text import Text
 
 from tui.cli.batch import default_ledger, open_ledger
 from tui.cli.output import stdout
+from tui.core.delivery.shares import row_or_error
 from tui.core.errors import MrishareError
-from tui.core.shares import row_or_error
 
 if TYPE_CHECKING:
-    from tui.core.destinations import Destination
-    from tui.core.ledger import Ledger, LedgerRow
+    from tui.core.delivery.base import Destination
+    from tui.core.delivery.ledger import Ledger, LedgerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def _ledger(args: argparse.Namespace) -> Ledger:
 
 def _destination(args: argparse.Namespace, row: LedgerRow) -> Destination:
     """The destination a row was delivered to."""
-    from tui.core.shares import row_destination
+    from tui.core.delivery.shares import row_destination
 
     return row_destination(row, credentials_path=args.credentials)
 
@@ -74,7 +74,7 @@ def _destinations(args: argparse.Namespace, ledger: Ledger, wanted: Callable[[Le
 
 def list_rows(args: argparse.Namespace) -> int:
     """Print the ledger (never the passphrase); with --check, after asking the server about every link."""
-    from tui.core import shares
+    from tui.core.delivery import shares
 
     with _ledger(args) as ledger:
         if args.check:
@@ -96,7 +96,7 @@ def list_rows(args: argparse.Namespace) -> int:
 
 def revoke_row(args: argparse.Namespace) -> int:
     """Revoke one row's share and remote file."""
-    from tui.core import shares
+    from tui.core.delivery import shares
 
     with _ledger(args) as ledger:
         row = shares.revoke(ledger, args.row, _destination(args, row_or_error(ledger, args.row)))
@@ -106,7 +106,7 @@ def revoke_row(args: argparse.Namespace) -> int:
 
 def extend_row(args: argparse.Namespace) -> int:
     """Extend one row's link."""
-    from tui.core import shares
+    from tui.core.delivery import shares
 
     with _ledger(args) as ledger:
         row = shares.extend(ledger, args.row, args.days, _destination(args, row_or_error(ledger, args.row)))
@@ -117,7 +117,7 @@ def extend_row(args: argparse.Namespace) -> int:
 
 def cleanup_rows(args: argparse.Namespace) -> int:
     """Remove expired remote files for every destination the ledger mentions."""
-    from tui.core import shares
+    from tui.core.delivery import shares
 
     with _ledger(args) as ledger:
         removed = [path for destination in _destinations(
@@ -129,7 +129,7 @@ def cleanup_rows(args: argparse.Namespace) -> int:
 
 def share_again_row(args: argparse.Namespace) -> int:
     """Withdraw one row's share and delete the row, so the next run makes a new package."""
-    from tui.core.shares import share_again
+    from tui.core.delivery.shares import share_again
 
     with _ledger(args) as ledger:
         row = share_again(ledger, args.row, _destination(args, row_or_error(ledger, args.row)))
@@ -153,7 +153,7 @@ def reveal_row(args: argparse.Namespace) -> int:
 
 def print_mail(args: argparse.Namespace) -> int:
     """Print subject and body of the e-mail for one row."""
-    from tui.core.mailtext import mail_text
+    from tui.core.delivery.mailtext import mail_text
 
     with _ledger(args) as ledger:
         row = row_or_error(ledger, args.row)

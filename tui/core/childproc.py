@@ -31,7 +31,7 @@ def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
 def drop_working_folder() -> None:
     """Remove the working folder ('' or its absolute path) from `sys.path` (pool initializer)."""
     here = os.getcwd()
-    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) != here
+    sys.path[:] = [p for p in sys.path if (p not in ("", ".") and os.path.abspath(p) != here)
                    or p == PACKAGE_ROOT]
 
 

@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
-from tui.core.head_volume import HeadVolume, template_head
+from tui.core.nifti.head_volume import HeadVolume, template_head
 
 SUBJECT = "demo"
 STEP = "make demo"

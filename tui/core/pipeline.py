@@ -16,6 +16,7 @@ pack and share do not apply, and the row ends as `uploaded` (a node gives no lin
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import secrets
@@ -27,23 +28,25 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tui.core import leakcheck, passphrase
-from tui.core.audit import AuditLog
-from tui.core.completeness import Admission, admit, choose_patient
-from tui.core.deidentify import DeidSettings, deidentify_participant
-from tui.core.destinations import Delivered, Destination, SharePolicy, destination_from
-from tui.core.dicom_scan import Participant, scan
+from tui.core.deid import leakcheck
+from tui.core.deid.audit import AuditLog
+from tui.core.deid.deidentify import DeidSettings, deidentify_participant
+from tui.core.delivery import passphrase
+from tui.core.delivery.base import Delivered, Destination, SharePolicy
+from tui.core.delivery.destinations import destination_from
+from tui.core.delivery.ledger import Ledger, LedgerRow
+from tui.core.delivery.unlock_page import page_path
+from tui.core.dicom.completeness import Admission, admit, choose_patient
+from tui.core.dicom.scan import Participant, scan
 from tui.core.errors import Cancelled, MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
 from tui.core.journal import Journal
-from tui.core.ledger import Ledger, LedgerRow
 from tui.core.run_settings import STAGES, PipelineSettings
 from tui.core.safetext import crash_report, disk_error
-from tui.core.unlock_page import page_path
 
 if TYPE_CHECKING:
-    from tui.core.node_destination import DicomNodeDestination
-    from tui.core.participant_docs import About
+    from tui.core.delivery.node import DicomNodeDestination
+    from tui.core.nifti.participant_docs import About
 
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
@@ -115,7 +118,7 @@ def share_password(language: str, min_length: int) -> str:
 
 
 _SUB_PREFIX = re.compile(r"^sub[-_]|^sub(?=[a-z2-7]{10}$)", re.IGNORECASE)
-"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters, tui/core/pseudonym.py)."""
+"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters, tui/core/deid/pseudonym.py)."""
 
 
 def bids_label(pseudonym: str) -> str:
@@ -347,10 +350,8 @@ class _Run:
         """Record a cancel in the ledger: the row keeps its last finished status, so a rerun resumes."""
         if self.row is None:
             return
-        try:
+        with contextlib.suppress(MrishareError):
             self._save_row(last_action=f"cancelled during {stage}", note="cancelled by the operator; run again")
-        except MrishareError:
-            pass
 
     def fail(self, stage: str, reason: str) -> None:
         """Record the failure in the ledger (best effort: the ledger itself may be the problem)."""
@@ -358,10 +359,8 @@ class _Run:
             return
         if stage == "share" and self.journal is not None and "upload" in self.journal.done:
             reason += self._remove_upload()
-        try:
+        with contextlib.suppress(MrishareError):
             self._save_row(status="failed", last_action=f"{stage} failed", note=reason)
-        except MrishareError:
-            pass
 
     def _remove_upload(self) -> str:
         """After a failed share: delete the uploaded file (nothing unshared stays); else say how to clean up."""
@@ -417,7 +416,7 @@ class _Run:
 
     def convert(self) -> EventStream[str]:
         """Convert every de-identified series to NIfTI + sidecar under the package folder."""
-        from tui.core import nifti  # nibabel and dcm2niix only when a run converts
+        from tui.core.nifti import conversion as nifti  # nibabel and dcm2niix only when a run converts
 
         if self._done("convert", self.package_root):
             return "done earlier"
@@ -452,8 +451,8 @@ class _Run:
         if self._done("deface"):
             return "done earlier"
         # Imported here: SimpleITK, dlib and the face models take ~0.2 s that only this stage needs.
-        from tui.core import deface as deface_mod
-        from tui.core.facecheck import face_check
+        from tui.core.nifti import deface as deface_mod
+        from tui.core.nifti.facecheck import face_check
 
         done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))  # type: ignore[union-attr]
         checks: dict[str, str] = dict(self.journal.done.get("deface-files", {}).get("checks", {}))  # type: ignore[union-attr]
@@ -499,8 +498,8 @@ class _Run:
 
     def pack(self) -> EventStream[str]:
         """Previews and README, the leak gate over everything, then the verified encrypted zip."""
-        from tui.core import package  # pyzipper only when a run packs
-        from tui.core.viewer_page import gated_files
+        from tui.core.delivery import package  # pyzipper only when a run packs
+        from tui.core.nifti.viewer_page import gated_files
 
         assert self.journal is not None and self.row is not None
         zip_path = self.zip_path
@@ -524,10 +523,8 @@ class _Run:
         return f"{result.members} files, {result.size / 1e6:.1f} MB, {result.mode}"
 
     def _write_docs(self) -> None:
-        from tui.core import (
-            preview,  # nibabel and Pillow only when a run writes previews
-        )
-        from tui.core.participant_docs import write_participant_docs
+        from tui.core.nifti import preview  # nibabel and Pillow only when a run writes previews
+        from tui.core.nifti.participant_docs import write_participant_docs
 
         items = [p for p, _ in self._converted() if p.exists()]
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
@@ -540,7 +537,7 @@ class _Run:
 
     def _about(self) -> About:
         """Lab, contact and study from the settings; the scan date only where the preset keeps real dates."""
-        from tui.core.participant_docs import About
+        from tui.core.nifti.participant_docs import About
 
         scanned = None
         patient = self.participant.main_patient
@@ -551,7 +548,7 @@ class _Run:
 
     def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
         """The passphrase page beside the zip; the leak gate searches its plain parts (not the ciphertext)."""
-        from tui.core.unlock_page import write_unlock_page
+        from tui.core.delivery.unlock_page import write_unlock_page
 
         page = write_unlock_page(zip_path, phrase)
         identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
@@ -603,7 +600,7 @@ class _Run:
 
     def _send_to_node(self) -> EventStream[str]:
         """Leak gate over the released DICOM, then C-STORE exactly those files to the node."""
-        from tui.core.dicom_net import (
+        from tui.core.net.dicom_net import (
             dicom_files,  # pynetdicom only when a node is used
         )
 
@@ -627,8 +624,8 @@ class _Run:
 
     def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[list[Path]]:
         """Files to send with each anatomical series defaced in its pixel data; one that fails is withheld."""
-        from tui.core import nifti
-        from tui.core.dicom_deface import deface_for_release
+        from tui.core.nifti import conversion as nifti
+        from tui.core.nifti.dicom_deface import deface_for_release
 
         released = scan(deid, as_participant=True)
         sending = set(files)

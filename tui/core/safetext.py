@@ -49,7 +49,6 @@ def shown(value: object) -> str:
 
 def disk_error(error: OSError, path: str | Path | None = None, need: int | None = None) -> MrishareError:
     """One line for an OS error: the path, what went wrong and, for a full disk, the space needed and free."""
-    from tui.core.destinations import human_bytes  # here: destinations imports this module
 
     where = path if path is not None else error.filename
     where_text = shown(where) if where is not None else None
@@ -86,3 +85,12 @@ def crash_report(error: BaseException) -> str:
     except OSError:
         return "no report could be written"
     return f"full report (may hold file names): {path}"
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as file managers show them)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")

@@ -11,14 +11,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tui.core import annex_e
 from tui.core.config import config_dir, data_dir, write_private
 from tui.core.credentials import Credentials, credentials_path, load_credentials
+from tui.core.deid.pseudonym import parse_scheme
+from tui.core.dicom import annex_e
 from tui.core.errors import MrishareError
-from tui.core.passphrase import LANGUAGES
 from tui.core.presets import DEFACE_MODES, ENCRYPTIONS, ENGINES, PRESETS, PROTOCOL_PAGES
-from tui.core.pseudonym import parse_scheme
 from tui.core.run_settings import PipelineSettings
+from tui.core.wordlists import LANGUAGES
 
 FILE_NAME = "settings.json"
 
@@ -59,9 +59,9 @@ class UserSettings:
     """The study the images come from, as the participant knows it; empty: left out."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.destination, str) or self.destination and self.destination != "nextcloud" and not (
+        if not isinstance(self.destination, str) or (self.destination and self.destination != "nextcloud" and not (
                 self.destination.startswith(("folder:", "dicom-node:"))
-                and self.destination.partition(":")[2]):
+                and self.destination.partition(":")[2])):
             raise MrishareError("destination must be 'folder:PATH', 'nextcloud' or 'dicom-node:NAME'")
         if self.expiry_days is not None and (type(self.expiry_days) is not int or self.expiry_days < 1):
             raise MrishareError("expiry_days must be a whole number of at least 1")
@@ -117,7 +117,7 @@ class UserSettings:
         credentials = self._credentials(credentials_path)
         dest = self.destination or (credentials.destination if credentials else default_outbox())
         if dest.startswith("folder:"):
-            from tui.core.destinations import make_folder
+            from tui.core.delivery.folder import make_folder
 
             make_folder(Path(dest.removeprefix("folder:")).expanduser())
         expiry = self.expiry_days or (credentials.expiration_days if credentials else 14)

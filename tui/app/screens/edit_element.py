@@ -14,7 +14,7 @@ from textual.widgets import Input, Label
 from tui.core.errors import MrishareError
 
 if TYPE_CHECKING:
-    from tui.core.tag_edit import Edit  # noqa: F401 (named in the quoted ModalScreen type below)
+    from tui.core.dicom.tag_edit import Edit  # noqa: F401 (named in the quoted ModalScreen type below)
 
 
 class EditElementScreen(ModalScreen["Edit | None"]):
@@ -55,7 +55,7 @@ class EditElementScreen(ModalScreen["Edit | None"]):
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        from tui.core.tag_edit import Edit, parse_tag  # pydicom only once an edit is made
+        from tui.core.dicom.tag_edit import Edit, parse_tag  # pydicom only once an edit is made
 
         if event.input.id != "edit-value":
             self.focus_next()

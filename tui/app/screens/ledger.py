@@ -24,9 +24,9 @@ from tui.app.screens.reveal import RevealScreen
 from tui.app.screens.save_path import SavePathScreen
 from tui.app.widgets.virtual_table import VirtualTable
 from tui.core.config import site_secret
+from tui.core.dicom.keys import participant_key
 from tui.core.errors import MrishareError
 from tui.core.events import Event, StepNote, StepProgress
-from tui.core.keys import participant_key
 
 SORTS = ("participant", "status", "expires", "last_action")
 
@@ -453,7 +453,7 @@ class LedgerScreen(Screen[None]):
 
     def action_save_pseudonym_list(self) -> None:
         """Write PatientID,Pseudonym of the selected (else all) scanned participants to a local 0600 file."""
-        from tui.core.pseudonym_list import default_list_path
+        from tui.core.deid.pseudonym_list import default_list_path
 
         chosen = [e for e in (self.selection() if self.marked else self.entries) if e.scanned is not None]
         if not chosen or self.app.settings is None:
@@ -465,7 +465,7 @@ class LedgerScreen(Screen[None]):
                              lambda path: self._save_pseudonym_list(path, chosen))
 
     def _save_pseudonym_list(self, path: Path | None, chosen: list[Entry]) -> None:
-        from tui.core.pseudonym_list import entries_for, released_folders, write_pseudonym_list
+        from tui.core.deid.pseudonym_list import entries_for, released_folders, write_pseudonym_list
 
         if path is None:
             return
@@ -499,7 +499,7 @@ class LedgerScreen(Screen[None]):
 
     def action_copy_mail(self) -> None:
         """Copy the e-mail text (link, expiry, instructions; never the passphrase) via OSC 52."""
-        from tui.core.mailtext import mail_text
+        from tui.core.delivery.mailtext import mail_text
 
         entry = self._entry_with_row()
         if entry is None:
@@ -544,7 +544,7 @@ class LedgerScreen(Screen[None]):
 
     def action_share_again(self) -> None:
         """Delete the row after saying what happens remotely; the participant can then be shared again."""
-        from tui.core.shares import where
+        from tui.core.delivery.shares import where
 
         entry = self._entry_with_row()
         if entry is None:

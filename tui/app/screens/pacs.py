@@ -32,7 +32,7 @@ def intake_dir() -> Path:
 
 def node_destinations() -> list[tuple[str, str]]:
     """(label, `dicom-node:NAME`) for each configured node; none if nodes.json is missing or broken."""
-    from tui.core.dicom_nodes import load_nodes
+    from tui.core.net.nodes import load_nodes
 
     try:
         return [(node.label, f"dicom-node:{name}") for name, node in load_nodes().items()]
@@ -90,7 +90,7 @@ class PacsScreen(ModalScreen[list[Any] | None]):
         self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
-        from tui.core.dicom_nodes import load_nodes, nodes_path
+        from tui.core.net.nodes import load_nodes, nodes_path
 
         try:
             self.nodes = load_nodes()
@@ -143,7 +143,7 @@ class PacsScreen(ModalScreen[list[Any] | None]):
     @work(thread=True, exclusive=True, group="pacs-find", exit_on_error=False)
     def find_worker(self, node: Any, patient_id: str) -> None:
         """C-FIND at study level (the PatientID is never logged)."""
-        from tui.core.dicom_net import find_studies
+        from tui.core.net.dicom_net import find_studies
 
         try:
             self.post_message(self.Found(find_studies(node, patient_id)))
@@ -187,9 +187,9 @@ class PacsScreen(ModalScreen[list[Any] | None]):
     @work(thread=True, exclusive=True, group="pacs-retrieve", exit_on_error=False)
     def retrieve_worker(self, node: Any, study_uids: list[str], cancel: threading.Event) -> None:
         """C-GET/C-MOVE each study into one new intake folder, then scan it as one participant."""
-        from tui.core.dicom_net import new_intake_folder, retrieve
-        from tui.core.dicom_scan import scan
+        from tui.core.dicom.scan import scan
         from tui.core.events import drain
+        from tui.core.net.dicom_net import new_intake_folder, retrieve
 
         folder = None
         try:

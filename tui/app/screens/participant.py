@@ -20,14 +20,14 @@ from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.edit_element import EditElementScreen
 from tui.app.widgets.image_preview import ImagePreview
 from tui.app.widgets.tag_table import TagGrid, TagTable
-from tui.core.annex_e import OPTIONS
+from tui.core.deid.quarantine import protocol_page
+from tui.core.dicom.annex_e import OPTIONS
 from tui.core.errors import MrishareError
 from tui.core.events import drain
 from tui.core.presets import PROTOCOL_PAGES
-from tui.core.quarantine import protocol_page
 
 if TYPE_CHECKING:
-    from tui.core.tag_edit import Edit
+    from tui.core.dicom.tag_edit import Edit
 
 OPTION_LABELS = {
     "rtn_safe_priv": "Retain safe private",
@@ -155,7 +155,7 @@ class ParticipantScreen(Screen[None]):
 
         def chosen(index: int | None) -> None:
             if index:
-                from tui.core.completeness import choose_patient
+                from tui.core.dicom.completeness import choose_patient
 
                 picked = choose_patient(self.participant, index)
                 # in place: the ledger screen's entry holds the same participant, so the batch sees the choice
@@ -233,8 +233,8 @@ class ParticipantScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="tags", exit_on_error=False)
     def read_tags_worker(self, series: Any, options: frozenset[str], header: Any = None) -> None:
         """Read the series' first header (unless given) and flatten it under `options`."""
-        from tui.core.dicom_scan import Skipped, read_header
-        from tui.core.tags import flatten
+        from tui.core.dicom.scan import Skipped, read_header
+        from tui.core.dicom.tags import flatten
 
         if header is None:
             header = read_header(series.files[0])
@@ -322,7 +322,7 @@ class ParticipantScreen(Screen[None]):
 
     def action_edit(self) -> None:
         """Change the highlighted element's value (at any depth)."""
-        from tui.core.tag_edit import parent_of
+        from tui.core.dicom.tag_edit import parent_of
 
         row = self._editable_row()
         if row is not None:
@@ -331,7 +331,7 @@ class ParticipantScreen(Screen[None]):
 
     def action_add(self) -> None:
         """Add an element by tag or keyword beside the highlighted one (in the same sequence item)."""
-        from tui.core.tag_edit import parent_of
+        from tui.core.dicom.tag_edit import parent_of
 
         row = self.query_one(TagTable).current
         if row is None or row.depth == 0:
@@ -346,7 +346,7 @@ class ParticipantScreen(Screen[None]):
 
     def action_delete(self) -> None:
         """Delete the highlighted element (a sequence with its items), warning first if it is required."""
-        from tui.core.tag_edit import Edit, parent_of, required  # pydicom only once an edit is made
+        from tui.core.dicom.tag_edit import Edit, parent_of, required  # pydicom only once an edit is made
 
         row = self._editable_row(sequence_too=True)
         if row is None:
@@ -389,7 +389,7 @@ class ParticipantScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="save-copy", exit_on_error=False)
     def save_copy_worker(self, files: list[Path], edits: list[Edit], target: Path) -> None:
         """Write the copy; say how it went."""
-        from tui.core.tag_edit import save_edited_copy
+        from tui.core.dicom.tag_edit import save_edited_copy
 
         try:
             written = drain(save_edited_copy(files, edits, target))

@@ -14,7 +14,7 @@ from textual.widgets import Label
 
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.widgets.big_words import BigWord
-from tui.core.passphrase import SEPARATOR, spelled
+from tui.core.delivery.passphrase import SEPARATOR, spelled
 
 
 def words_of(passphrase: Any) -> list[str]:

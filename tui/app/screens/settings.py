@@ -19,7 +19,7 @@ from textual.widgets.selection_list import Selection
 
 from tui.app.screens.pacs import node_destinations
 from tui.app.screens.participant import OPTION_LABELS
-from tui.core.annex_e import OPTIONS
+from tui.core.dicom.annex_e import OPTIONS
 from tui.core.errors import MrishareError
 from tui.core.presets import PRESETS
 
@@ -132,7 +132,7 @@ class SettingsScreen(ModalScreen[Any]):
     def check_worker(self, spec: str) -> None:
         """Build the destination from the spec and the credentials file, then check it."""
         from tui.core.credentials import load_credentials
-        from tui.core.destinations import destination_from
+        from tui.core.delivery.destinations import destination_from
 
         try:
             credentials = None if spec.startswith(("folder:", "dicom-node:")) else (

@@ -239,7 +239,7 @@ class ImagePreview(Widget, can_focus=True):
         self.app.push_screen(SavePathScreen("Export this picture", note, default), self._export)
 
     def _export(self, path: Path | None) -> None:
-        from tui.core.pixel_export import linear_window, save_picture
+        from tui.core.dicom.pixel_export import linear_window, save_picture
 
         if path is None or self.volume is None:
             return

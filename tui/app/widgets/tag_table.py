@@ -12,8 +12,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Label
 
 if TYPE_CHECKING:
-    from tui.core.tag_edit import Edit
-    from tui.core.tags import TagRow
+    from tui.core.dicom.tag_edit import Edit
+    from tui.core.dicom.tags import TagRow
 
 ACTIONS = {
     "X": ("remove", "removed"),
@@ -56,7 +56,7 @@ class TagGrid(DataTable[Any]):
 
 
 class TagTable(Vertical):
-    """Rows from `tui.core.tags.flatten`, with a text filter, an identifying-only toggle and masking."""
+    """Rows from `tui.core.dicom.tags.flatten`, with a text filter, an identifying-only toggle and masking."""
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -149,7 +149,7 @@ class TagTable(Vertical):
 
     def value_text(self, row: TagRow) -> str:
         """The value as shown: masked if identifying and not revealed."""
-        from tui.core.tag_view import shown_value  # loaded with the rows already (they come from tags.flatten)
+        from tui.core.dicom.tag_view import shown_value  # loaded with the rows already (they come from tags.flatten)
 
         return shown_value(row, self.revealed)
 
@@ -168,7 +168,7 @@ class TagTable(Vertical):
         by_path = {e.path: e for e in self.edits}
         known = {r.path for r in self.rows}
         keys = [str(column.key.value) for column in grid.ordered_columns]
-        from tui.core.tag_view import after_value
+        from tui.core.dicom.tag_view import after_value
 
         for row in rows:
             style = grid.action_style(row.decision.action)

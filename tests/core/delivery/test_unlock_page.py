@@ -1,0 +1,78 @@
+"""The passphrase page's payload: decrypted with an independent implementation (`cryptography`)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from tui.core.delivery import package
+from tui.core.delivery.passphrase import Passphrase
+from tui.core.delivery.unlock_page import page_path, write_unlock_page
+from tui.core.errors import MrishareError
+from tui.core.events import drain
+from tui.core.nifti.viewer_page import BUNDLE_DIR
+
+PHRASE = "apple-river-stone-cloud-seven"
+
+
+@pytest.fixture
+def sealed(tmp_path: Path) -> tuple[Path, Path]:
+    """A small real package (AES zip) and its passphrase page."""
+    folder = tmp_path / "sub-K7Q2"
+    (folder / "ses-1" / "anat").mkdir(parents=True)
+    (folder / "README.txt").write_text("Ihre MRT-Aufnahmen / your MRI images\n", encoding="utf-8")
+    (folder / "ses-1" / "anat" / "sub-K7Q2_ses-1_T1w.nii.gz").write_bytes(bytes(range(256)) * 400)
+    zip_path = tmp_path / "out" / "sub-K7Q2.zip"
+    drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
+    return zip_path, write_unlock_page(zip_path, PHRASE).path
+
+
+def payload(page: Path) -> tuple[dict, bytes]:
+    """The page's public header and its ciphertext."""
+    text = page.read_text(encoding="utf-8")
+    header = json.loads(re.search(r'<script id="sealed-header" type="application/json">(.*?)</script>', text).group(1))
+    data = re.search(r'<script id="sealed-data" type="application/octet-stream">(.*?)</script>', text).group(1)
+    return header, base64.b64decode(data)
+
+
+def test_cryptography_decrypts_the_page_to_the_zips_exact_content(sealed: tuple[Path, Path]) -> None:
+    zip_path, page = sealed
+    header, data = payload(page)
+    assert (header["kdf"], header["cipher"]) == ("PBKDF2-SHA256", "AES-256-GCM") and header["iterations"] >= 600_000
+    salt, nonce = base64.b64decode(header["salt"]), base64.b64decode(header["iv"])
+    assert len(salt) == 16 and len(nonce) == 12
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=header["iterations"]).derive(
+        PHRASE.encode())
+    plain = zipfile.ZipFile(io.BytesIO(AESGCM(key).decrypt(nonce, data, None)))
+    import pyzipper
+
+    with pyzipper.AESZipFile(zip_path) as archive:
+        archive.setpassword(PHRASE.encode())
+        assert {n: archive.read(n) for n in archive.namelist()} == {n: plain.read(n) for n in plain.namelist()}
+    assert "sub-K7Q2/MANIFEST-SHA256.txt" in plain.namelist()
+
+
+def test_the_passphrase_is_nowhere_in_the_page_or_its_name_and_salts_differ(sealed: tuple[Path, Path]) -> None:
+    zip_path, page = sealed
+    assert page == page_path(zip_path) and page.parent == zip_path.parent
+    assert PHRASE not in page.read_text(encoding="utf-8") and "apple" not in page.name
+    again = write_unlock_page(zip_path, PHRASE, zip_path.with_name("again.html"))
+    assert payload(page)[0]["salt"] != payload(again.path)[0]["salt"]
+    assert "sealed-data" not in again.plain_text.split("sealed-header")[1]  # the plain parts leave the data out
+    bundle = (BUNDLE_DIR / "niivue.umd.js").read_text(encoding="utf-8")
+    assert bundle[:300] in page.read_text(encoding="utf-8") and bundle[:300] not in again.plain_text  # vendored
+
+
+def test_wrong_passphrase_cannot_build_a_page(sealed: tuple[Path, Path]) -> None:
+    zip_path, _ = sealed
+    with pytest.raises(MrishareError, match="cannot read the package"):
+        write_unlock_page(zip_path, "wrong-words-here-again-now", zip_path.with_name("x.html"))

@@ -1,0 +1,35 @@
+"""The viewer copy of a 1 mm head: coarser, same place in space, small; vendored files recognised exactly."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from tui.core.nifti.preview import load_canonical
+from tui.core.nifti.viewer_page import BUNDLE_DIR, is_vendored, viewer_volume
+
+PHILIPS = "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/nifti/adni_sag3d_mprage_dicom2nifti.nii.gz"
+
+
+def test_a_1mm_head_becomes_a_1_5mm_copy_in_the_same_place(shared_data: Path) -> None:
+    nifti = shared_data / PHILIPS
+    copy = viewer_volume(nifti)
+    image = nib.Nifti1Image.from_bytes(gzip.decompress(copy))
+    volume, zooms, affine = load_canonical(nifti)
+    assert np.allclose(zooms, 1.0, atol=1e-4) and np.allclose(image.header.get_zooms(), 1.5, atol=0.02)
+    far = np.array([*(n - 1 for n in volume.shape), 1])
+    far_small = np.array([*(n - 1 for n in image.shape), 1])
+    assert np.allclose(image.affine @ [0, 0, 0, 1], affine @ [0, 0, 0, 1])
+    assert np.allclose(image.affine @ far_small, affine @ far, atol=1e-3)  # the same field of view
+    assert len(copy) < 1.6e6  # 4.0 MB at 1 mm: the viewer's share of the zip stays under 30 %
+
+
+def test_only_unchanged_vendored_files_count_as_vendored(tmp_path: Path) -> None:
+    bundle = (BUNDLE_DIR / "niivue.umd.js").read_bytes()
+    same, changed = tmp_path / "niivue.umd.js", tmp_path / "changed.js"
+    same.write_bytes(bundle)
+    changed.write_bytes(bundle[:-1] + b" ")
+    assert is_vendored(same) and not is_vendored(changed)

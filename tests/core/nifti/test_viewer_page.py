@@ -33,3 +33,13 @@ def test_only_unchanged_vendored_files_count_as_vendored(tmp_path: Path) -> None
     same.write_bytes(bundle)
     changed.write_bytes(bundle[:-1] + b" ")
     assert is_vendored(same) and not is_vendored(changed)
+
+
+def test_a_single_slice_keeps_its_one_slice_and_a_valid_affine(tmp_path: Path) -> None:
+    """A 2D image (one thin sagittal slice, as a single-image series converts) is coarsened in-plane only."""
+    rng = np.random.default_rng(3)
+    image = nib.Nifti1Image(rng.normal(300, 80, (1, 256, 256)).astype(np.float32), np.diag([0.66, 0.66, 0.66, 1.0]))
+    nib.save(image, tmp_path / "one.nii.gz")
+    copy = nib.Nifti1Image.from_bytes(gzip.decompress(viewer_volume(tmp_path / "one.nii.gz")))
+    assert copy.shape[0] == 1 and copy.shape[1] < 256
+    assert abs(np.linalg.det(copy.affine[:3, :3])) > 0

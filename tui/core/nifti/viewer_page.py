@@ -59,13 +59,15 @@ def viewer_volume(nifti: Path) -> bytes:
 def _coarsen(volume: np.ndarray, zooms: tuple[float, float, float], affine: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     """Resample (linear) to at least VOXEL_MM per axis; the affine keeps voxel 0 and the far corner in place."""
-    factors = [min(1.0, z / VOXEL_MM) for z in zooms]
+    # a single slice (a 2D image) stays one slice along its axis: nothing to coarsen there
+    factors = [1.0 if n < 2 else min(1.0, z / VOXEL_MM) for z, n in zip(zooms, volume.shape, strict=False)]
     if all(f == 1.0 for f in factors):
         return volume, affine
-    shape = [max(2, round(n * f)) for n, f in zip(volume.shape, factors, strict=False)]
+    shape = [n if f == 1.0 else max(2, round(n * f)) for n, f in zip(volume.shape, factors, strict=False)]
     small = ndimage.zoom(volume, [m / n for m, n in zip(shape, volume.shape, strict=False)], order=1, grid_mode=False)
     scaled = affine.copy()
-    scaled[:3, :3] = affine[:3, :3] * [(n - 1) / (m - 1) for n, m in zip(volume.shape, small.shape, strict=False)]
+    scaled[:3, :3] = affine[:3, :3] * [(n - 1) / (m - 1) if m > 1 else 1.0
+                                       for n, m in zip(volume.shape, small.shape, strict=False)]
     return small, scaled
 
 

@@ -547,15 +547,20 @@ class _Run:
         return About(self.settings.lab_name, self.settings.lab_contact, self.settings.study_name, scanned)
 
     def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
-        """The passphrase page beside the zip; the leak gate searches its plain parts (not the ciphertext)."""
+        """The passphrase page beside the zip; the leak gate searches what was put into its template (not the
+        ciphertext, whose content it already searched in the package)."""
         from tui.core.delivery.unlock_page import write_unlock_page
 
         page = write_unlock_page(zip_path, phrase)
-        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options)
-        if leakcheck.check_text(page.plain_text, identifiers, "page", page.path.name):
+        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
+                                                    self.settings.release_values)
+        blocking = [leak for leak in leakcheck.check_text(page.inserted, identifiers, "page", page.path.name)
+                    if leak.blocks]  # our template's own words are never a finding; kept values are notes
+        if blocking:
             page.path.unlink()
             zip_path.unlink()
-            raise MrishareError("leak gate: identifying value(s) in the passphrase page; nothing released", page.path)
+            raise MrishareError("leak gate: identifying value(s) in the passphrase page "
+                                f"({'; '.join(leakcheck.summarize(blocking, limit=3))}); nothing released", page.path)
 
     def _leak_gate(self, files: list[Path], root: Path) -> list[str]:
         """Refuse to release if a blocking identifier of the participant is found in a file or a name

@@ -76,3 +76,12 @@ def test_wrong_passphrase_cannot_build_a_page(sealed: tuple[Path, Path]) -> None
     zip_path, _ = sealed
     with pytest.raises(MrishareError, match="cannot read the package"):
         write_unlock_page(zip_path, "wrong-words-here-again-now", zip_path.with_name("x.html"))
+
+
+def test_the_gate_searches_what_was_inserted_not_the_template(sealed: tuple[Path, Path]) -> None:
+    """The leak gate reads `inserted`: the package's folder name and the sealing header, none of our own words."""
+    zip_path, _ = sealed
+    page = write_unlock_page(zip_path, PHRASE, zip_path.with_name("gate.html"))
+    assert page.inserted.startswith("sub-K7Q2\n") and '"salt"' in page.inserted
+    assert "Slice" not in page.inserted and "diagnostic" not in page.inserted  # template words stay out
+    assert "diagnostic" in page.plain_text

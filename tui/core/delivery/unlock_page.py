@@ -37,11 +37,14 @@ PAGE_SUFFIX = "_oeffnen_open.html"  # German/English "open": the file to click f
 
 @dataclass(frozen=True)
 class UnlockPage:
-    """The written page and its plain (unencrypted, non-vendored) text, for the leak gate."""
+    """The written page, its plain (unencrypted, non-vendored) text, and what of it is not our template."""
 
     path: Path
     plain_text: str
     payload_size: int
+    inserted: str
+    """The values put into the template (the package's folder name, the sealing header): what the leak gate
+    searches; the template's own words ('slice', 'brain', ...) are never a finding."""
 
 
 def page_path(zip_path: Path) -> Path:
@@ -86,8 +89,9 @@ def _inline(script: str) -> str:
     return script.replace("</script", "<\\/script").replace("<!--", "<\\!--")
 
 
-def page_html(top: str, sealed: dict[str, str | int], bundle: str) -> tuple[str, str]:
-    """(the whole page, its plain parts): the plain parts leave out the ciphertext and the vendored bundle."""
+def page_html(top: str, sealed: dict[str, str | int], bundle: str) -> tuple[str, str, str]:
+    """(the whole page, its plain parts, the values inserted into it): the plain parts leave out the ciphertext
+    and the vendored bundle."""
     from tui.core.nifti.viewer_page import CSP, viewer_script, viewer_section, viewer_styles
 
     header = json.dumps({k: v for k, v in sealed.items() if k != "data"})
@@ -139,7 +143,7 @@ in this browser; nothing is sent anywhere.</p>
     own = f"<script>\n{_inline(viewer_script())}\n{_inline(SCRIPT.read_text(encoding='utf-8'))}\n</script>\n</body>\n</html>\n"
     page = (head + f'<script id="sealed-data" type="application/octet-stream">{sealed["data"]}</script>\n'
             + f"<script>\n{_inline(bundle)}\n</script>\n" + own)
-    return page, head + own
+    return page, head + own, f"{top}\n{header}"
 
 
 def write_unlock_page(encrypted_zip: Path, passphrase: str, out: Path | None = None) -> UnlockPage:
@@ -148,9 +152,10 @@ def write_unlock_page(encrypted_zip: Path, passphrase: str, out: Path | None = N
 
     payload = plain_zip(encrypted_zip, passphrase)
     top = zipfile.ZipFile(io.BytesIO(payload)).namelist()[0].split("/", 1)[0]
-    page, plain = page_html(top, encrypt(payload, passphrase), (BUNDLE_DIR / "niivue.umd.js").read_text("utf-8"))
+    page, plain, inserted = page_html(top, encrypt(payload, passphrase),
+                                      (BUNDLE_DIR / "niivue.umd.js").read_text("utf-8"))
     path = out or page_path(encrypted_zip)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
-    return UnlockPage(path, plain, len(payload))
+    return UnlockPage(path, plain, len(payload), inserted)

@@ -23,6 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
 from tui.core.nifti.head_volume import HeadVolume, template_head
+from tui.core.safetext import counted
 
 SUBJECT = "demo"
 STEP = "make demo"
@@ -321,5 +322,5 @@ def make_demo_study(out: Path, participants: int = 2, seed: int = 0, cancel: thr
         folders.append(folder)
     marker.write_text(json.dumps({"seed": seed, "participants": [f.name for f in folders],
                                   "note": "synthetic demo data; every name, ID and date is invented"}, indent=1))
-    yield StepFinished(SUBJECT, STEP, f"{participants} participants, {done} files")
+    yield StepFinished(SUBJECT, STEP, f"{counted(participants, 'participant')}, {done} files")
     return folders

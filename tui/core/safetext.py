@@ -94,3 +94,8 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 participant', '2 participants' (English plural by -s: the nouns we count take it)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

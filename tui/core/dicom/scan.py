@@ -34,6 +34,7 @@ from tui.core.config import site_secret
 from tui.core.dicom.keys import participant_key
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle, drain
+from tui.core.safetext import counted
 
 SUBJECT = "scan"
 STEP = "scan"
@@ -850,7 +851,7 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
         _attach_lost(participant)
         participants.append(participant)
     series = sum(len(list(p.series())) for p in participants)
-    yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {len(participants)} participants, "
+    yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {counted(len(participants), 'participant')}, "
                                       f"{series} series; {len(skipped)} unused")
     return ScanResult(root=root, participants=participants, skipped=skipped)
 

@@ -36,8 +36,8 @@ from tui.core.delivery.base import Delivered, Destination, SharePolicy
 from tui.core.delivery.destinations import destination_from
 from tui.core.delivery.ledger import Ledger, LedgerRow
 from tui.core.delivery.unlock_page import page_path
-from tui.core.dicom.completeness import Admission, admit, choose_patient
-from tui.core.dicom.scan import Participant, scan
+from tui.core.dicom.completeness import Admission, Gap, admit, choose_patient
+from tui.core.dicom.scan import Participant, Problem, scan
 from tui.core.errors import Cancelled, MrishareError
 from tui.core.events import Event, EventStream, StepFailed, StepFinished, StepNote, StepStarted, drain, relabel
 from tui.core.journal import Journal
@@ -389,6 +389,8 @@ class _Run:
         """De-identify into `<attempt>/deid`; quarantined files never go further."""
         out = self.attempt / "deid"
         if self._done("deidentify", out):
+            assert self.journal is not None
+            self._withhold_damaged(self.journal.done["deidentify"].get("damaged", []))
             return "done earlier"
         shutil.rmtree(out, ignore_errors=True)
         deid_settings = DeidSettings(options=self.profile.options, pseudonym=self.settings.pseudonym,
@@ -411,8 +413,18 @@ class _Run:
         note = "; ".join(result.notes)
         self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified",
                        **({"note": note[:500]} if note else {}))
-        self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined))
+        damaged = [[path.name, reason] for path, reason in result.quarantined if reason.startswith("damaged header")]
+        self._withhold_damaged(damaged)
+        self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined),
+                          damaged=damaged)
         return f"{len(result.released)} released, {len(result.quarantined)} quarantined"
+
+    def _withhold_damaged(self, damaged: list[list[str]]) -> None:
+        """A file held back for a damaged header is the participant's data missing from the package: the run
+        ends 'partly shared' and says which file (a policy quarantine, e.g. burned-in text, is a decision)."""
+        if damaged:
+            gap = Gap("", None, tuple(Problem(reason, (name,)) for name, reason in damaged))
+            self.admission = replace(self.admission, withheld=(*self.admission.withheld, gap))
 
     def convert(self) -> EventStream[str]:
         """Convert every de-identified series to NIfTI + sidecar under the package folder."""

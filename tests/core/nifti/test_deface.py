@@ -172,7 +172,7 @@ def test_a_series_far_from_the_registration_is_refused(processed_heads, shared_d
     moved = source.affine.copy()
     moved[1, 3] += 150  # the participant's head 15 cm away from where the template was registered
     nib.save(nib.Nifti1Image(np.asanyarray(source.dataobj), moved, source.header), tmp_path / "moved.nii.gz")
-    with pytest.raises(MrishareError, match="overlap|volume|in front"):
+    with pytest.raises(MrishareError, match=r"overlap|volume|in front"):
         drain(apply_to_other(processed_heads[("siemens", "deface")], tmp_path / "moved.nii.gz", tmp_path / "out.nii.gz"))
     assert not (tmp_path / "out.nii.gz").exists()
 
@@ -182,7 +182,7 @@ def test_a_volume_without_a_head_fails_a_gate(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     noise = rng.normal(100, 30, (48, 48, 48)).astype(np.float32)
     nib.save(nib.Nifti1Image(noise, np.diag([4.0, 4.0, 4.0, 1.0])), tmp_path / "noise.nii.gz")
-    with pytest.raises(MrishareError, match="overlap|stretched|volume|in front"):
+    with pytest.raises(MrishareError, match=r"overlap|stretched|volume|in front"):
         drain(deface(tmp_path / "noise.nii.gz", tmp_path / "out.nii.gz", "deface"))
     assert not (tmp_path / "out.nii.gz").exists()
 

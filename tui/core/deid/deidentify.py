@@ -45,7 +45,6 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pydicom.valuerep import PersonName
 
 from tui import __version__
 from tui.core.childproc import drop_working_folder, pool_context
@@ -459,7 +458,7 @@ def _map_values(value: object, one) -> object:
     """Apply `one` to each value of a (possibly multi-valued) element."""
     if isinstance(value, (list, MultiValue)):
         return [one(str(v)) for v in value]
-    return one(str(value) if not isinstance(value, PersonName) else str(value))
+    return one(str(value))
 
 
 def _preview(ds: Dataset, tag: int) -> str:

@@ -35,7 +35,8 @@ class Journal:
             journal = cls(key=raw["key"], share_id=raw["share_id"], pseudonym=raw.get("pseudonym", ""),
                           done=dict(raw.get("done", {})))
         except (ValueError, KeyError, TypeError) as error:
-            raise MrishareError(f"journal unreadable ({type(error).__name__}); move it away to start over", path) from None
+            raise MrishareError(f"journal unreadable ({type(error).__name__}); move it away to start over",
+                                path) from None
         journal.path = path
         return journal
 

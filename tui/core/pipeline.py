@@ -118,7 +118,8 @@ def share_password(language: str, min_length: int) -> str:
 
 
 _SUB_PREFIX = re.compile(r"^sub[-_]|^sub(?=[a-z2-7]{10}$)", re.IGNORECASE)
-"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters, tui/core/deid/pseudonym.py)."""
+"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters,
+tui/core/deid/pseudonym.py)."""
 
 
 def bids_label(pseudonym: str) -> str:

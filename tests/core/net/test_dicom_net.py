@@ -119,7 +119,8 @@ def test_retrieved_files_equal_the_stored_files(orthanc_a: Orthanc, head_files: 
     for uid, original in stored.items():
         copy = retrieved[uid]
         assert copy.PixelData == original.PixelData
-        assert (copy.StudyInstanceUID, copy.SeriesInstanceUID) == (original.StudyInstanceUID, original.SeriesInstanceUID)
+        assert copy.StudyInstanceUID == original.StudyInstanceUID
+        assert copy.SeriesInstanceUID == original.SeriesInstanceUID
         assert copy == original  # the whole dataset, not only pixels and UIDs
     assert all(PATIENT_ID not in p.name and study.study_uid not in p.name for p in got.files)
 
@@ -178,7 +179,8 @@ def scp(contexts: list[str], handlers: list | None = None, syntaxes: list[str] |
         ae.add_supported_context(uid, syntaxes or DEFAULT_TRANSFER_SYNTAXES)
     for key, value in options.items():
         setattr(ae, key, value)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers or [(evt.EVT_C_STORE, lambda _e: 0x0000)])
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=handlers or [(evt.EVT_C_STORE, lambda _e: 0x0000)])
     try:
         yield DicomNode("test-scp", "TESTSCP", "127.0.0.1", server.server_address[1], timeout_s=2)
     finally:

@@ -312,7 +312,8 @@ def _own_texts() -> tuple[bytes, ...]:
     return tuple(sorted({w.encode("ascii") for w in words}, key=len, reverse=True))
 
 
-_OWN = re.compile(b"|".join(re.escape(w) for w in _own_texts()) + rb"|ISO[ _]2022[ _]IR[ _]\d+|ISO_IR[ _]\d+|GB18030|GBK")
+_OWN = re.compile(b"|".join(re.escape(w) for w in _own_texts())
+                  + rb"|ISO[ _]2022[ _]IR[ _]\d+|ISO_IR[ _]\d+|GB18030|GBK")
 
 
 def _mask_own(data: bytes) -> bytes:

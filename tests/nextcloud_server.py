@@ -140,7 +140,8 @@ class NextcloudServer:
     def start(self) -> None:
         """Start (or restart) the instance in `workdir` on its port."""
         done = subprocess.run([str(KIT / "start.sh"), str(self.workdir)], capture_output=True, text=True,
-                              check=False, timeout=900, env={**os.environ, "NC_PORT": self.env.get("NC_PORT", str(_free_port()))})
+                              check=False, timeout=900,
+                              env={**os.environ, "NC_PORT": self.env.get("NC_PORT", str(_free_port()))})
         assert done.returncode == 0, f"start.sh failed:\n{done.stderr[-3000:]}"
         self.env = dict(line.split("=", 1) for line in done.stdout.splitlines() if line.startswith("NC_"))
 

@@ -355,7 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
                                 "data": []}}
                 return self._send(503, json.dumps(body).encode(), {
                     "X-Nextcloud-Maintenance-Mode": "1", "Content-Type": "application/json; charset=utf-8"})
-            return self._send(503, _sabre("OCA\\DAV\\Exception\\ServerMaintenanceMode", "System is in maintenance mode."),
+            return self._send(503,
+                              _sabre("OCA\\DAV\\Exception\\ServerMaintenanceMode", "System is in maintenance mode."),
                               {"Content-Type": "application/xml; charset=utf-8"})
         user = self._user()
         if ocs:
@@ -599,7 +600,8 @@ class _Dav:
         if method in ("GET", "HEAD"):
             if not node.is_file():
                 return self.error(404, "NotFound", f"File with name /{rel} could not be located")
-            return self.h._send(200, node.read_bytes(), {"Content-Type": "application/octet-stream", **self.node_headers(node)})
+            return self.h._send(200, node.read_bytes(),
+                                {"Content-Type": "application/octet-stream", **self.node_headers(node)})
         if method == "DELETE":
             return self.delete(node, rel)
         if method == "MOVE":

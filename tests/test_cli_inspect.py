@@ -75,7 +75,8 @@ def test_only_identifying(slice_copy: Path, capsys: pytest.CaptureFixture[str]) 
     assert all(any(q.startswith(p + "[") for q in rows) for p in contexts)
 
 
-def test_folder_picks_first_dicom_by_content(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_folder_picks_first_dicom_by_content(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a_notes.dcm").write_text("not DICOM at all")
     (tmp_path / "b").mkdir()
     shutil.copyfile(shared_data / IM0001, tmp_path / "b" / "image.txt")

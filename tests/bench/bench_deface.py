@@ -24,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-DEFAULT = REPO.parent / "shared/data/head-mri/philips_ingenia_elitionx_adni_mprage_1mm/nifti/adni_sag3d_mprage_dicom2nifti.nii.gz"
+DEFAULT = (REPO.parent / "shared/data/head-mri/philips_ingenia_elitionx_adni_mprage_1mm/nifti"
+           / "adni_sag3d_mprage_dicom2nifti.nii.gz")
 JOBS = ("copy", "reface", "deface", "facecheck-deface", "facecheck-reface")
 
 

@@ -109,9 +109,11 @@ def summary(name: str, rows: list[dict], releasable: int | str, files: int | Non
         findings.update(row["findings"])
     failed = "; ".join(sorted({r["failed"] for r in rows if r["failed"]}))
     shown = ", ".join(f"{k} {v}" for k, v in sorted(findings.items())) or "-"
-    held = sum(r["held"] for r in rows) if files is None else files - sum(len(r["released"]) + r["blocked"] for r in rows)
-    return (f"| {name} | {files if files is not None else sum(r['files'] for r in rows)} | {releasable} | {sum(len(r['released']) for r in rows)} | "
-            f"{sum(r['blocked'] for r in rows)} | {held} | {shown}"
+    released = sum(len(r["released"]) for r in rows)
+    blocked = sum(r["blocked"] for r in rows)
+    held = sum(r["held"] for r in rows) if files is None else files - released - blocked
+    total = files if files is not None else sum(r["files"] for r in rows)
+    return (f"| {name} | {total} | {releasable} | {released} | {blocked} | {held} | {shown}"
             + (f" (failed: {failed})" if failed else "") + " |")
 
 

@@ -88,7 +88,8 @@ def main() -> None:
             t = time_cmd(["7z", "a", "-tzip", "-mem=AES256", "-mx=0", "-pbench-pass-word", str(root / f"7z{run}.zip"),
                           src.name], root)
             best["7z AES-256 -mx=0"] = min(best.get("7z AES-256 -mx=0", 1e9), t)
-            t = time_cmd(["zip", "-q", "-0", "-r", "-P", "bench-pass-word", str(root / f"zip{run}.zip"), src.name], root)
+            t = time_cmd(["zip", "-q", "-0", "-r", "-P", "bench-pass-word", str(root / f"zip{run}.zip"), src.name],
+                         root)
             best["zip -0 ZipCrypto"] = min(best.get("zip -0 ZipCrypto", 1e9), t)
             best["bare pyzipper"] = min(best.get("bare pyzipper", 1e9), time_pyzipper(src, root / f"pz{run}.zip"))
             for f in root.glob("*.zip"):

@@ -48,7 +48,7 @@ def test_scanned_back_two_participants_three_series(demo) -> None:
 
 
 def test_folder_names_and_invented_phi(demo) -> None:
-    out, folders, _ = demo
+    _out, folders, _ = demo
     assert [f.name for f in folders] == ["DOE_JANE_19940617", "ROE_RICHARD_19830910"]
     flat = sorted(folders[1].iterdir())  # the second participant is a flat .IMA export
     assert all(f.suffix == ".IMA" for f in flat) and len(flat) == 3 + 176 + 30

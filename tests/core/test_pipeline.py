@@ -145,7 +145,7 @@ def test_kill_9_then_resume_completes_without_duplicates(demo: Path, tmp_path: P
     proc.wait()
     openpyxl.load_workbook(ledger)  # still parseable after the kill
     again = run_cli(args, home)
-    out, err = again.communicate(timeout=300)
+    _out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err.decode()
     with Ledger.open(ledger) as book:
         rows = book.rows()

@@ -61,7 +61,7 @@ class TuiApp(App[None]):
     """mrishare: scan a study, inspect it, run the pipeline, reveal passphrases, keep the ledger."""
 
     TITLE = "mrishare"
-    CSS_PATH = stylesheets()
+    CSS_PATH = [*stylesheets()]  # a list[str | PurePath] for App's type
     COMMANDS = App.COMMANDS | {ParticipantCommands}
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
@@ -226,6 +226,7 @@ class TuiApp(App[None]):
         if message.error:
             self.notify(message.error, title="Ledger not read", severity="error", timeout=30)
             return
+        assert message.rows is not None  # a message without an error carries the rows
         self.ledger_rows = message.rows
         self.ledger_screen.show_rows(message.rows)
 

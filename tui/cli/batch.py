@@ -46,7 +46,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", default=None, choices=annex_e.OPTIONS, metavar="NAME",
                    help="Annex E option (repeatable); replaces the preset's options")
     p.add_argument("--deface", choices=DEFACE_MODES, default=None, help="override the preset")
-    p.add_argument("--pseudonym", default=None, help="keyed (default) | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
+    p.add_argument("--pseudonym", default=None,
+                   help="keyed (default) | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
     p.add_argument("--modalities", default=None, help="comma-separated allow-list (default MR)")
     p.add_argument("--engine", choices=ENGINES, default=None, help=f"default {ENGINES[0]}")
     p.add_argument("--encryption", choices=ENCRYPTIONS, default=None, help="default aes")

@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
         raise MrishareError("no series could be converted", args.src)
     identifiers = leakcheck.collect_identifiers(participant)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    found = leakcheck.check_files(files, identifiers, root=args.out)
-    leaks = [leak for leak in found if leak.blocks]
-    for line in leakcheck.summarize(found, limit=20):
+    findings = leakcheck.check_files(files, identifiers, root=args.out)
+    leaks = [leak for leak in findings if leak.blocks]
+    for line in leakcheck.summarize(findings, limit=20):
         stdout.print(f"leak gate: {line}", style="red" if leaks else None, markup=False)
     if leaks:
         stdout.print(f"leak gate FAILED: {len(leaks)} identifying value(s) in {folder}; do not release it",

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     p.add_argument("--reveal", action="store_true", help="show identifying values instead of masking them")
-    p.add_argument("--only-identifying", action="store_true", help="list only elements de-identification changes or flags")
+    p.add_argument("--only-identifying", action="store_true",
+                   help="list only elements de-identification changes or flags")
     p.add_argument("--png", type=Path, default=None, metavar="OUT",
                    help="write the image to OUT through its window/level instead of listing tags (NOT de-identified)")
     p.add_argument("--frame", type=int, default=None, metavar="N", help="with --png: frame N of a multi-frame image "

@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -53,7 +54,7 @@ def run_with_progress(stream: Generator[Event, None, T], quiet: bool = False) ->
         transient=True,
         disable=not show,
     )
-    tasks: dict[tuple[str, str], int] = {}
+    tasks: dict[tuple[str, str], TaskID] = {}
     held: dict[tuple[str, str], dict[str, list[str]]] = {}
     """Quarantine notes per (subject, step), by reason: printed once per reason when the step ends."""
 

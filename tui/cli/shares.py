@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `shares ...` and `mail`."""
     shares = subparsers.add_parser("shares", help="list, revoke, extend, clean up shares in the ledger")
-    shares.add_argument("--ledger", type=Path, default=None, help="share list (default: settings, else the data folder)")
+    shares.add_argument("--ledger", type=Path, default=None,
+                        help="share list (default: settings, else the data folder)")
     shares.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     verbs = shares.add_subparsers(dest="verb", metavar="VERB", required=True)
     listing = verbs.add_parser("list", help="one line per ledger row")
@@ -41,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extend.set_defaults(handler=extend_row)
     cleanup = verbs.add_parser("cleanup", help="delete remote files whose links expired")
     cleanup.set_defaults(handler=cleanup_rows)
-    again = verbs.add_parser("again", help="revoke the link, delete the remote file and the row: the next run shares anew")
+    again = verbs.add_parser("again",
+                             help="revoke the link, delete the remote file and the row: the next run shares anew")
     again.add_argument("row")
     again.set_defaults(handler=share_again_row)
     reveal = verbs.add_parser("reveal", help="print a row's passphrase (terminal only; prefer the app's reveal screen)")
@@ -85,8 +87,9 @@ def list_rows(args: argparse.Namespace) -> int:
                     stdout.print(Text(f"{row.id}: {row.status} ({row.last_action})"))
         rows = ledger.rows()
     for r in rows:  # a block per row: the link on a line of its own, whole at any width (staff copy it)
-        stdout.print(Text(f"{r.id}  {r.participant}  {r.status}" + (f"  works until {r.expires - timedelta(days=1)}" if r.expires else "")
-                          + (f"  · {r.last_action}" if r.last_action else "")), soft_wrap=True)
+        works = f"  works until {r.expires - timedelta(days=1)}" if r.expires else ""
+        action = f"  · {r.last_action}" if r.last_action else ""
+        stdout.print(Text(f"{r.id}  {r.participant}  {r.status}{works}{action}"), soft_wrap=True)
         if r.link:
             stdout.print(Text(f"  {r.link}"), soft_wrap=True)
     if not rows:
@@ -120,9 +123,11 @@ def cleanup_rows(args: argparse.Namespace) -> int:
     from tui.core.delivery import shares
 
     with _ledger(args) as ledger:
-        removed = [path for destination in _destinations(
-            args, ledger, lambda row: bool(row.remote_path) and row.status in ("shared", "expired", "revoked", "failed"))
-            for path in shares.cleanup_expired(ledger, destination)]
+        def has_file(row: LedgerRow) -> bool:
+            return bool(row.remote_path) and row.status in ("shared", "expired", "revoked", "failed")
+
+        removed = [path for destination in _destinations(args, ledger, has_file)
+                   for path in shares.cleanup_expired(ledger, destination)]
     stdout.print(Text(f"removed {len(removed)} remote file(s) of expired, revoked or failed shares"))
     return 0
 

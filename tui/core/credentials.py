@@ -3,8 +3,9 @@
 The file keeps the seed's fields (`username`, `password`, `remote_path`, `expiration_days`,
 `include_mricron`, `nextcloud_baseurl`) and adds `destination`, `share_password`, `chunk_mib`,
 `include_viewer`, `viewer_bundle`, `ca_bundle` and `timeout_s`. The seed's `include_mricron: true`
-now means `include_viewer: true` (the browser viewer replaced the Windows-only MRIcron bundle). It is looked up in this order: `--credentials PATH`,
-the `MRISHARE_CREDENTIALS` environment variable, `config_dir()/credentials.json`. Nothing is ever
+now means `include_viewer: true` (the browser viewer replaced the Windows-only MRIcron bundle). It is looked up
+in this order: `--credentials PATH`, the `MRISHARE_CREDENTIALS` environment variable,
+`config_dir()/credentials.json`. Nothing is ever
 read from a `.env` file or from nc-py-api's `NEXTCLOUD_URL`/`NC_AUTH_*` variables, so the source of a
 login is always one file the operator can name. A file readable by group/others is refused.
 """

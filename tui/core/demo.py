@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle
@@ -189,7 +189,7 @@ def t2_contrast(t1: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- DICOM writing
 
 
-def _uid(seed: int, *parts: object) -> str:
+def _uid(seed: int, *parts: object) -> UID:
     """A UID derived from the seed and `parts` (same inputs, same UID)."""
     return generate_uid(entropy_srcs=["mrishare-demo", str(seed), *map(str, parts)])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tui.core.config import write_private
 from tui.core.errors import MrishareError
@@ -22,7 +23,7 @@ class Journal:
     key: str
     share_id: str
     pseudonym: str = ""
-    done: dict[str, dict[str, object]] = field(default_factory=dict)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> its facts, JSON values
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -35,11 +36,12 @@ class Journal:
             journal = cls(key=raw["key"], share_id=raw["share_id"], pseudonym=raw.get("pseudonym", ""),
                           done=dict(raw.get("done", {})))
         except (ValueError, KeyError, TypeError) as error:
-            raise MrishareError(f"journal unreadable ({type(error).__name__}); move it away to start over", path) from None
+            raise MrishareError(f"journal unreadable ({type(error).__name__}); move it away to start over",
+                                path) from None
         journal.path = path
         return journal
 
-    def mark(self, step: str, **facts: object) -> None:
+    def mark(self, step: str, **facts: Any) -> None:
         """Record `step` as finished with its facts and persist at once."""
         self.done[step] = facts
         self.save()

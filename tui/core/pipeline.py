@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from tui.core.deid import leakcheck
 from tui.core.deid.audit import AuditLog
@@ -95,7 +95,7 @@ class LedgerGate:
         with self._lock:
             return self.ledger.get(row_id)
 
-    def update(self, row: LedgerRow, **changes: object) -> LedgerRow:
+    def update(self, row: LedgerRow, **changes: Any) -> LedgerRow:
         """Store `row` with `changes`, stamp the last action, save atomically; return the new row."""
         new = replace(row, **changes)
         with self._lock:
@@ -118,7 +118,8 @@ def share_password(language: str, min_length: int) -> str:
 
 
 _SUB_PREFIX = re.compile(r"^sub[-_]|^sub(?=[a-z2-7]{10}$)", re.IGNORECASE)
-"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters, tui/core/deid/pseudonym.py)."""
+"""A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters,
+tui/core/deid/pseudonym.py)."""
 
 
 def bids_label(pseudonym: str) -> str:
@@ -177,6 +178,7 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
     stage = "upload"  # start() may withdraw an abandoned upload: a login failure there is no 'deidentify failed'
     try:
         run.start()
+        assert run.journal is not None and run.row is not None  # start() set both
         stage = "prepare"  # which patient and which series may go: before any stage
         yield from run.admit()
         delivered_before = run.delivered
@@ -452,7 +454,7 @@ class _Run:
     def _converted(self) -> list[tuple[Path, str]]:
         assert self.journal is not None
         facts = self.journal.done["convert"]
-        return [(self.attempt / f, s) for f, s in zip(facts["files"], facts["suffixes"], strict=True)]  # type: ignore[call-overload]
+        return [(self.attempt / f, s) for f, s in zip(facts["files"], facts["suffixes"], strict=True)]
 
     def deface(self) -> EventStream[str]:
         """Reface/deface anatomical series in place; a failed face check holds a series back if the preset says so."""
@@ -466,8 +468,8 @@ class _Run:
         from tui.core.nifti import deface as deface_mod
         from tui.core.nifti.facecheck import face_check
 
-        done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))  # type: ignore[union-attr]
-        checks: dict[str, str] = dict(self.journal.done.get("deface-files", {}).get("checks", {}))  # type: ignore[union-attr]
+        done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))
+        checks: dict[str, str] = dict(self.journal.done.get("deface-files", {}).get("checks", {}))
         reference = None
         held = 0
         for path, suffix in self._converted():

@@ -33,7 +33,8 @@ class UserSettings:
     """Saved defaults for runs; validated on construction (MrishareError naming the setting)."""
 
     destination: str = ""
-    """`folder:PATH`, `nextcloud` or `dicom-node:NAME`; empty: the credentials file's destination, else a local outbox."""
+    """`folder:PATH`, `nextcloud` or `dicom-node:NAME`; empty: the credentials file's destination, else a local
+    outbox."""
     expiry_days: int | None = None
     """Full days a link works; None: the credentials file's `expiration_days`, else 14."""
     encryption: str = "aes"
@@ -79,7 +80,8 @@ class UserSettings:
                 isinstance(p, str) and p.strip() and len(p) <= 64 for p in self.protocol_pages):
             raise MrishareError("protocol_pages must be a list of series descriptions (1-64 characters each)")
         if not isinstance(self.pseudonym, str):
-            raise MrishareError("pseudonym must be text: keyed | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
+            raise MrishareError("pseudonym must be text: "
+                                "keyed | adit:SEED | adit-upload:DEPARTMENT | csv:FILE | fixed:VALUE")
         parse_scheme(self.pseudonym)
         for name in ("lab_name", "lab_contact", "study_name"):
             value = getattr(self, name)

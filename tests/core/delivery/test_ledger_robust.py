@@ -49,7 +49,7 @@ def test_a_save_that_does_not_read_back_keeps_the_previous_file(path: Path) -> N
         saved = path.read_bytes()
         sheet = ledger._wb["shares"]  # type: ignore[index]
         sheet.cell(3, 2).value = "P\udcff"  # what a folder name wrote before text was made XML-safe
-        with pytest.raises(MrishareError, match="did not read back .*previous file is kept"):
+        with pytest.raises(MrishareError, match=r"did not read back .*previous file is kept"):
             ledger._write(ledger._wb)  # type: ignore[arg-type]
     assert path.read_bytes() == saved
     with Ledger.open(path) as ledger:

@@ -335,7 +335,7 @@ def test_upload_resumes_after_kill_9(server, dest, tmp_path: Path) -> None:
 
 def test_quota_too_small_fails_before_any_byte(server, dest, tmp_path: Path) -> None:
     server.quotas[USER] = 1048576
-    with pytest.raises(MrishareError, match="not enough space on Nextcloud: need 2.1 MB, 1.0 MB free"):
+    with pytest.raises(MrishareError, match=r"not enough space on Nextcloud: need 2.1 MB, 1.0 MB free"):
         drain(dest.upload(blob(tmp_path, 2 * MIB), "q/sub-06.zip"))
     assert puts(server) == [] and server.remote_files(USER) == ["welcome.txt"]
 
@@ -367,7 +367,7 @@ def test_maintenance_gives_up_with_clear_error(server, dest, tmp_path: Path) -> 
             server.maintenance = True
 
     server.before_request = maintenance_from_second_chunk
-    with pytest.raises(MrishareError, match="maintenance mode .gave up after 4 tries"):
+    with pytest.raises(MrishareError, match=r"maintenance mode .gave up after 4 tries"):
         drain(dest.upload(local, "m/sub-09.zip"))
     # the clean-up DELETE got 503 too: the chunk folder stays, and the next run resumes from it
     server.maintenance = False

@@ -213,7 +213,7 @@ def test_verify_catches_members_missing_from_or_differing_with_the_manifest(src:
     with pyzipper.AESZipFile(out, "a", encryption=pyzipper.WZ_AES) as zf:
         zf.setpassword(PASS.text().encode())
         zf.writestr("sub-7f3k/extra.txt", b"slipped in later")
-    with pytest.raises(MrishareError, match="1 member\\(s\\) do not match the manifest, e.g. sub-7f3k/extra.txt"):
+    with pytest.raises(MrishareError, match=r"1 member\(s\) do not match the manifest, e.g. sub-7f3k/extra.txt"):
         package.verify_package(out, PASS)
 
 
@@ -224,5 +224,5 @@ def test_verify_catches_a_member_whose_digest_differs(tmp_path: Path) -> None:
         zf.setpassword(PASS.text().encode())
         zf.writestr("sub-x/a.txt", b"real content")
         zf.writestr("sub-x/MANIFEST-SHA256.txt", f"{hashlib.sha256(b'other').hexdigest()}  a.txt\n")
-    with pytest.raises(MrishareError, match="do not match the manifest, e.g. sub-x/a.txt"):
+    with pytest.raises(MrishareError, match=r"do not match the manifest, e.g. sub-x/a.txt"):
         package.verify_package(out, PASS)

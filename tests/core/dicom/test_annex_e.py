@@ -42,7 +42,8 @@ def _concrete_tags(pattern: str) -> list[tuple[int, str | None]]:
 
 def test_shipped_tables_match_the_corpus(shared_data: Path) -> None:
     corpus = shared_data / "phi-corpus"
-    for name in ("annex_e_table_e1_1.csv", "annex_e_table_e3_10_1_safe_private.csv", "annex_e_table_e1_1a_action_codes.csv"):
+    for name in ("annex_e_table_e1_1.csv", "annex_e_table_e3_10_1_safe_private.csv",
+                 "annex_e_table_e1_1a_action_codes.csv"):
         assert (annex_e.TABLE_DIR / name).read_bytes() == (corpus / name).read_bytes(), name
     assert len(E11) == 655 and len(annex_e.all_rules()) == 655
     assert annex_e.TABLE_EDITION == "PS3.15 2025e"

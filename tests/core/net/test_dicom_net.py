@@ -119,7 +119,8 @@ def test_retrieved_files_equal_the_stored_files(orthanc_a: Orthanc, head_files: 
     for uid, original in stored.items():
         copy = retrieved[uid]
         assert copy.PixelData == original.PixelData
-        assert (copy.StudyInstanceUID, copy.SeriesInstanceUID) == (original.StudyInstanceUID, original.SeriesInstanceUID)
+        assert copy.StudyInstanceUID == original.StudyInstanceUID
+        assert copy.SeriesInstanceUID == original.SeriesInstanceUID
         assert copy == original  # the whole dataset, not only pixels and UIDs
     assert all(PATIENT_ID not in p.name and study.study_uid not in p.name for p in got.files)
 
@@ -145,7 +146,7 @@ def test_retrieve_one_series_and_cancel_removes_what_arrived(orthanc_a: Orthanc,
 def test_move_to_a_port_nobody_listens_on_fails(orthanc_a: Orthanc, tmp_path: Path) -> None:
     node = node_for(orthanc_a, retrieve="move", listen_port=free_port(), listen_host="127.0.0.1")
     [study] = dicom_net.find_studies(node, PATIENT_ID)
-    with pytest.raises(MrishareError, match="retrieval failed: status 0xC000.*can the node reach MRISHARE"):
+    with pytest.raises(MrishareError, match=r"retrieval failed: status 0xC000.*can the node reach MRISHARE"):
         drain(dicom_net.retrieve(node, study.study_uid, tmp_path / "in"))
     assert list((tmp_path / "in").iterdir()) == []
 
@@ -162,7 +163,7 @@ def test_store_lists_every_file_and_orthanc_holds_them(empty_b: Orthanc, head_fi
 
 
 def test_wrong_called_ae_title_at_orthanc_is_rejected(orthanc_a: Orthanc) -> None:
-    with pytest.raises(MrishareError, match="rejected.*Called AE title not recognised.*ORTHANCX"):
+    with pytest.raises(MrishareError, match=r"rejected.*Called AE title not recognised.*ORTHANCX"):
         dicom_net.echo(node_for(orthanc_a, ae_title="ORTHANCX"))
 
 
@@ -178,7 +179,8 @@ def scp(contexts: list[str], handlers: list | None = None, syntaxes: list[str] |
         ae.add_supported_context(uid, syntaxes or DEFAULT_TRANSFER_SYNTAXES)
     for key, value in options.items():
         setattr(ae, key, value)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers or [(evt.EVT_C_STORE, lambda _e: 0x0000)])
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=handlers or [(evt.EVT_C_STORE, lambda _e: 0x0000)])
     try:
         yield DicomNode("test-scp", "TESTSCP", "127.0.0.1", server.server_address[1], timeout_s=2)
     finally:
@@ -187,7 +189,7 @@ def scp(contexts: list[str], handlers: list | None = None, syntaxes: list[str] |
 
 def test_rejection_names_the_reason() -> None:
     with scp([Verification], require_calling_aet=["FRIEND"]) as node, \
-            pytest.raises(MrishareError, match="rejected.*Calling AE title not recognised.*MRISHARE"):
+            pytest.raises(MrishareError, match=r"rejected.*Calling AE title not recognised.*MRISHARE"):
         dicom_net.echo(node)
 
 
@@ -201,7 +203,7 @@ def test_silent_peer_times_out() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody answers
         node = DicomNode("silent", "SILENT", "127.0.0.1", silent.getsockname()[1], timeout_s=0.5)
         started = time.monotonic()
-        with pytest.raises(MrishareError, match="no answer to the association request within 0.5 s"):
+        with pytest.raises(MrishareError, match=r"no answer to the association request within 0.5 s"):
             dicom_net.echo(node)
         assert time.monotonic() - started < 3
 
@@ -240,7 +242,7 @@ def test_slow_answer_hits_the_timeout(head_files: list[Path]) -> None:
 
     with scp([MRImageStorage], [(evt.EVT_C_STORE, on_store)]) as node:
         node = dataclasses.replace(node, timeout_s=0.5)
-        with pytest.raises(MrishareError, match="no answer after 0 of .* within 0.5 s"):
+        with pytest.raises(MrishareError, match=r"no answer after 0 of .* within 0.5 s"):
             drain(dicom_net.store(node, head_files[:2]))
 
 
@@ -262,7 +264,7 @@ def test_unaccepted_sop_class_fails_that_file_only(head_files: list[Path], tmp_p
 
 def test_no_presentation_context_at_all(head_files: list[Path]) -> None:
     with scp([CTImageStorage]) as node, \
-            pytest.raises(MrishareError, match="accepted none of the proposed presentation contexts.*MR Image"):
+            pytest.raises(MrishareError, match=r"accepted none of the proposed presentation contexts.*MR Image"):
         drain(dicom_net.store(node, head_files[:2]))
 
 
@@ -317,7 +319,7 @@ def test_nodes_round_trip_through_the_config_file(mrishare_home: Path) -> None:
     raw = json.loads(path.read_text())
     raw["nodes"][0]["ae_titel"] = "typo"
     path.write_text(json.dumps(raw))
-    with pytest.raises(MrishareError, match="unknown node field.*ae_titel"):
+    with pytest.raises(MrishareError, match=r"unknown node field.*ae_titel"):
         load_nodes()
 
 

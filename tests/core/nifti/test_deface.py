@@ -139,7 +139,8 @@ def test_output_keeps_shape_affine_dtype_and_header(processed_heads, shared_data
 @pytest.mark.slow
 def test_reface_blends_without_an_artificial_edge(processed_heads, shared_data: Path) -> None:
     source = shared_data / HEADS["philips"]
-    before, after = _raw(source).astype(np.float32), _raw(processed_heads[("philips", "reface")].output).astype(np.float32)
+    before = _raw(source).astype(np.float32)
+    after = _raw(processed_heads[("philips", "reface")].output).astype(np.float32)
     changed = before != after
     step = np.abs(np.diff(after, axis=1))  # along anterior-posterior, across the mask's back face
     border = changed[:, 1:, :] ^ changed[:, :-1, :]
@@ -155,7 +156,8 @@ def test_scaled_int16_keeps_its_stored_values_and_scaling(processed_heads, share
     scaled.header.set_data_dtype(np.int16)
     scaled.header.set_slope_inter(2.5, -3.0)
     nib.save(scaled, tmp_path / "scaled.nii.gz")
-    result = drain(apply_to_other(processed_heads[("siemens", "reface")], tmp_path / "scaled.nii.gz", tmp_path / "out.nii.gz"))
+    result = drain(apply_to_other(processed_heads[("siemens", "reface")], tmp_path / "scaled.nii.gz",
+                                  tmp_path / "out.nii.gz"))
     out = nib.load(result.output)
     assert out.get_data_dtype() == np.int16
     # nibabel keeps scl_slope/scl_inter on the array proxy of a loaded image
@@ -172,8 +174,9 @@ def test_a_series_far_from_the_registration_is_refused(processed_heads, shared_d
     moved = source.affine.copy()
     moved[1, 3] += 150  # the participant's head 15 cm away from where the template was registered
     nib.save(nib.Nifti1Image(np.asanyarray(source.dataobj), moved, source.header), tmp_path / "moved.nii.gz")
-    with pytest.raises(MrishareError, match="overlap|volume|in front"):
-        drain(apply_to_other(processed_heads[("siemens", "deface")], tmp_path / "moved.nii.gz", tmp_path / "out.nii.gz"))
+    with pytest.raises(MrishareError, match=r"overlap|volume|in front"):
+        drain(apply_to_other(processed_heads[("siemens", "deface")], tmp_path / "moved.nii.gz",
+                             tmp_path / "out.nii.gz"))
     assert not (tmp_path / "out.nii.gz").exists()
 
 
@@ -182,7 +185,7 @@ def test_a_volume_without_a_head_fails_a_gate(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     noise = rng.normal(100, 30, (48, 48, 48)).astype(np.float32)
     nib.save(nib.Nifti1Image(noise, np.diag([4.0, 4.0, 4.0, 1.0])), tmp_path / "noise.nii.gz")
-    with pytest.raises(MrishareError, match="overlap|stretched|volume|in front"):
+    with pytest.raises(MrishareError, match=r"overlap|stretched|volume|in front"):
         drain(deface(tmp_path / "noise.nii.gz", tmp_path / "out.nii.gz", "deface"))
     assert not (tmp_path / "out.nii.gz").exists()
 

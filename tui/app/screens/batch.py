@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,6 +16,11 @@ from textual.widgets import DataTable, Footer, Label, RichLog
 from tui.app.screens.confirm import ConfirmScreen
 from tui.core.events import Event, StepFailed, StepFinished, StepNote, StepProgress, StepStarted
 from tui.core.run_settings import STAGES
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app.app import TuiApp
 
 BAR = 6
 """Cells per stage bar."""
@@ -88,6 +93,9 @@ def human_duration(seconds: float) -> str:
 
 class BatchScreen(Screen[None]):
     """Live progress of a pipeline run; the run goes on when you leave this screen."""
+
+    if TYPE_CHECKING:
+        app = getters.app(TuiApp)  # the screens run only in TuiApp: its attributes, typed
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="batch.back"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +27,11 @@ from tui.core.config import site_secret
 from tui.core.dicom.keys import participant_key
 from tui.core.errors import MrishareError
 from tui.core.events import Event, StepNote, StepProgress
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app.app import TuiApp
 
 SORTS = ("participant", "status", "expires", "last_action")
 
@@ -145,6 +150,9 @@ class LedgerTable(VirtualTable):
 
 class LedgerScreen(Screen[None]):
     """Participants and their shares: filter, sort, select, run, reveal, copy, revoke."""
+
+    if TYPE_CHECKING:
+        app = getters.app(TuiApp)  # the screens run only in TuiApp: its attributes, typed
 
     BINDINGS = [
         Binding("space", "toggle_mark", "Select", id="ledger.select"),

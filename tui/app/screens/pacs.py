@@ -195,8 +195,10 @@ class PacsScreen(ModalScreen[list[Any] | None]):
         try:
             folder = new_intake_folder(intake_dir())
             for number, uid in enumerate(study_uids, 1):
-                drain(retrieve(node, uid, folder, cancel=cancel),
-                      lambda event, n=number: self.post_message(self.Progress(event, n, len(study_uids))))
+                def progress(event: Event, n: int = number) -> None:
+                    self.post_message(self.Progress(event, n, len(study_uids)))
+
+                drain(retrieve(node, uid, folder, cancel=cancel), progress)
             participants = scan(folder, cancel=cancel, workers=1, as_participant=True).participants
             if not participants:
                 raise MrishareError("the node sent no readable DICOM files", node.label)

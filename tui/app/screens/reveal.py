@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import ComposeResult
@@ -15,6 +15,11 @@ from textual.widgets import Label
 from tui.app.screens.confirm import ConfirmScreen
 from tui.app.widgets.big_words import BigWord
 from tui.core.delivery.passphrase import SEPARATOR, spelled
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app.app import TuiApp
 
 
 def words_of(passphrase: Any) -> list[str]:
@@ -30,6 +35,9 @@ class RevealScreen(ModalScreen[None]):
     Lives on the alternate screen only, never logs or notifies the words, and records
     "revealed" (on opening) and "communicated" (after a confirmation) in the ledger.
     """
+
+    if TYPE_CHECKING:
+        app = getters.app(TuiApp)  # the screens run only in TuiApp: its attributes, typed
 
     BINDINGS = [
         Binding("right,space,enter", "step(1)", "Next word", id="reveal.next"),

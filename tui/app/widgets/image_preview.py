@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.color import Color
 from rich.segment import Segment
@@ -24,6 +24,7 @@ from tui.core.errors import MrishareError
 
 if TYPE_CHECKING:
     import numpy as np
+    from textual_image.widget import BaseImage
 
 PLANES = ("as stored", "plane 2", "plane 3")
 LEVELS = 32
@@ -163,7 +164,7 @@ class ImagePreview(Widget, can_focus=True):
         """In sixel/kitty mode hand the windowed slice to the picture widget (it scales to fit)."""
         if self.mode == "halfblock" or not self.is_mounted:
             return
-        picture = self.query_one("#picture")
+        picture = cast("BaseImage", self.query_one("#picture"))  # graphics.image_widget made it
         if self.volume is None or self.depth == 0:
             picture.image = None
             return

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import cast
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -312,7 +313,8 @@ def _own_texts() -> tuple[bytes, ...]:
     return tuple(sorted({w.encode("ascii") for w in words}, key=len, reverse=True))
 
 
-_OWN = re.compile(b"|".join(re.escape(w) for w in _own_texts()) + rb"|ISO[ _]2022[ _]IR[ _]\d+|ISO_IR[ _]\d+|GB18030|GBK")
+_OWN = re.compile(b"|".join(re.escape(w) for w in _own_texts())
+                  + rb"|ISO[ _]2022[ _]IR[ _]\d+|ISO_IR[ _]\d+|GB18030|GBK")
 
 
 def _mask_own(data: bytes) -> bytes:
@@ -571,7 +573,7 @@ def _fmt_name(fmt: str) -> str:
 def _values(value: object) -> list:
     """An element value as a list (multi-valued or single)."""
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return list(value)
+        return list(cast("Iterable[object]", value))
     return [value]
 
 
@@ -744,8 +746,9 @@ def pixel_ranges(ds: Dataset) -> list[tuple[int, int]]:
     for tag in PIXEL_TAGS:
         raw = ds.get_item(tag) if tag in ds else None
         tell = getattr(raw, "value_tell", None)
-        if raw is not None and tell is not None and raw.length not in (None, 0xFFFFFFFF):
-            ranges.append((tell, tell + raw.length))
+        # pydicom's get_item overload omits RawDataElement, the only kind with a value_tell and a length
+        if raw is not None and tell is not None and raw.length not in (None, 0xFFFFFFFF):  # type: ignore[attr-defined]
+            ranges.append((tell, tell + raw.length))  # type: ignore[attr-defined]
         elif raw is not None and tell is not None:
             ranges.append((tell, 1 << 62))  # encapsulated, undefined length: to the end
     return ranges

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 from xml.etree import ElementTree
 
 import openpyxl
@@ -118,7 +118,7 @@ class Ledger:
 
     def __init__(self, path: Path, lock: Path) -> None:
         self.path = path
-        self._lock = lock
+        self._lock: Path | None = lock
         self._wb: Workbook | None = None
         self._stat: tuple[int, int] | None = None
         self._rows: dict[str, LedgerRow] = {}
@@ -187,7 +187,7 @@ class Ledger:
         for name in ("created", "revealed", "communicated"):  # as they read back from the sheet
             value = getattr(stored, name)
             if value is not None:
-                setattr(stored, name, _to_cell(value).replace(microsecond=0))
+                setattr(stored, name, cast(datetime, _to_cell(value)).replace(microsecond=0))
         self._rows[row.id] = stored
         self._dirty[row.id] = copy(stored)
         self._deleted.discard(row.id)

@@ -154,7 +154,7 @@ class _NcPyApi:
     """
 
     def __init__(self, base: str, user: str, password: str, ca_bundle: str | None, timeout_s: float) -> None:
-        self.settings = {  # every option explicit, so nothing comes from os.environ
+        self.settings: dict[str, Any] = {  # every option explicit, so nothing comes from os.environ
             "nextcloud_url": base, "dav_url_suffix": "remote.php/dav", "nc_auth_user": user, "nc_auth_pass": password,
             "npa_nc_cert": ca_bundle or True, "npa_timeout": timeout_s, "npa_timeout_dav": timeout_s,
             "xdebug_session": "", "chunked_upload_v2": True,
@@ -235,6 +235,7 @@ class NextcloudDestination:
 
     def _status_error(self, resp: niquests.Response) -> Exception:
         code = resp.status_code
+        assert code is not None  # a response that arrived has a status
         if code == 401:
             return MrishareError("login refused: check username and app password", self.base)
         if code == 503:

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from threading import Event
@@ -266,7 +266,7 @@ def _verify_zipcrypto(zip_path: Path, passphrase: Passphrase, infos: list[pyzipp
         return digests, _parse_manifest(manifest_path.read_bytes(), zip_path)
 
 
-def _run_child(job: dict[str, object], passphrase: Passphrase, cancel: Event | None,
+def _run_child(job: Mapping[str, object], passphrase: Passphrase, cancel: Event | None,
                where: Path) -> Iterable[int]:
     """Run the pyminizip child; yield the file counts it reports; kill it on cancel."""
     proc = subprocess.Popen([sys.executable, "-P", "-c", _ZIPCRYPTO_CHILD], stdin=subprocess.PIPE,

@@ -132,7 +132,8 @@ in this browser; nothing is sent anywhere.</p>
 <p lang="en"><strong>Important:</strong> these research images were not a diagnostic examination.</p>
 </div>
 {viewer_section()}<section><h2>Dateien speichern / Save the files</h2>
-<p><a id="save-all" href="#" download="{html.escape(top)}.zip">Alle Dateien als ZIP speichern / Save all files as a ZIP</a>
+<p><a id="save-all" href="#" download="{html.escape(top)}.zip">\
+Alle Dateien als ZIP speichern / Save all files as a ZIP</a>
 <span lang="de">(öffnet sich ohne Zusatzprogramm)</span> / <span lang="en">(opens without extra software)</span></p>
 <ul id="files"></ul></section>
 <section><h2>README</h2><pre id="readme"></pre></section>
@@ -140,7 +141,8 @@ in this browser; nothing is sent anywhere.</p>
 </div>
 <script id="sealed-header" type="application/json">{_inline(header)}</script>
 """
-    own = f"<script>\n{_inline(viewer_script())}\n{_inline(SCRIPT.read_text(encoding='utf-8'))}\n</script>\n</body>\n</html>\n"
+    own = (f"<script>\n{_inline(viewer_script())}\n{_inline(SCRIPT.read_text(encoding='utf-8'))}\n</script>\n"
+           "</body>\n</html>\n")
     page = (head + f'<script id="sealed-data" type="application/octet-stream">{sealed["data"]}</script>\n'
             + f"<script>\n{_inline(bundle)}\n</script>\n" + own)
     return page, head + own, f"{top}\n{header}"

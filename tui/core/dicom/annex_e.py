@@ -252,7 +252,7 @@ def _resolve(tag: int, rule: Rule, required_type: str | None, sop_class: str | N
         if required_type not in _NEED:
             raise MrishareError(f"unknown attribute Type {required_type!r} for ({tag >> 16:04X},{tag & 0xFFFF:04X})")
         kind, why = required_type, f"Type {required_type}"
-    elif sop_class in IODS:
+    elif sop_class is not None and sop_class in IODS:
         kind = types.get(sop_class, "")
         name = IODS[sop_class][1]
         why = f"Type {kind} in {name}" if kind else f"not in {name}: E.1-1 Note 13"

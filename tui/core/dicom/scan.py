@@ -306,7 +306,7 @@ def _encapsulated_end(fp: BinaryIO, little: bool) -> bool:
 
 def _pixel_problem(fp: BinaryIO, ds: Dataset, size: int) -> str | None:
     """Check the pixel data element at the file position: does its value fit in the file?"""
-    little = ds.original_encoding[1]
+    little = bool(ds.original_encoding[1])  # None (encoding unknown) reads as big endian
     end = "<" if little else ">"
     header = fp.read(12)
     if len(header) < 8:
@@ -435,7 +435,8 @@ def _int(ds: Dataset, tag: int) -> int | None:
         if isinstance(value, bytes):
             if len(value) < 2:
                 return None
-            return int(struct.unpack("<H" if elem.is_little_endian else ">H", value[:2])[0])
+            # pydicom's get_item overload omits RawDataElement, the only kind with a bytes US value
+            return int(struct.unpack("<H" if elem.is_little_endian else ">H", value[:2])[0])  # type: ignore[attr-defined]
         return int(value[0] if isinstance(value, list | tuple) else value)
     text = _text(ds, tag).split("\\")[0]
     try:
@@ -822,9 +823,9 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
     instances = [r for r in results if isinstance(r, Instance)]
     indexes = [r for r in results if isinstance(r, DicomDirIndex)]
     skipped.extend(r for r in results if isinstance(r, Skipped))
-    for index in indexes:
-        skipped.append(Skipped(index.path, f"DICOMDIR (index; {len(index.found)} referenced files resolved)"))
-        skipped.extend(Skipped(p, "referenced by DICOMDIR but missing") for p in index.missing)
+    for dicomdir in indexes:
+        skipped.append(Skipped(dicomdir.path, f"DICOMDIR (index; {len(dicomdir.found)} referenced files resolved)"))
+        skipped.extend(Skipped(p, "referenced by DICOMDIR but missing") for p in dicomdir.missing)
     skipped.sort(key=lambda s: str(s.path))
     folders = _participant_folders(root, instances, indexes, as_participant)
     secret = site_secret() if folders else b""

@@ -105,7 +105,7 @@ def _types() -> dict[int, dict[str, str]]:
 
 def required_by_iod(tag: int, sop_class: str | None) -> str | None:
     """`Type 1 in MR Image` if the dataset's IOD requires `tag`, None if optional or unknown."""
-    if sop_class not in IODS:
+    if sop_class is None or sop_class not in IODS:
         return None
     kind = _types().get(tag, {}).get(sop_class, "")
     return f"Type {kind} in {IODS[sop_class][1]}" if kind in REQUIRED_TYPES else None

@@ -9,6 +9,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.valuerep import VR
 
 from tui.core.dicom import annex_e
@@ -157,7 +158,7 @@ def _walk(
 def _broken_row(ds: Dataset, tag: int, path: str, kpath: str, depth: int, opts: frozenset[str],
                 sop_class: str | None, error: BaseException) -> TagRow:
     """The row of an element pydicom cannot read: its raw VR, the dictionary's decision, the reason as value."""
-    raw = ds._dict.get(tag)
+    raw = ds._dict.get(BaseTag(tag))
     raw_vr = getattr(raw, "VR", None) or ""
     vr = _CONTROL.sub("?", raw_vr if isinstance(raw_vr, str) else repr(raw_vr))
     known = _dictionary_vr(tag)

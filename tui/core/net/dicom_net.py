@@ -47,7 +47,7 @@ from pydicom.uid import (
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context, build_role
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # pynetdicom sets these names at import
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -76,7 +76,7 @@ MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1.
 PENDING = (0xFF00, 0xFF01)
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 # What we offer to receive in C-GET (the peer picks one per SOP class; uncompressed first).
-RECEIVE_SYNTAXES = [
+RECEIVE_SYNTAXES: list[str | UID] = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, JPEGLosslessSV1,
     JPEGLSLossless, JPEG2000Lossless, RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless,
     JPEG2000,
@@ -216,7 +216,7 @@ def _not_established(assoc: Association, node: DicomNode, connected: bool, start
         }.get(rsp.reason_str, "")
         return f"association rejected ({rsp.result_str.lower()}, {rsp.source_str}: {rsp.reason_str}){hint}"
     if rsp is not None and rsp.result == 0 and not assoc.accepted_contexts:
-        names = sorted({_sop_name(cx.abstract_syntax) for cx in proposed})
+        names = sorted({_sop_name(cx.abstract_syntax) for cx in proposed if cx.abstract_syntax})
         return f"the node accepted none of the proposed presentation contexts ({', '.join(names[:4])})"
     if _timed_out(started, node.timeout_s):
         return f"no answer to the association request within {node.timeout_s:g} s"
@@ -425,7 +425,8 @@ class _Receiver:
 def _retrieve_queries(study_uid: str, series_uids: Sequence[str]) -> list[Dataset]:
     """One identifier for the whole study, or one per series."""
     queries = []
-    for series_uid in series_uids or [None]:
+    targets: Sequence[str | None] = series_uids or [None]
+    for series_uid in targets:
         ds = Dataset()
         ds.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
         ds.StudyInstanceUID = study_uid
@@ -506,6 +507,7 @@ def _retrieve_move(node: DicomNode, study_uid: str, series_uids: Sequence[str], 
     assert node.listen_port is not None
     scp = _new_ae(node)
     for cx in AllStoragePresentationContexts:
+        assert cx.abstract_syntax is not None  # pynetdicom's storage contexts all name their SOP class
         scp.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     try:
         server = scp.start_server((node.listen_host, node.listen_port), block=False,
@@ -514,6 +516,7 @@ def _retrieve_move(node: DicomNode, study_uid: str, series_uids: Sequence[str], 
     except OSError as exc:
         raise MrishareError(f"cannot listen on port {node.listen_port} for C-MOVE "
                             f"({exc.strerror or type(exc).__name__})", node.label) from None
+    assert server is not None  # block=False returns the running server
     hint = (f"; can the node reach {node.our_ae_title} on this machine's port {node.listen_port} "
             "(its C-MOVE destination list)?")
     try:

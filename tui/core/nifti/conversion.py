@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from threading import Event
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 import nibabel as nib
 import numpy as np
@@ -266,7 +266,7 @@ class Dicom2niftiEngine:
         if result["status"] != "ok":
             raise EngineFailed(f"dicom2nifti: {result.get('reason', 'unknown error')}")
         header = read_header(files[0])
-        sidecar = sidecar_from_header(header, nib.load(output).affine)
+        sidecar = sidecar_from_header(header, cast(nib.Nifti1Image, nib.load(output)).affine)
         extras = tuple(sorted(p for p in work.iterdir() if p.suffix in (".bval", ".bvec")))
         return [RawOutput(output, sidecar, extras=extras)]
 

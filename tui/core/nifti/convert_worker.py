@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import pydicom
 
 
-def _scalings(datasets: list[pydicom.Dataset]) -> set[tuple[float, float]]:
+def _scalings(datasets: Sequence[pydicom.Dataset]) -> set[tuple[float, float]]:
     """Every (RescaleSlope, RescaleIntercept) pair in the series, per file or per frame."""
     pairs = set()
     for ds in datasets:
@@ -37,7 +39,7 @@ def _stored_dtype(ds: pydicom.Dataset) -> np.dtype:
     return np.dtype(f"{'i' if int(ds.get('PixelRepresentation') or 0) else 'u'}{max(bits, 8) // 8}")
 
 
-def to_stored_integers(image: nib.Nifti1Image, datasets: list[pydicom.Dataset]) -> nib.Nifti1Image:
+def to_stored_integers(image: nib.Nifti1Image, datasets: Sequence[pydicom.Dataset]) -> nib.Nifti1Image:
     """Undo dicom2nifti's float rescaling: stored integers + scl_slope/scl_inter (same values, 1/4 the size)."""
     data = np.asanyarray(image.dataobj)
     if data.dtype.kind != "f":
@@ -68,7 +70,7 @@ def convert(files: list[Path], output: Path) -> None:
     datasets = [ds for ds in datasets if common.is_valid_imaging_dicom(ds)]
     raw = output.with_name("dicom2nifti-raw.nii")
     dicom_array_to_nifti(datasets, str(raw), reorient_nifti=False)
-    nib.save(to_stored_integers(nib.load(raw), datasets), output)
+    nib.save(to_stored_integers(cast(nib.Nifti1Image, nib.load(raw)), datasets), output)  # dicom2nifti wrote NIfTI-1
     for extra in raw.parent.glob("dicom2nifti-raw.*"):
         if extra.suffix in (".bval", ".bvec"):
             extra.rename(output.with_suffix(extra.suffix))

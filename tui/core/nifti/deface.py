@@ -24,10 +24,12 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
 
 from tui.assets import ASSETS
@@ -160,7 +162,7 @@ def _load(nifti: Path, echoes: bool = False) -> _Scan:
         raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", nifti) from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise MrishareError("not a NIfTI image", nifti)
-    raw = np.asanyarray(img.dataobj.get_unscaled())
+    raw = np.asanyarray(_proxy(img).get_unscaled())
     while raw.ndim > 3 and raw.shape[-1] == 1:
         raw = raw[..., 0]
     if raw.ndim not in ((3, 4) if echoes else (3,)) or min(raw.shape[:3]) < 16:
@@ -346,7 +348,7 @@ def _blend(scan: _Scan, transform: sitk.AffineTransform, face: np.ndarray, brain
         touched = weight > 0
         zero = 0.0
         if mode == "zero":  # the stored value whose real value is 0 (phase is often stored with an offset)
-            slope, inter = scan.nifti.dataobj.slope, scan.nifti.dataobj.inter
+            slope, inter = _proxy(scan.nifti).slope, _proxy(scan.nifti).inter
             zero = -float(inter) / float(slope) if np.isfinite(slope) and slope else 0.0
             weight = touched.astype(np.float32)
         replacement = np.full(int(touched.sum()), zero, np.float32)
@@ -476,12 +478,17 @@ def _temp_name(out: Path) -> Path:
     return out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp{suffix}")
 
 
+def _proxy(image: nib.Nifti1Image) -> ArrayProxy:
+    """A loaded image's array proxy: its unscaled data and scl_slope/inter (nibabel types `dataobj` loosely)."""
+    return cast(ArrayProxy, image.dataobj)
+
+
 def _write_like(source: nib.Nifti1Image, raw: np.ndarray, out: Path) -> None:
     """Write `raw` (unscaled) with `source`'s header, dtype and scl_slope/inter, atomically."""
     image = type(source)(raw.reshape(source.shape), source.affine, source.header.copy())
     # nibabel moves scl_slope/inter from the header to the array proxy on load; putting them back
     # makes it store `raw` as is (it would otherwise compute a new scaling).
-    image.header.set_slope_inter(float(source.dataobj.slope), float(source.dataobj.inter))
+    image.header.set_slope_inter(float(_proxy(source).slope), float(_proxy(source).inter))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(out)
     try:

@@ -16,7 +16,7 @@ import secrets
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import nibabel as nib
 import numpy as np
@@ -80,7 +80,7 @@ def _volumes(original: Path, defaced: Path) -> tuple[np.ndarray, np.ndarray, np.
     images = []
     for path in (original, defaced):
         try:
-            images.append(nib.load(path))
+            images.append(cast(nib.Nifti1Image, nib.load(path)))  # NIfTI-2 images are Nifti1Image subclasses
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
             raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", path) from None
     if images[0].shape != images[1].shape or not np.allclose(images[0].affine, images[1].affine):
@@ -130,7 +130,8 @@ def _voxels(ds: Dataset, index: int, to_voxel: np.ndarray, shape: tuple, path: P
         raise MrishareError(str(error), path) from None
     rows, cols = np.indices((int(ds.Rows), int(ds.Columns))).reshape(2, -1)
     # PS3.3 C.7.6.2.1.1: the first orientation triplet runs along a row (column index), the second down a column.
-    lps = position[:, None] + np.outer(orientation[:3], cols * spacing[1]) + np.outer(orientation[3:], rows * spacing[0])
+    lps = (position[:, None] + np.outer(orientation[:3], cols * spacing[1])
+           + np.outer(orientation[3:], rows * spacing[0]))
     ras = RAS_TO_LPS @ lps
     continuous = to_voxel[:3, :3] @ ras + to_voxel[:3, 3:4]
     voxels = np.rint(continuous).astype(int)

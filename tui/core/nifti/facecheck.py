@@ -2,8 +2,9 @@
 
 `deface` passes only if no view shows a face. `reface` passes only if every face found is a stranger:
 at least SAME_PERSON (dlib face-embedding distance) from the original participant's face in the same
-view (without the original, within SAME_PERSON of the template's face). The MMOD detector ships in tui/assets/face_detector (CC0); the embedding and
-5-point landmark models come from the `face-recognition-models` package (CC0, 31 MB).
+view (without the original, within SAME_PERSON of the template's face). The MMOD detector ships in
+tui/assets/face_detector (CC0); the embedding and 5-point landmark models come from the
+`face-recognition-models` package (CC0, 31 MB).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import dlib
 import nibabel as nib
@@ -83,7 +85,7 @@ def _models() -> tuple:
 def _render(nifti: Path, centre: np.ndarray | None = None) -> list[View]:
     """Front views of a NIfTI head (about `centre`, LPS mm, if given)."""
     try:
-        img = nib.load(nifti)
+        img = cast(nib.Nifti1Image, nib.load(nifti))  # NIfTI-2 images are Nifti1Image subclasses
         data = np.asanyarray(img.dataobj, dtype=np.float32)
     except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as exc:
         raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", nifti) from None
@@ -167,7 +169,7 @@ def _stranger(per_view: list[ViewCheck]) -> bool | None:
     if not found:
         return None
     if all(v.to_original is not None for v in found):
-        return all(v.to_original >= SAME_PERSON for v in found)
+        return all(v.to_original is not None and v.to_original >= SAME_PERSON for v in found)
     return all(v.to_template is not None and v.to_template < SAME_PERSON for v in found)
 
 

@@ -107,7 +107,7 @@ def render_image(volume: sitk.Image, angles=ANGLES, centre: np.ndarray | None = 
             sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, background)
         )  # [screen row, depth, screen column]
         above = rays > level
-        hit = above.any(axis=1)
+        hit = np.asarray(above.any(axis=1))  # an array (numpy's stubs allow a scalar)
         first = np.argmax(above, axis=1)
         rows, cols = np.indices(first.shape)
         before = np.maximum(first - 1, 0)

@@ -170,12 +170,12 @@ def _relative(path: Path, root: Path) -> str:
 def readme_text(root: Path, items: Sequence[Converted | Path], language: str = "de+en",
                 faces_changed: bool = False, about: About = About(), viewer: bool = False) -> str:
     """README.txt text: German and/or English (`de`, `en`, `de+en`)."""
-    items = [_entry(i) for i in items]
+    entries = [_entry(i) for i in items]
     parts = []
     for index, (code, template) in enumerate((("de", README_DE), ("en", README_EN))):
         if code not in language:
             continue
-        listing = "\n".join(f"- {_relative(i.nifti, root)}: {_kind(i)[index]}" for i in items) or "-"
+        listing = "\n".join(f"- {_relative(i.nifti, root)}: {_kind(i)[index]}" for i in entries) or "-"
         viewers = "\n".join(f"- {name} ({systems}): {url}" for name, systems, url in VIEWERS)
         facts = "".join(f"{label}: {value}\n" for label, value in about.lines(index))
         parts.append(template.format(listing=listing, viewers=viewers, faces=FACES[index] if faces_changed else "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -32,9 +33,11 @@ VIEWS = (
     ("coronal", 1, (0, 2), ("R", "L", "S", "I")),
     ("axial", 2, (0, 1), ("R", "L", "A", "P")),
 )
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+"""Pillow's scalable font, or its bitmap font without FreeType."""
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> _Font:
     """Pillow's bundled scalable font, or its bitmap font if FreeType is missing."""
     try:
         return ImageFont.load_default(size=size)
@@ -64,7 +67,8 @@ def _load(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, tuple[float,
         volume = volume[..., 0]
     volume = np.ascontiguousarray(volume)  # canonical order may be a flipped view: slicing a copy is cheaper
     volume.setflags(write=False)
-    return volume, tuple(float(z) for z in image.header.get_zooms()[:3]), image.affine
+    zooms = cast("tuple[float, float, float]", tuple(float(z) for z in image.header.get_zooms()[:3]))
+    return volume, zooms, image.affine
 
 
 def window(volume: np.ndarray) -> tuple[float, float]:
@@ -122,7 +126,7 @@ def head_frame(volume: np.ndarray, zooms: tuple[float, float, float]) -> Frame:
         profile = upper.sum(axis=tuple(a for a in range(3) if a != axis)).astype(np.float64)
         mean = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1))
         centre.append(round(mean) + (cut if axis == 2 else 0))
-    return Frame(low, high, tuple(centre), tuple(bounds))
+    return Frame(low, high, (centre[0], centre[1], centre[2]), tuple(bounds))
 
 
 def _span(area: np.ndarray, fraction: float) -> tuple[int, int]:
@@ -145,7 +149,7 @@ def _render(plane: np.ndarray, mm: tuple[float, float], scale: float, low: float
 
 
 def _label_edges(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], letters: tuple[str, ...],
-                 font: ImageFont.ImageFont) -> None:
+                 font: _Font) -> None:
     """Write orientation letters in the middle of each edge of `box` (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
     if min(x1 - x0, y1 - y0) < 4 * LABEL_SIZE:  # a thin view (few slices): letters would cover it

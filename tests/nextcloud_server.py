@@ -158,9 +158,10 @@ class NextcloudServer:
         return answer.status_code == 200 and b'"installed":true' in (answer.content or b"")
 
     def restart(self) -> None:
-        """Start again after a crash or a dead server: `stop.sh` first, as the kit's `start.sh` takes a pid file
-        whose process still exists for a running instance, and a process killed here stays a zombie (this
-        machine's pid 1 never reaps orphans), so it would refuse with "an instance ... is running"."""
+        """Start again after a crash or a dead server: `stop.sh` first (it waits for the group and clears the pid
+        file). The kit's `start.sh` takes a pid file whose process still exists for a running instance, and a
+        killed php -S stays a zombie until pid 1 reaps it (~2 s here, longer under load), so right after a crash
+        it refuses with "an instance ... is running"."""
         self.stop()
         self.start()
 

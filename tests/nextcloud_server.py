@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,13 @@ KIT = Path(os.environ.get("MRISHARE_SHARED", REPO.parent / "shared")).resolve() 
 XDIST_GROUP = pytest.mark.xdist_group("nextcloud")
 KEEP = "MRISHARE_NEXTCLOUD_DIR"
 """Set to a WORKDIR (and NC_PORT) to reuse a running instance across test sessions while developing."""
+
+
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _free_port() -> int:
@@ -134,14 +142,34 @@ class NextcloudServer:
 
     # -- crash and restart ------------------------------------------------------------------------------
     def kill9(self) -> None:
-        """SIGKILL to the server's process group (a crash)."""
+        """SIGKILL to the server's process group (a crash); returns once nothing listens on its port any more."""
         os.killpg(int(self.env["NC_PID"]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _listening(int(self.env["NC_PORT"])):
+            assert time.monotonic() < deadline, f"port {self.env['NC_PORT']} still answers 10 s after kill -9"
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        """Whether the server answers `status.php` as an installed instance."""
+        try:
+            answer = niquests.get(f"{self.url}/status.php", timeout=5)
+        except niquests.RequestException:
+            return False
+        return answer.status_code == 200 and b'"installed":true' in (answer.content or b"")
+
+    def restart(self) -> None:
+        """Start again after a crash or a dead server: `stop.sh` first (it waits for the group and clears the pid
+        file). The kit's `start.sh` takes a pid file whose process still exists for a running instance, and a
+        killed php -S stays a zombie until pid 1 reaps it (~2 s here, longer under load), so right after a crash
+        it refuses with "an instance ... is running"."""
+        self.stop()
+        self.start()
 
     def start(self) -> None:
         """Start (or restart) the instance in `workdir` on its port."""
+        port = self.env.get("NC_PORT", str(_free_port()))
         done = subprocess.run([str(KIT / "start.sh"), str(self.workdir)], capture_output=True, text=True,
-                              check=False, timeout=900,
-                              env={**os.environ, "NC_PORT": self.env.get("NC_PORT", str(_free_port()))})
+                              check=False, timeout=900, env={**os.environ, "NC_PORT": port})
         assert done.returncode == 0, f"start.sh failed:\n{done.stderr[-3000:]}"
         self.env = dict(line.split("=", 1) for line in done.stdout.splitlines() if line.startswith("NC_"))
 
@@ -185,6 +213,9 @@ def nextcloud_session() -> Iterator[NextcloudServer]:
 
 @pytest.fixture
 def nextcloud(nextcloud_session: NextcloudServer) -> Iterator[NextcloudServer]:
-    """The session's server; policies, quota and maintenance mode a test switched are undone after it."""
+    """The session's server, restarted first if an earlier test left it dead; policies, quota and maintenance
+    mode a test switched are undone after it."""
+    if not nextcloud_session.alive():
+        nextcloud_session.restart()
     yield nextcloud_session
     nextcloud_session.undo()

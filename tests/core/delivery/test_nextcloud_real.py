@@ -175,7 +175,7 @@ def test_kill_9_during_chunked_upload_then_resume_gives_one_file(nextcloud: Next
                 nextcloud.kill9()
                 killed = True
     assert killed
-    nextcloud.start()
+    nextcloud.restart()
     notes: list[str] = []
     drain(d.upload(local, "k9/sub-01.zip"), lambda e: notes.append(e.message) if isinstance(e, StepNote) else None)
     assert any(n.startswith("resuming: ") and not n.startswith("resuming: 0 ") for n in notes), notes

@@ -832,4 +832,5 @@ async def test_mixed_patients_fail_until_one_is_chosen_in_the_participant_screen
 def test_reveal_countdown_reads_in_minutes_until_the_last_two() -> None:
     from tui.app.screens.reveal import hides_in
 
-    assert [hides_in(s) for s in (3600, 3599, 121, 120, 119, 5)] == ["60 min", "60 min", "3 min", "2 min", "119 s", "5 s"]
+    assert [hides_in(s) for s in (3600, 3599, 121, 120, 119, 5)] == ["60 min", "60 min", "3 min", "2 min", "119 s",
+                                                                     "5 s"]

@@ -28,6 +28,7 @@ def test_next_step_follows_the_reason_then_the_stage() -> None:
     assert "Settings (f2" in next_step("upload", "login refused: check username and app password")
     assert "make the link" in next_step("share", "HTTP 503")
     assert "run again (r)" in next_step("deface", "something new")
+    assert "P to choose the patient" in next_step("prepare", "2 patients in one participant folder (35 + 20 files)")
 
 
 async def test_enter_on_a_failed_row_shows_the_whole_reason(make_app, ledger_path: Path) -> None:

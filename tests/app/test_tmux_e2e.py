@@ -73,8 +73,10 @@ def test_open_inspect_run_and_reveal_in_tmux(tmux_app: Tmux) -> None:
     screen = tmux_app.wait_for("2 participants found", "scanned")
     assert "Open" in screen and "Quit" in screen  # the footer fits 80 columns
     tmux_app.keys("Enter")
-    screen = tmux_app.wait_for("Tags", "localizer", "t1_mprage_sag_p2_iso", "After", "new UID")  # tags read
-    assert "•••••" in screen  # identifying values masked; the After column says what a share leaves
+    # the header and legend come before the rows: wait for a row ("new UID" alone is in the legend too)
+    screen = tmux_app.wait_for("Tags", "localizer", "t1_mprage_sag_p2_iso", "After", " SOPInstanceUID ")
+    [row] = [line for line in screen.splitlines() if " SOPInstanceUID " in line]
+    assert "•••••" in row and "new UID" in row  # the identifying value masked; After says what a share leaves
     tmux_app.keys("Down")
     tmux_app.wait_for("series 2")
     tmux_app.keys("Escape")

@@ -23,6 +23,9 @@ NEXT_STEPS = (
                      "element is the usual cause: inspect the series (Enter on the scanned row).")),
     ("nothing released", ("Every file was held back: see the findings above. Check the modality allow-list and "
                           "the preset in Settings (f2), then run again (r).")),
+    ("patients in one participant folder", ("The folder holds scans of more than one patient, so nothing was shared. "
+                                            "Press i, then P to choose the patient to share (the other files are "
+                                            "held back), and run again (r).")),
     ("face check", "The defaced head still looked like a face: look at the renders named above before sharing."),
     ("login", ("The destination refused the login: check user and app password in Settings (f2, t tests the "
                "connection), then run again (r).")),

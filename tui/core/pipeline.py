@@ -117,6 +117,9 @@ def share_password(language: str, min_length: int) -> str:
     return text
 
 
+LEFT_OUT_ON_PURPOSE = ("localizer", "secondary capture", "not an image series")
+"""Skip reasons of the converter (tui/core/nifti/conversion.py `skip_reason`) that are a decision, not a loss."""
+
 _SUB_PREFIX = re.compile(r"^sub[-_]|^sub(?=[a-z2-7]{10}$)", re.IGNORECASE)
 """A 'sub-'/'sub_' prefix, or the 'sub' of a keyed pseudonym ('sub' + 10 base32 characters,
 tui/core/deid/pseudonym.py)."""
@@ -392,7 +395,7 @@ class _Run:
         out = self.attempt / "deid"
         if self._done("deidentify", out):
             assert self.journal is not None
-            self._withhold_damaged(self.journal.done["deidentify"].get("damaged", []))
+            self._withhold(self.journal.done["deidentify"].get("damaged", []))
             return "done earlier"
         shutil.rmtree(out, ignore_errors=True)
         deid_settings = DeidSettings(options=self.profile.options, pseudonym=self.settings.pseudonym,
@@ -416,16 +419,17 @@ class _Run:
         self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified",
                        **({"note": note[:500]} if note else {}))
         damaged = [[path.name, reason] for path, reason in result.quarantined if reason.startswith("damaged header")]
-        self._withhold_damaged(damaged)
+        self._withhold(damaged)
         self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined),
                           damaged=damaged)
         return f"{len(result.released)} released, {len(result.quarantined)} quarantined"
 
-    def _withhold_damaged(self, damaged: list[list[str]]) -> None:
-        """A file held back for a damaged header is the participant's data missing from the package: the run
-        ends 'partly shared' and says which file (a policy quarantine, e.g. burned-in text, is a decision)."""
-        if damaged:
-            gap = Gap("", None, tuple(Problem(reason, (name,)) for name, reason in damaged))
+    def _withhold(self, missing: list[list[str]]) -> None:
+        """[what, why] of the participant's data that is missing from the package (a file held back for a
+        damaged header, an image series the converter skipped): the run ends 'partly shared' and says which.
+        A policy quarantine (burned-in text) or a series left out on purpose (localizer, raw data) is a decision."""
+        if missing:
+            gap = Gap("", None, tuple(Problem(why, (what,)) for what, why in missing))
             self.admission = replace(self.admission, withheld=(*self.admission.withheld, gap))
 
     def convert(self) -> EventStream[str]:
@@ -433,6 +437,8 @@ class _Run:
         from tui.core.nifti import conversion as nifti  # nibabel and dcm2niix only when a run converts
 
         if self._done("convert", self.package_root):
+            assert self.journal is not None
+            self._withhold(self.journal.done["convert"].get("missing", []))
             return "done earlier"
         shutil.rmtree(self.attempt / "package", ignore_errors=True)
         released = scan(self.attempt / "deid", as_participant=True)
@@ -446,9 +452,12 @@ class _Run:
                                 if isinstance(r, nifti.NotConverted))
             raise MrishareError(f"no series could be converted to NIfTI ({reasons or 'no image series'})")
         assert self.journal is not None
+        missing = [[f"series {r.series_key}", f"not converted ({r.reason})"] for r in results
+                   if isinstance(r, nifti.NotConverted) and not r.reason.startswith(LEFT_OUT_ON_PURPOSE)]
+        self._withhold(missing)
         self._save_row(status="converted", series=len(converted), last_action="converted")
         self.journal.mark("convert", files=[str(c.nifti.relative_to(self.attempt)) for c in converted],
-                          suffixes=[c.suffix for c in converted])
+                          suffixes=[c.suffix for c in converted], missing=missing)
         return f"{len(converted)} series converted, {len(results) - len(converted)} skipped"
 
     def _converted(self) -> list[tuple[Path, str]]:

@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 
 from tui.cli import main
 from tui.core.config import site_secret
-from tui.core.deid.deidentify import DeidContext, deidentify_dataset
+from tui.core.deid.cleaner import DeidContext, deidentify_dataset
 from tui.core.deid.leakcheck import identifiers_from_datasets
 from tui.core.dicom import annex_e
 from tui.core.dicom.uidmap import UidMap

@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset
 
 from tui.core.config import site_secret
 from tui.core.deid.audit import read_records
-from tui.core.deid.deidentify import DeidContext, DeidSettings, deidentify_dataset, deidentify_participant
+from tui.core.deid.cleaner import DeidContext, deidentify_dataset
+from tui.core.deid.deidentify import DeidSettings, deidentify_participant
 from tui.core.deid.leakcheck import check_dataset, identifiers_from_datasets
 from tui.core.dicom.scan import scan
 from tui.core.dicom.uidmap import UidMap
@@ -250,7 +251,8 @@ def test_leak_gate_holds_back_what_the_profile_kept(folder_a: Path, tmp_path: Pa
 def test_spliced_output_equals_a_full_rewrite(folder_a: Path, tmp_path: Path, syntax: str) -> None:
     from pydicom.uid import UID
 
-    from tui.core.deid.deidentify import FileJob, context_for, process_file
+    from tui.core.deid.cleaner import context_for
+    from tui.core.deid.deidentify import FileJob, process_file
 
     source = tmp_path / "in.dcm"
     ds = pydicom.dcmread(folder_a / "01_t1_mprage_sag/IM0002")

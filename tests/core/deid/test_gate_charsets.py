@@ -17,7 +17,9 @@ from pydicom.charset import encode_string
 from pydicom.data import get_charset_files
 from pydicom.valuerep import PersonName
 
-from tui.core.deid.deidentify import _serialize, context_for, deidentify_dataset, gate_output, quiet_pydicom
+from tui.core.deid.cleaner import context_for, deidentify_dataset
+from tui.core.deid.deidentify import gate_output, quiet_pydicom
+from tui.core.deid.file_bytes import serialize
 from tui.core.deid.leakcheck import charsets_of
 from tui.core.presets import PRESETS
 
@@ -50,7 +52,7 @@ def test_charset_file_is_released_with_no_name_left(path: str, monkeypatch: pyte
         names = _names(ds)
         ctx = context_for([pydicom.dcmread(BytesIO(source), force=True)], PRESETS["participant-copy"].options)
         report = deidentify_dataset(ds, ctx)
-        data, pixels = _serialize(ds, source)
+        data, pixels = serialize(ds, source)
         assert gate_output(ds, data, pixels, Path("sub-x/0001.dcm"), ctx, report.uids) == []
         out = pydicom.dcmread(BytesIO(data), force=True)
         texts = [str(e.value) for e in out.iterall() if isinstance(e.value, (str, PersonName))]

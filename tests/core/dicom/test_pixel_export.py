@@ -11,7 +11,7 @@ from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from tui.cli import main
-from tui.core.dicom.pixel_export import export_frame
+from tui.core.dicom.pixel_export import export_frame, linear_window
 from tui.core.errors import MrishareError
 
 CLASSIC = "realworld/siemens_orientation_2slice/sag/sagdesc36"  # MONOCHROME2, 12 bits, window 771/1637
@@ -80,3 +80,20 @@ def test_cli_png_frame_jpeg_and_clear_errors(shared_data: Path, tmp_path: Path,
     assert "--frame and --jpeg go with --png OUT" in capsys.readouterr().err
     with pytest.raises(MrishareError, match="cannot write the picture"):
         export_frame(source, Path("/proc/no/such.png"))
+
+
+def test_an_enhanced_frame_goes_through_the_rescale_of_its_functional_groups(shared_data: Path,
+                                                                            tmp_path: Path) -> None:
+    ds = pydicom.dcmread(first(shared_data, ENHANCED))
+    item = pydicom.Dataset()
+    item.RescaleSlope, item.RescaleIntercept, item.RescaleType = 2, -100, "US"
+    for groups in ds.PerFrameFunctionalGroupsSequence:
+        if "PixelValueTransformationSequence" in groups:
+            del groups.PixelValueTransformationSequence
+    ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence = pydicom.Sequence([item])
+    ds.save_as(tmp_path / "rescaled.dcm")
+    window = (400.0, 600.0)
+    done = export_frame(tmp_path / "rescaled.dcm", tmp_path / "f3.png", frame=3, window=window)
+    expected = linear_window(ds.pixel_array[2] * 2.0 - 100, *window)
+    assert np.array_equal(pixels(done.path), expected)
+    assert not np.array_equal(expected, linear_window(ds.pixel_array[2], *window))  # the rescale mattered

@@ -1,6 +1,7 @@
 """One frame of a DICOM image as PNG or JPEG, grey levels through its window/level (secureDICOM's export).
 
-Stored values go through the Modality LUT (Rescale Slope/Intercept) and then the VOI window: the first
+Stored values go through the Modality LUT (Rescale Slope/Intercept, of the frame's Pixel Value
+Transformation in an enhanced image's functional groups) and then the VOI window: the first
 Window Center/Width of the file (of the frame's Frame VOI LUT in an enhanced image's functional groups,
 PS3.3 C.7.6.16.2.10), else the 1st..99th percentile of the frame, else a window given by the
 caller (the app's preview passes the window the user is looking at). The mapping is PS3.3 C.11.2.1.2.1
@@ -45,15 +46,21 @@ def linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray
 def file_window(ds: pydicom.Dataset, frame: int = 1) -> tuple[float, float] | None:
     """The first Window Center/Width pair for `frame`: per-frame, then shared functional groups, then the
     top level (PS3.3 C.7.6.16.2.10, C.11.2), or None."""
+    voi = frame_group_item(ds, frame, "FrameVOILUTSequence")
+    found = _window_of(voi) if voi is not None else None
+    return found if found is not None else _window_of(ds)
+
+
+def frame_group_item(ds: pydicom.Dataset, frame: int, macro: str) -> pydicom.Dataset | None:
+    """The first item of functional group macro `macro` (a sequence keyword) that applies to `frame`:
+    from the per-frame groups, else from the shared groups (PS3.3 C.7.6.16), or None."""
     for groups in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
         items = ds.get(groups) or []
-        item = items[frame - 1 if groups.startswith("PerFrame") else 0] if len(items) >= frame else None
-        voi = item.get("FrameVOILUTSequence") if item is not None else None
-        if voi:
-            found = _window_of(voi[0])
-            if found is not None:
-                return found
-    return _window_of(ds)
+        index = frame - 1 if groups.startswith("PerFrame") else 0
+        found = items[index].get(macro) if len(items) > index else None
+        if found:
+            return found[0]
+    return None
 
 
 def _window_of(ds: pydicom.Dataset) -> tuple[float, float] | None:
@@ -76,7 +83,13 @@ def frame_values(ds: pydicom.Dataset, frame: int) -> tuple[np.ndarray, int]:
     colour = int(ds.get("SamplesPerPixel") or 1) > 1
     if frames > 1:
         pixels = pixels[frame - 1]
-    return (pixels if colour else apply_modality_lut(pixels, ds)), frames
+    if colour:
+        return pixels, frames
+    rescale = frame_group_item(ds, frame, "PixelValueTransformationSequence")
+    if rescale is not None and "RescaleSlope" in rescale and "RescaleIntercept" in rescale:
+        # An enhanced image keeps its Modality LUT in the functional groups (PS3.3 C.7.6.16.2.9).
+        return pixels * float(rescale.RescaleSlope) + float(rescale.RescaleIntercept), frames
+    return apply_modality_lut(pixels, ds), frames
 
 
 def save_picture(grey_or_rgb: np.ndarray, out: Path, jpeg: bool) -> Path:

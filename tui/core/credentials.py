@@ -55,6 +55,8 @@ class Credentials:
     """PEM file of a lab CA for a self-signed server; TLS is verified either way."""
     timeout_s: float = 120.0
     """Seconds without an answer before a request counts as failed."""
+    processing_path: str = "mrishare-processing"
+    """The processing folder on Nextcloud (inbox/, running/, outbox/) for `processing:PIPELINE` and the worker."""
     notes: tuple[str, ...] = ()
     """One-line remarks about the file for the operator (e.g. a seed option that changed meaning)."""
 
@@ -156,5 +158,6 @@ def _check_destination(creds: Credentials) -> None:
         raise MrishareError("nextcloud_baseurl must look like https://cloud.example.org", src)
     if creds.ca_bundle is not None and not creds.ca_bundle.is_file():
         raise MrishareError("ca_bundle does not name a readable PEM file", src)
-    if ".." in creds.remote_path.split("/"):
-        raise MrishareError("remote_path must not contain '..'", src)
+    for name in ("remote_path", "processing_path"):
+        if ".." in getattr(creds, name).split("/"):
+            raise MrishareError(f"{name} must not contain '..'", src)

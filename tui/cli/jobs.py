@@ -38,9 +38,10 @@ def list_jobs(args: argparse.Namespace) -> int:
         stdout.print("no processing jobs in the ledger", markup=False)
     for status in found:
         stdout.print(f"{status.row.id}  {status.row.participant}  {status.row.destination.removeprefix('processing:')}"
-                     f"  {status.state}" + (f"  {status.location}" if status.location else ""), markup=False)
+                     f"  {status.state}" + (f"  {status.location}" if status.location else ""), markup=False,
+                     soft_wrap=True)
         if status.result is not None and status.state == "failed":
-            stdout.print(f"    {status.result.reason}", markup=False)
+            stdout.print(f"    {status.result.reason}", markup=False, soft_wrap=True)
             for line in status.result.log_tail[-LOG_SHOWN:]:
-                stdout.print(f"    | {line}", markup=False)
+                stdout.print(f"    | {line}", markup=False, soft_wrap=True)
     return 1 if any(s.state == "failed" for s in found) else 0

@@ -189,6 +189,9 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
         if delivered_before and (ended := run.link_ended()):
             yield StepFailed(run.subject, "share", ended)
             return Outcome(run.subject, run.journal.share_id, run.row.status, ended)
+        if run.to_processing and run.profile.deface == "off":  # a job leaves the lab: faces stay home
+            raise MrishareError("a processing job sends defaced images only; use --preset research or "
+                                "--deface reface|deface")
         if not delivered_before and not run.to_node:  # login, sharing rights and link rules, before any work
             stage = "upload"
             run.policy = run.destination.policy()

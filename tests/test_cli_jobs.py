@@ -18,7 +18,7 @@ from nextcloud_server import XDIST_GROUP, NextcloudServer
 from tui.cli import main
 from tui.core.childproc import child_env
 from tui.core.credentials import load_credentials
-from tui.core.delivery.jobs import INBOX, OUTBOX, new_job_id
+from tui.core.delivery.jobs import INBOX, OUTBOX, Job, new_job_id
 from tui.core.delivery.ledger import Ledger, LedgerRow
 from tui.core.delivery.processing import job_files, job_folder
 from tui.core.events import drain
@@ -70,7 +70,8 @@ def test_share_for_processing_worker_runs_result_fetched_ledger_done(creds: Path
     assert row.status == "uploaded" and row.job == "queued" and row.remote_path.startswith(f"{INBOX}/")
     job_id = row.remote_path.rsplit("/", 1)[1]
     folder = job_folder(load_credentials(creds))
-    job = folder.read_job(INBOX, job_id, tmp_path)
+    folder.store.download(f"{INBOX}/{job_id}/job.json", tmp_path / "job.json")
+    job = Job.from_json((tmp_path / "job.json").read_bytes(), "job.json")
     assert job.pipeline == "atlas" and job.pseudonym == row.pseudonym
     assert [f.role for f in job.inputs] == ["t1", "sidecar"]
     header = pydicom.dcmread(next(p for p in sorted(scans.rglob("*")) if p.is_file()), stop_before_pixels=True)

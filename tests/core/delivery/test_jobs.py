@@ -67,8 +67,8 @@ def test_verify_refuses_a_changed_file(tmp_path: Path) -> None:
 def test_atlas_takes_the_uni_before_a_plain_t1_and_never_inv_or_phase(tmp_path: Path) -> None:
     plain = image(tmp_path, "sub-UNI1_ses-1_acq-mprage_T1w")  # 'UNI' in the pseudonym must not count
     inv2 = image(tmp_path, "sub-X_ses-1_run-2_T1w", SeriesDescription="mp2rage_INV2")
-    uni = image(tmp_path, "sub-X_ses-1_run-3_T1w", SeriesDescription="mp2rage_UNI_Images")
-    converted = [(plain, "T1w"), (inv2, "T1w"), (uni, "T1w")]
+    uni = image(tmp_path, "sub-X_ses-1_run-3_FLAIR", SeriesDescription="mp2rage_UNI_Images")  # suffix from TR/TI
+    converted = [(plain, "T1w"), (inv2, "T1w"), (uni, "FLAIR")]
     assert image_role(plain) == "magnitude" and image_role(inv2) == "inv2"
     assert choose_inputs("atlas", converted, None) == ([(uni, "uni")], [])
     assert choose_inputs("atlas", converted[:2], None) == ([(plain, "t1")], [])

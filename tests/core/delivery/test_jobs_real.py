@@ -227,3 +227,23 @@ def test_sigterm_stops_the_worker_and_fails_the_running_job(folder: JobFolder, t
     assert folder.state(job_id) == "failed"
     assert folder.result(job_id).reason == "the worker was stopped while the command ran"
     assert "stopped" in workers.log("w1")
+
+
+def test_unreadable_job_file_is_answered_failed_once(folder: JobFolder, workers: Workers, tmp_path: Path) -> None:
+    pipeline, runs = counting(tmp_path, 0.1)
+    job_id = new_job_id()
+    folder.store.makedirs(f"{INBOX}/{job_id}")
+    folder.store.put_bytes(f"{INBOX}/{job_id}/job.json", b'{"id": "' + job_id.encode() + b'", "pipeline": "atlas"}')
+    workers.start("w1", pipeline)
+    until(lambda: folder.state(job_id) == "failed")
+    assert folder.result(job_id).reason == f"{INBOX}/{job_id}/job.json: 'inputs' is missing; not run"
+    assert not runs.exists() and folder.jobs_in(INBOX) == []
+
+
+def test_a_second_worker_on_the_same_state_folder_is_refused(workers: Workers, tmp_path: Path) -> None:
+    first = workers.start("w1", "atlas=true {inputs} {outdir}")
+    until(lambda: "watching" in workers.log("w1"))
+    second = workers.start("w1", "atlas=true {inputs} {outdir}")
+    assert second.wait(30) == 2
+    assert "another worker runs with this state folder" in workers.log("w1")
+    assert first.poll() is None

@@ -231,11 +231,6 @@ class JobFolder:
             raise MrishareError("this job was submitted before; refusing to submit it twice", job.id)
         return Delivered(f"{INBOX}/{job.id}", size, None)
 
-    def read_job(self, folder: str, job_id: str, into: Path) -> Job:
-        """Download and parse `<folder>/<job_id>/job.json` (kept at `into/job.json`)."""
-        self.store.download(f"{folder}/{job_id}/{JOB_FILE}", into / JOB_FILE)
-        return Job.from_json((into / JOB_FILE).read_bytes(), f"{folder}/{job_id}/{JOB_FILE}")
-
     def result(self, job_id: str) -> Result:
         """The job's result.json, parsed."""
         with tempfile.TemporaryDirectory(prefix="mrishare-job-") as work:

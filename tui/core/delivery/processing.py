@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tui.core.delivery.base import Delivered, ShareInfo, SharePolicy
-from tui.core.delivery.jobs import INBOX, OUTBOX, Job, JobFile, JobFolder, Result, check_job_id
+from tui.core.delivery.jobs import INBOX, OUTBOX, RESULT_FILE, Job, JobFile, JobFolder, Result, check_job_id
 from tui.core.delivery.nextcloud import NextcloudDestination
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream
@@ -69,7 +69,9 @@ def choose_inputs(pipeline: str, converted: list[tuple[Path, str]],
         raise MrishareError(f"unknown pipeline; mrishare chooses inputs for {', '.join(PIPELINES)}", pipeline)
     present = [(path, suffix, image_role(path)) for path, suffix in converted if path.exists()]
     if pipeline == "atlas":
-        t1 = [(path, role) for path, suffix, role in present if suffix == "T1w" and role in ("uni", "magnitude")]
+        # a UNI whatever its suffix: its TR/TI can make the converter's guess FLAIR
+        t1 = [(path, role) for path, suffix, role in present
+              if role == "uni" or (suffix == "T1w" and role == "magnitude")]
         wanted = sorted(t1, key=lambda item: item[1] != "uni")[:1]
         wanted = [(path, "uni" if role == "uni" else "t1") for path, role in wanted]
     else:
@@ -196,7 +198,10 @@ def track_jobs(ledger: Ledger, credentials: Credentials, results: Path | None = 
             if state in ("done", "failed"):
                 if results is not None:
                     location = str(results / (row.participant or row.id) / job_id)
-                    result = folder.fetch(job_id, Path(location))
+                    fetched = Path(location) / RESULT_FILE
+                    result = (Result.from_json(fetched.read_bytes(), str(fetched))  # fetched by an earlier call
+                              if row.job == f"{state}: {location}" and fetched.is_file()
+                              else folder.fetch(job_id, Path(location)))
                 else:
                     location = f"{credentials.processing_path}/{OUTBOX}/{job_id}".lstrip("/")
                     result = folder.result(job_id)

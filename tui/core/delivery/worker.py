@@ -11,6 +11,7 @@ process group, and everything it wrote goes to `outbox/<id>/` with result.json (
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -24,11 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from threading import Event
+from typing import TextIO
 
 from tui.core.config import write_private
 from tui.core.delivery.jobs import (
     CLAIM_FILE,
     INBOX,
+    JOB_FILE,
     LOG_LINES,
     OUTBOX,
     RUNNING,
@@ -86,6 +89,7 @@ class Worker:
         self.time_limit_s = time_limit_s
         self.poll_s = poll_s
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_state(self.state_dir)
         id_file = self.state_dir / "worker-id"
         if not id_file.exists():
             write_private(id_file, secrets.token_hex(8).encode())
@@ -103,7 +107,7 @@ class Worker:
             stop.wait(self.poll_s)
 
     def poll_once(self, stop: Event) -> Iterator[WorkerNote]:
-        """Try every queued job of our pipelines once, oldest id order."""
+        """Try every queued job of our pipelines once, in id order."""
         for job_id in self.folder.jobs_in(INBOX):
             if stop.is_set():
                 return
@@ -116,29 +120,38 @@ class Worker:
         work.mkdir(parents=True)
         try:
             try:
-                job = self.folder.read_job(INBOX, job_id, work)
-            except MrishareError as error:
-                if self.folder.state(job_id) != "queued":  # claimed meanwhile by another worker
-                    return
-                yield WorkerNote(job_id, f"skipped: {error.reason}")
-                return
-            if job.pipeline not in self.pipelines:
+                self.folder.store.download(f"{INBOX}/{job_id}/{JOB_FILE}", work / JOB_FILE)
+            except MrishareError:
+                return  # claimed meanwhile by another worker, or no answer: the next poll looks again
+            try:
+                job: Job | None = Job.from_json((work / JOB_FILE).read_bytes(), f"{INBOX}/{job_id}/{JOB_FILE}")
+                problem = ""
+            except MrishareError as error:  # nobody can run it: the first worker answers it as failed
+                job, problem = None, f"{error}; not run"
+            if job is not None and job.pipeline not in self.pipelines:
                 return  # for another worker
-            claim = self.claims / job_id
-            write_private(claim, utc_now().encode())
-            if not self.folder.store.move(f"{INBOX}/{job_id}", f"{RUNNING}/{job_id}"):
-                claim.unlink()
+            if not self._claim(job_id):
                 yield WorkerNote(job_id, "skipped: another worker claimed it first")
                 return
-            self.folder.store.put_bytes(f"{RUNNING}/{job_id}/{CLAIM_FILE}",
-                                        json.dumps({"worker": self.id, "claimed": utc_now()}).encode())
-            yield WorkerNote(job_id, f"claimed ({job.pipeline})")
-            result = self.execute(job, work, stop)
+            yield WorkerNote(job_id, f"claimed ({job.pipeline if job else 'unreadable job.json'})")
+            result = (self.execute(job, work, stop) if job is not None
+                      else self._result(job_id, "failed", None, time.monotonic(), problem, []))
             self.answer(result, work / "out")
             yield WorkerNote(job_id, f"{result.status}" + (f": {result.reason}" if result.reason else "")
                              + f" in {result.duration_s:.1f} s")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _claim(self, job_id: str) -> bool:
+        """MOVE the job from the inbox to running/ (noted in the state folder first, named in worker.json after)."""
+        claim = self.claims / job_id
+        write_private(claim, utc_now().encode())
+        if not self.folder.store.move(f"{INBOX}/{job_id}", f"{RUNNING}/{job_id}"):
+            claim.unlink()
+            return False
+        self.folder.store.put_bytes(f"{RUNNING}/{job_id}/{CLAIM_FILE}",
+                                    json.dumps({"worker": self.id, "claimed": utc_now()}).encode())
+        return True
 
     # -- one job ------------------------------------------------------------------------------------
     def execute(self, job: Job, work: Path, stop: Event) -> Result:
@@ -230,6 +243,19 @@ class Worker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return str(owner)
+
+
+def _lock_state(folder: Path) -> TextIO:
+    """Hold an exclusive lock on the state folder while the worker runs: two workers sharing one would take each
+    other's running jobs for stale ones after a restart."""
+    handle = open(folder / "lock", "w")  # noqa: SIM115  (held open for the worker's life; the OS frees it on exit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise MrishareError("another worker runs with this state folder; give each worker its own --state",
+                            folder) from None
+    return handle
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:

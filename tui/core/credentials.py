@@ -57,6 +57,10 @@ class Credentials:
     """Seconds without an answer before a request counts as failed."""
     processing_path: str = "mrishare-processing"
     """The processing folder on Nextcloud (inbox/, running/, outbox/) for `processing:PIPELINE` and the worker."""
+    webhook_url: str = ""
+    """Where a submitted processing job's job.json is POSTed to start it (empty: a polling worker starts it)."""
+    webhook_token: str = field(default="", repr=False)
+    """The webhook's bearer token."""
     notes: tuple[str, ...] = ()
     """One-line remarks about the file for the operator (e.g. a seed option that changed meaning)."""
 
@@ -111,6 +115,7 @@ def parse_credentials(raw: dict[str, Any], source: Path) -> Credentials:
     values.setdefault("destination", "nextcloud" if values.get("nextcloud_baseurl") else "folder")
     creds = Credentials(source=source, **values)
     _check_destination(creds)
+    _check_webhook(creds)
     return creds
 
 
@@ -140,6 +145,16 @@ def _coerce(name: str, value: Any, source: Path) -> Any:
     if not isinstance(value, str):
         raise MrishareError(f"{name} must be a string", source)
     return value.strip() if name != "password" else value
+
+
+def _check_webhook(creds: Credentials) -> None:
+    if not creds.webhook_url:
+        return
+    url = urlsplit(creds.webhook_url)
+    if url.scheme != "https" and not (url.scheme == "http" and url.hostname in LOOPBACK):
+        raise MrishareError("webhook_url must start with https:// (plain http only for localhost)", creds.source)
+    if not creds.webhook_token:
+        raise MrishareError("webhook_token is required with webhook_url", creds.source)
 
 
 def _check_destination(creds: Credentials) -> None:

@@ -22,7 +22,7 @@ from tui.core.delivery.base import Delivered, ShareInfo, SharePolicy
 from tui.core.delivery.jobs import INBOX, OUTBOX, RESULT_FILE, Job, JobFile, JobFolder, Result, check_job_id
 from tui.core.delivery.nextcloud import NextcloudDestination
 from tui.core.errors import MrishareError
-from tui.core.events import EventStream
+from tui.core.events import EventStream, StepNote
 from tui.core.nifti.deface_pairs import SeriesGeometry
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class ProcessingDestination:
         if pipeline not in PIPELINES:
             raise MrishareError(f"unknown pipeline; mrishare chooses inputs for {', '.join(PIPELINES)}", pipeline)
         self.pipeline = pipeline
+        self.credentials = credentials
         self.folder = job_folder(credentials)
 
     def check(self) -> list[tuple[str, bool, str]]:
@@ -121,8 +122,24 @@ class ProcessingDestination:
         return [item for item in self.folder.store.check() if item[0] != "share rights"]
 
     def submit(self, job: Job, files: dict[str, Path], cancel: Event | None = None) -> EventStream[Delivered]:
-        """Put the job into the inbox (see `JobFolder.submit`)."""
-        return (yield from self.folder.submit(job, files, cancel))
+        """Put the job into the inbox (see `JobFolder.submit`), then start it by webhook if one is configured.
+
+        A webhook that fails is a warning: the job waits in the inbox, where a polling worker finds it.
+        """
+        delivered = yield from self.folder.submit(job, files, cancel)
+        creds = self.credentials
+        if creds.webhook_url:
+            from tui.core.delivery.webhook import post_job
+
+            try:
+                post_job(creds.webhook_url, creds.webhook_token, job.to_json().encode(), creds.ca_bundle,
+                         creds.timeout_s)
+            except MrishareError as error:
+                yield StepNote(job.id, "upload", f"{error}; the job waits in the inbox for a polling worker",
+                               "warning")
+            else:
+                yield StepNote(job.id, "upload", "webhook started the job")
+        return delivered
 
     def upload(self, local: Path, remote_name: str, cancel: Event | None = None) -> EventStream[Delivered]:
         """Refused: a processing job is sent with `submit`, not as a package."""

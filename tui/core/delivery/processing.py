@@ -234,6 +234,14 @@ def track_jobs(ledger: Ledger, credentials: Credentials, results: Path | None = 
     return found
 
 
+def jobs_summary(found: list[JobStatus]) -> str:
+    """'3 jobs: 1 done, 1 failed, 1 running' (states in a fixed order)."""
+    counts = {state: sum(1 for s in found if s.state == state)
+              for state in ("done", "failed", "running", "queued", "missing")}
+    parts = [f"{count} {state}" for state, count in counts.items() if count]
+    return f"{len(found)} job{'' if len(found) == 1 else 's'}: {', '.join(parts)}" if found else "no processing jobs"
+
+
 def job_folder(credentials: Credentials) -> JobFolder:
     """The processing folder (`processing_path`) of the credentials' Nextcloud account."""
     return JobFolder(NextcloudDestination(replace(credentials, remote_path=credentials.processing_path)))

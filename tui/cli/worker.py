@@ -47,17 +47,19 @@ def run_worker(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
-        stderr.print("mrishare worker: stopping (a running command is stopped and its job failed)", markup=False)
+        stderr.print("mrishare worker: stopping (a running command is stopped and its job failed)", markup=False,
+                     soft_wrap=True)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stdout.print(f"worker {worker.id}: pipelines {', '.join(pipelines)}; watching "
-                 f"{folder.store.root or '/'}/inbox every {args.poll:g} s", markup=False)
+                 f"{folder.store.root or '/'}/inbox every {args.poll:g} s", markup=False, soft_wrap=True)
     try:
         for note in worker.run(stop):
-            stdout.print(f"job {note.job_id}: {note.text}", markup=False)
+            stdout.print(f"job {note.job_id}: {note.text}" if note.job_id else note.text, markup=False,
+                         soft_wrap=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         folder.store.close()
-    stdout.print(f"worker {worker.id}: stopped", markup=False)
+    stdout.print(f"worker {worker.id}: stopped", markup=False, soft_wrap=True)
     return 0

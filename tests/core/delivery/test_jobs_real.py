@@ -163,11 +163,11 @@ def test_worker_killed_mid_job_fails_it_on_restart_and_never_runs_it_again(folde
     workers.start("w1", pipeline)  # the same worker (state folder) again
     until(lambda: folder.state(job_id) == "failed")
     result = folder.result(job_id)
-    assert "restart" in result.reason and "not run again" in result.reason and result.exit_code is None
+    assert "worker stopped" in result.reason and "not run again" in result.reason and result.exit_code is None
     time.sleep(1.5)  # a few polls later: still one run, nothing in running/ or inbox/
     assert runs.read_text().count("run") == 1
     assert folder.jobs_in(RUNNING) == [] and folder.jobs_in(INBOX) == []
-    assert "failed: the worker stopped while this job ran" in workers.log("w1")
+    assert "failed: the worker stopped or lost the server while this job ran" in workers.log("w1")
 
 
 def test_another_workers_running_job_is_left_alone_on_restart(folder: JobFolder, t1: Path, workers: Workers,
@@ -247,3 +247,19 @@ def test_a_second_worker_on_the_same_state_folder_is_refused(workers: Workers, t
     assert second.wait(30) == 2
     assert "another worker runs with this state folder" in workers.log("w1")
     assert first.poll() is None
+
+
+def test_server_crash_mid_job_worker_survives_and_answers_once(folder: JobFolder, t1: Path, workers: Workers,
+                                                                tmp_path: Path, nextcloud: NextcloudServer) -> None:
+    pipeline, runs = counting(tmp_path, 4.0)
+    job_id = submit(folder, t1)
+    proc = workers.start("w1", pipeline)
+    until(lambda: runs.exists())
+    nextcloud.kill9()  # the command runs on; its result has nowhere to go
+    time.sleep(6)
+    nextcloud.restart()
+    until(lambda: folder.state(job_id) in ("done", "failed"), 90)
+    time.sleep(2)
+    assert proc.poll() is None  # the worker lived through it
+    assert folder.state(job_id) == "done"  # the upload's retries (1+2+4+8 s) outlast a restart of ~8 s
+    assert runs.read_text() == "run\n" and folder.jobs_in(RUNNING) == [] and folder.jobs_in(INBOX) == []

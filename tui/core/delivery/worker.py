@@ -99,11 +99,18 @@ class Worker:
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, stop: Event) -> Iterator[WorkerNote]:
-        """Fail stale jobs of an earlier run, then poll the inbox and work until `stop` is set."""
-        self.folder.prepare()
-        yield from self.recover()
+        """Fail stale jobs of an earlier run, then poll the inbox and work until `stop` is set.
+
+        A server failure during a poll is reported and the next poll tries again; a job whose result could not
+        be sent is then answered failed (it is never run again).
+        """
+        self.folder.prepare()  # a wrong login or folder ends the worker at once
         while not stop.is_set():
-            yield from self.poll_once(stop)
+            try:
+                yield from self.recover()
+                yield from self.poll_once(stop)
+            except MrishareError as error:
+                yield WorkerNote("", f"{error}; trying again in {self.poll_s:g} s")
             stop.wait(self.poll_s)
 
     def poll_once(self, stop: Event) -> Iterator[WorkerNote]:
@@ -216,13 +223,15 @@ class Worker:
 
     # -- after a restart ----------------------------------------------------------------------------
     def recover(self) -> Iterator[WorkerNote]:
-        """Jobs this worker claimed and did not answer (it was killed): fail them, never run them again."""
+        """Jobs this worker claimed and did not answer (it was killed, or the result could not be sent): fail them,
+        never run them again. Jobs run one at a time, so at a poll every claim left is such a job."""
         for job_id in sorted(p.name for p in self.claims.iterdir()):
             if self.folder.store.exists(f"{OUTBOX}/{job_id}"):
                 self._release(job_id)
                 yield WorkerNote(job_id, "was answered before the restart; cleaned up")
             elif self.folder.store.exists(f"{RUNNING}/{job_id}") and self._claimed_by(job_id) in (self.id, None):
-                reason = "the worker stopped while this job ran (restart); not run again, submit it anew"
+                reason = ("the worker stopped or lost the server while this job ran; not run again, "
+                          "submit it anew")
                 self.answer(Result(job_id, "failed", None, 0.0, reason, (), (), self.id), Path())
                 yield WorkerNote(job_id, f"failed: {reason}")
             else:  # the claim's MOVE never happened (killed in between) or another worker won

@@ -21,6 +21,7 @@ from tui.app.commands import ParticipantCommands
 from tui.app.messages import (
     BatchEnded,
     BatchEventArrived,
+    JobsRefreshed,
     LedgerLoaded,
     RowActionDone,
     ScanEventArrived,
@@ -37,6 +38,8 @@ from tui.core.config import data_dir
 from tui.core.errors import MrishareError
 
 LEDGER_POLL_SECONDS = 2.0
+JOBS_POLL_SECONDS = 15.0
+"""How often the app asks the server about queued and running processing jobs."""
 """How often the app looks whether another mrishare changed the ledger file."""
 
 
@@ -83,6 +86,8 @@ class TuiApp(App[None]):
         self._ledger_stamp: Any = None
         self._ledger_lock = threading.Lock()
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._jobs_busy = False
+        """A jobs refresh is under way (the next one waits for it: one look at the server at a time)."""
         self.scan_result: Any = None
         self.ledger_screen = LedgerScreen()
         self.batch_screen = BatchScreen()
@@ -105,6 +110,7 @@ class TuiApp(App[None]):
         self.open_ledger_worker(self.services.ledger_path)
         # Another mrishare (the CLI, a second app) may change the file: read it again when it does.
         self.set_interval(LEDGER_POLL_SECONDS, self._ledger_changed_on_disk)
+        self.set_interval(JOBS_POLL_SECONDS, self._jobs_pending)
         if self.study_dir is not None:
             self.open_folder(self.study_dir)
 
@@ -289,6 +295,51 @@ class TuiApp(App[None]):
         except MrishareError as failure:
             error = str(failure)
         self.post_message(RowActionDone(verb, row_id, error))
+
+    def jobs_action(self, quiet: bool = False) -> None:
+        """Ask the server about every processing job and fetch finished results (not while a batch writes)."""
+        if self.batch_running:
+            if not quiet:
+                self.notify("Wait for the batch to finish (or cancel it) first.", severity="warning")
+            return
+        if not self._jobs_busy:
+            self._jobs_busy = True
+            self.jobs_worker(quiet)
+
+    def _jobs_pending(self) -> None:
+        """Live status: look again while a job of the ledger is queued or running."""
+        if any(str(row.job).split(":")[0] in ("queued", "running") for row in self.ledger_rows or []):
+            self.jobs_action(quiet=True)
+
+    @work(thread=True, group="jobs", exit_on_error=False)
+    def jobs_worker(self, quiet: bool) -> None:
+        """Refresh the ledger's Job column; results go to `<data folder>/results/<participant>/<job-id>/`."""
+        from tui.core.config import data_dir
+        from tui.core.delivery.processing import jobs_summary, track_jobs
+
+        summary, changed, error = "", False, ""
+        try:
+            credentials = getattr(self.settings, "credentials", None)
+            if credentials is None:
+                raise MrishareError("processing jobs need a credentials file (see f2)")
+            with self.writing_ledger() as ledger:
+                before = {row.id: row.job for row in ledger.rows()}
+                found = track_jobs(ledger, credentials, data_dir() / "results")
+            summary = jobs_summary(found)
+            changed = any(before.get(status.row.id) != status.row.job for status in found)
+        except MrishareError as failure:
+            error = str(failure)
+        self.post_message(JobsRefreshed(summary, changed, quiet, error))
+
+    @on(JobsRefreshed)
+    def _jobs_refreshed(self, message: JobsRefreshed) -> None:
+        self._jobs_busy = False
+        if message.error:
+            self.notify(message.error, title="Jobs not refreshed", severity="error")
+        elif message.changed or not message.quiet:
+            self.notify(message.summary, title="Processing jobs")
+        if message.changed:
+            self.reload_ledger()
 
     @on(RowActionDone)
     def _row_action_done(self, message: RowActionDone) -> None:

@@ -65,6 +65,19 @@ class BatchEnded(Message):
         self.error = error
 
 
+class JobsRefreshed(Message):
+    """The processing jobs were asked about (and finished results fetched); `error` is empty on success."""
+
+    def __init__(self, summary: str, changed: bool, quiet: bool, error: str = "") -> None:
+        super().__init__()
+        self.summary = summary
+        self.changed = changed
+        """A job's state changed since the last look."""
+        self.quiet = quiet
+        """A timed look: say something only when a job changed or the look failed."""
+        self.error = error
+
+
 class RowActionDone(Message):
     """A ledger row action (revoke, extend, reset) finished; `error` is empty on success."""
 

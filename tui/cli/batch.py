@@ -39,7 +39,7 @@ def open_ledger(path: Path) -> Ledger:
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by `batch`, `share` and `demo`."""
-    p.add_argument("--dest", default=None, metavar="folder:PATH|nextcloud",
+    p.add_argument("--dest", default=None, metavar="folder:PATH|nextcloud|processing:PIPELINE",
                    help="where packages go (default: the credentials file's destination, else a local folder)")
     p.add_argument("--ledger", type=Path, default=None, help="share list (default: settings, else the data folder)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="default participant-copy")
@@ -164,8 +164,11 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(Text(outcome.key), Text(outcome.row_id), Text(outcome.status), Text(outcome.reason))
     stdout.print(table)
     ledger_flag = f" --ledger {ledger_path}" if args.ledger else ""
-    stdout.print(Text(f"Passphrases are in the ledger only; show one with `mrishare shares{ledger_flag} reveal ROW`,"
-                      f" the e-mail text with `mrishare mail{ledger_flag} ROW`."))
+    if settings.destination.startswith("processing:"):
+        stdout.print(Text(f"Jobs are queued; follow them and fetch results with `mrishare jobs{ledger_flag} --fetch`."))
+    else:
+        stdout.print(Text(f"Passphrases are in the ledger only; show one with `mrishare shares{ledger_flag} reveal "
+                          f"ROW`, the e-mail text with `mrishare mail{ledger_flag} ROW`."))
     if result.cancelled:
         raise Cancelled(f"stopped by Ctrl-C: {len(result.cancelled)} of {len(result.outcomes)} participant(s) "
                         "cancelled; run the same command again to resume")

@@ -55,6 +55,12 @@ class Credentials:
     """PEM file of a lab CA for a self-signed server; TLS is verified either way."""
     timeout_s: float = 120.0
     """Seconds without an answer before a request counts as failed."""
+    processing_path: str = "mrishare-processing"
+    """The processing folder on Nextcloud (inbox/, running/, outbox/) for `processing:PIPELINE` and the worker."""
+    webhook_url: str = ""
+    """Where a submitted processing job's job.json is POSTed to start it (empty: a polling worker starts it)."""
+    webhook_token: str = field(default="", repr=False)
+    """The webhook's bearer token."""
     notes: tuple[str, ...] = ()
     """One-line remarks about the file for the operator (e.g. a seed option that changed meaning)."""
 
@@ -109,6 +115,7 @@ def parse_credentials(raw: dict[str, Any], source: Path) -> Credentials:
     values.setdefault("destination", "nextcloud" if values.get("nextcloud_baseurl") else "folder")
     creds = Credentials(source=source, **values)
     _check_destination(creds)
+    _check_webhook(creds)
     return creds
 
 
@@ -140,6 +147,16 @@ def _coerce(name: str, value: Any, source: Path) -> Any:
     return value.strip() if name != "password" else value
 
 
+def _check_webhook(creds: Credentials) -> None:
+    if not creds.webhook_url:
+        return
+    url = urlsplit(creds.webhook_url)
+    if url.scheme != "https" and not (url.scheme == "http" and url.hostname in LOOPBACK):
+        raise MrishareError("webhook_url must start with https:// (plain http only for localhost)", creds.source)
+    if not creds.webhook_token:
+        raise MrishareError("webhook_token is required with webhook_url", creds.source)
+
+
 def _check_destination(creds: Credentials) -> None:
     src = creds.source
     if creds.destination.startswith("folder:") or creds.destination == "folder":
@@ -156,5 +173,6 @@ def _check_destination(creds: Credentials) -> None:
         raise MrishareError("nextcloud_baseurl must look like https://cloud.example.org", src)
     if creds.ca_bundle is not None and not creds.ca_bundle.is_file():
         raise MrishareError("ca_bundle does not name a readable PEM file", src)
-    if ".." in creds.remote_path.split("/"):
-        raise MrishareError("remote_path must not contain '..'", src)
+    for name in ("remote_path", "processing_path"):
+        if ".." in getattr(creds, name).split("/"):
+            raise MrishareError(f"{name} must not contain '..'", src)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
+NOT_FOR_PROCESSING = frozenset({"pack", "share"})
 DONE = frozenset({"shared", "uploaded"})
 """Final statuses of a successful run: `shared` (folder, Nextcloud) or `uploaded` (DICOM node)."""
 CANCELLED = "cancelled"
@@ -188,6 +189,9 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
         if delivered_before and (ended := run.link_ended()):
             yield StepFailed(run.subject, "share", ended)
             return Outcome(run.subject, run.journal.share_id, run.row.status, ended)
+        if run.to_processing and run.profile.deface == "off":  # a job leaves the lab: faces stay home
+            raise MrishareError("a processing job sends defaced images only; use --preset research or "
+                                "--deface reface|deface")
         if not delivered_before and not run.to_node:  # login, sharing rights and link rules, before any work
             stage = "upload"
             run.policy = run.destination.policy()
@@ -197,6 +201,8 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
             run.checkpoint(f"at the start of {stage}")
             if run.to_node and stage in NOT_FOR_NODE:
                 summary = "not for a DICOM node"
+            elif run.to_processing and stage in NOT_FOR_PROCESSING:
+                summary = "not for a processing job"
             elif delivered_before:  # a finished run is not redone (its work files are gone)
                 summary = "done earlier"
             else:
@@ -205,7 +211,8 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
         run.finish()
         if run.admission.note():  # the CLI, the TUI's log and the ledger all say it
             yield StepNote(run.subject, STAGES[-1], run.admission.note(), "warning")
-        status = "partly shared" if run.admission.partial else "uploaded" if run.to_node else "shared"
+        status = ("partly shared" if run.admission.partial else "uploaded" if run.to_node or run.to_processing
+                  else "shared")
         return Outcome(run.subject, run.journal.share_id, status, run.admission.note())
     except MrishareError as error:
         reason = str(error)
@@ -237,6 +244,7 @@ class _Run:
         self.cancel = cancel
         self.subject = participant.key
         self.to_node = destination.kind == "dicom-node"
+        self.to_processing = destination.kind == "processing"
         # one work folder per (participant, ledger): a package belongs to the ledger row that made it
         self.home = settings.work_dir / f"{participant.key}-{gate.ledger.owner_tag}"
         self.journal: Journal | None = None
@@ -313,8 +321,9 @@ class _Run:
 
     @property
     def delivered(self) -> bool:
-        """True once the last stage is done: `share`, or `upload` to a DICOM node."""
-        return self.journal is not None and ("upload" if self.to_node else "share") in self.journal.done
+        """True once the last stage is done: `share`, or `upload` to a DICOM node or a processing job."""
+        return self.journal is not None and ("upload" if self.to_node or self.to_processing else "share") \
+            in self.journal.done
 
     @property
     def attempt(self) -> Path:
@@ -608,6 +617,8 @@ class _Run:
         self.journal.forget("upload")
         if self.to_node:
             return (yield from self._send_to_node())
+        if self.to_processing:
+            return (yield from self._submit_job())
         remote_name = f"{self.journal.share_id}/{self.zip_path.name}"
         size = self.zip_path.stat().st_size
         if self.destination.exists(remote_name):
@@ -649,6 +660,45 @@ class _Run:
                        last_action=f"sent to node {node.node.name}")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{len(files)} files to {node.node.name}"
+
+    def _submit_job(self) -> EventStream[str]:
+        """The pipeline's inputs, the leak gate over them and job.json, then the job into the inbox (issue 14).
+
+        The job id is kept in the journal before anything is sent: a rerun after a crash finds the job it
+        submitted instead of submitting a second one.
+        """
+        from tui.core.delivery.jobs import new_job_id
+        from tui.core.delivery.processing import ProcessingDestination, choose_inputs, job_files
+
+        assert self.journal is not None
+        target = cast("ProcessingDestination", self.destination)
+        defaced = None if self.profile.deface == "off" else {
+            self.attempt / rel for rel in self.journal.done.get("deface-files", {}).get("files", [])}
+        chosen, notes = choose_inputs(target.pipeline, self._converted(), defaced)
+        for note in notes:
+            yield StepNote(self.subject, "upload", note, "warning")
+        if "job" not in self.journal.done:
+            self.journal.mark("job", id=new_job_id())
+        job, files = job_files(str(self.journal.done["job"]["id"]), target.pipeline, self.journal.pseudonym, chosen)
+        for line in self._leak_gate(list(files.values()), self.package_root.parent):
+            yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
+        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
+                                                    self.settings.release_values)
+        blocking = [leak for leak in leakcheck.check_text(job.to_json(), identifiers, "job.json", "job.json")
+                    if leak.blocks]
+        if blocking:
+            raise MrishareError(f"leak gate: identifying value(s) in job.json "
+                                f"({'; '.join(leakcheck.summarize(blocking, limit=3))}); nothing sent")
+        self.checkpoint("before submitting the job")
+        if target.exists(job.id):
+            delivered = Delivered(f"inbox/{job.id}", sum(f.size for f in job.inputs), None)
+            yield StepNote(self.subject, "upload", "the job was submitted by an earlier run")
+        else:
+            delivered = yield from relabel(target.submit(job, files, self.cancel), self.subject, "upload")
+        self._save_row(remote_path=delivered.remote_path, size=delivered.size, status="uploaded", job="queued",
+                       last_action=f"job queued for {target.pipeline}", **({"note": notes[0]} if notes else {}))
+        self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
+        return f"job {job.id}: {len(chosen)} image(s) for {target.pipeline}"
 
     def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[list[Path]]:
         """Files to send with each anatomical series defaced in its pixel data; one that fails is withheld."""

@@ -61,9 +61,10 @@ class UserSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.destination, str) or (self.destination and self.destination != "nextcloud" and not (
-                self.destination.startswith(("folder:", "dicom-node:"))
+                self.destination.startswith(("folder:", "dicom-node:", "processing:"))
                 and self.destination.partition(":")[2])):
-            raise MrishareError("destination must be 'folder:PATH', 'nextcloud' or 'dicom-node:NAME'")
+            raise MrishareError("destination must be 'folder:PATH', 'nextcloud', 'dicom-node:NAME' or "
+                                "'processing:PIPELINE'")
         if self.expiry_days is not None and (type(self.expiry_days) is not int or self.expiry_days < 1):
             raise MrishareError("expiry_days must be a whole number of at least 1")
         _one_of("encryption", self.encryption, ENCRYPTIONS)

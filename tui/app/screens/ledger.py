@@ -88,7 +88,7 @@ def entry_from_row(row: Any, key: str) -> Entry:
         id=str(row.id),
         participant=key,
         name=str(row.participant),
-        status=str(row.status),
+        status=f"job {str(row.job).split(':')[0]}" if row.job else str(row.status),
         series=row.series if row.series not in (None, "") else "",
         size=row.size if isinstance(row.size, int) else None,
         link=row.link or "",
@@ -138,7 +138,8 @@ class LedgerTable(VirtualTable):
     BINDINGS = [Binding("enter", "screen.inspect", "Open", id="ledger.inspect")]
 
     def status_style(self, status: str) -> str:
-        """The component class for a status."""
+        """The component class for a status (a processing job's as its done/failed counterpart)."""
+        status = {"job done": "shared", "job failed": "failed", "job missing": "failed"}.get(status, status)
         if status == "shared":
             return "ledger-table--shared"
         if status == "failed":
@@ -168,6 +169,7 @@ class LedgerScreen(Screen[None]):
         Binding("e", "extend", "Extend expiry", show=False, id="ledger.extend"),
         Binding("d", "share_again", "Delete row to share again", show=False, id="ledger.share-again"),
         Binding("f", "fetch_pacs", "Fetch from PACS", show=False, id="ledger.fetch-pacs"),
+        Binding("J", "jobs", "Jobs: refresh and fetch", show=False, id="ledger.jobs"),
         Binding("R", "reload", "Reload ledger", show=False, id="ledger.reload"),
         Binding("L", "save_pseudonym_list", "Save pseudonym list…", show=False, id="ledger.pseudonym-list"),
         Binding("N", "toggle_names", "Show/hide folder names", show=False, id="ledger.names"),
@@ -340,6 +342,8 @@ class LedgerScreen(Screen[None]):
                 detail = f"link: {entry.link}"
             elif entry.row is not None and entry.row.note:
                 detail = f"note: {entry.row.note}"
+            elif entry.row is not None and entry.row.job:
+                detail = f"job {entry.row.job}"
             elif entry.scanned is not None:
                 patients = len(entry.scanned.patients)
                 detail = f"{entry.participant}: {patients} patient(s), {entry.scanned.files} files"
@@ -567,6 +571,11 @@ class LedgerScreen(Screen[None]):
             "Delete row",
             lambda: self.app.share_action("share again", row.id),
         )
+
+    def action_jobs(self) -> None:
+        """Ask the server about every processing job now and fetch finished results (the app also looks every
+        few seconds while one is queued or running)."""
+        self.app.jobs_action()
 
     def action_fetch_pacs(self) -> None:
         """Retrieve a PatientID's studies from a DICOM node; the new participant joins the list."""

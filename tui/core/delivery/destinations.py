@@ -1,4 +1,5 @@
-"""The destination registry: a spec (`folder:PATH`, `nextcloud`, `dicom-node:NAME`) to a destination. Only this module
+"""The destination registry: a spec (`folder:PATH`, `nextcloud`, `dicom-node:NAME`, `processing:PIPELINE`) to a
+destination. Only this module
 knows the concrete destinations; they import the shared types from `base`, so no import circle."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def destination_from(spec: str, credentials: Credentials | None) -> Destination:
-    """Build a destination from `folder:PATH`, `nextcloud` or `dicom-node:NAME` (empty: what the credentials say)."""
+    """Build a destination from `folder:PATH`, `nextcloud`, `dicom-node:NAME` or `processing:PIPELINE` (empty: what
+    the credentials say)."""
     spec = spec or (credentials.destination if credentials else "")
     if spec.startswith("folder:") and len(spec) > len("folder:"):
         return FolderDestination(Path(spec[len("folder:"):]))
@@ -32,4 +34,11 @@ def destination_from(spec: str, credentials: Credentials | None) -> Destination:
         from tui.core.net.nodes import get_node  # pynetdicom only when a node is used
 
         return DicomNodeDestination(get_node(spec[len("dicom-node:"):]))
-    raise MrishareError("destination must be 'folder:PATH', 'nextcloud' or 'dicom-node:NAME'", spec or None)
+    if spec.startswith("processing:") and len(spec) > len("processing:"):
+        if credentials is None:
+            raise MrishareError("the processing destination needs a credentials file (--credentials)")
+        from tui.core.delivery.processing import ProcessingDestination
+
+        return ProcessingDestination(credentials, spec[len("processing:"):])
+    raise MrishareError("destination must be 'folder:PATH', 'nextcloud', 'dicom-node:NAME' or 'processing:PIPELINE'",
+                        spec or None)

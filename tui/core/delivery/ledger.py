@@ -86,6 +86,8 @@ class LedgerRow:
     note: str = ""
     share_password: str = field(default="", repr=False)
     """Second secret that Nextcloud asks for before the download (zipcrypto mode, or when configured)."""
+    job: str = ""
+    """A processing job (issue 14): `queued`, `running`, `done` or `failed`, then `: ` and where the result is."""
 
 
 # Header shown in the workbook for each field; headers are matched case- and punctuation-blind,
@@ -96,7 +98,7 @@ HEADERS = {
     "remote_path": "Remote path", "share_id": "Share ID", "link": "Link", "passphrase": "Passphrase",
     "expires": "Expires", "status": "Status", "mode": "Mode", "created": "Created", "revealed": "Revealed",
     "communicated": "Communicated", "last_action": "Last action", "note": "Note",
-    "share_password": "Share password",
+    "share_password": "Share password", "job": "Job",
 }
 ALIASES = {"password": "passphrase", "expiration": "expires", "expiry": "expires", "expirationdate": "expires",
            "sizebytes": "size", "url": "link", "sharelink": "link", "folder": "source_folder"}

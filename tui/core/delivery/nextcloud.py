@@ -728,3 +728,61 @@ class NextcloudDestination:
                 self._delete_file(entry["path"])
                 removed.append(rel)
         return removed
+
+    # -- WebDAV for a job folder (processing destination, worker): paths relative to `remote_path` --------
+    def makedirs(self, remote_name: str) -> None:
+        """Create a folder and its parents (no error when they exist)."""
+        self._makedirs(self._full(remote_name))
+
+    def list_folder(self, remote_name: str) -> list[tuple[str, bool]] | None:
+        """(name, is_folder) of each entry directly in a folder; None when the folder does not exist."""
+        entries = self._propfind(self._url(self._full(remote_name)), 1)
+        return None if entries is None else [(e["href"].rsplit("/", 1)[-1], e["dir"]) for e in entries[1:]]
+
+    def move(self, source: str, target: str) -> bool:
+        """Rename `source` to `target` in one server-side step, never overwriting.
+
+        False when another client was first: the target exists (412), its parent or the source is gone
+        (409/404), or the source is locked by a concurrent move (423).
+        """
+        resp = self._request("move", "MOVE", self._url(self._full(source)), {201, 204, 404, 409, 412, 423},
+                             headers={"Destination": self._url(self._full(target)), "Overwrite": "F"})
+        return resp.status_code in (201, 204)
+
+    def put_bytes(self, remote_name: str, data: bytes) -> None:
+        """Write a small file, refusing to overwrite one that exists."""
+        resp = self._request("upload", "PUT", self._url(self._full(remote_name)), {201, 204, 412}, data=data,
+                             headers={"If-None-Match": "*", "Content-Type": "application/octet-stream"})
+        if resp.status_code == 412:
+            raise MrishareError("already exists on Nextcloud; refusing to overwrite", remote_name)
+
+    def download(self, remote_name: str, local: Path) -> int:
+        """Copy a remote file to `local` (written under a temporary name, then renamed); its size."""
+        local = Path(local)
+        part = local.with_name(f".{local.name}.part")
+
+        def fetch() -> int:
+            resp = self._attempt("GET", self._url(self._full(remote_name)), {200}, stream=True)
+            size = 0
+            with open(part, "wb") as out:
+                try:
+                    for block in resp.iter_content(SLICE):
+                        out.write(block)
+                        size += len(block)
+                except niquests.exceptions.RequestException as exc:
+                    raise self._network_error(exc, self.timeout) from None
+            return size
+
+        try:
+            size = self._retrying("download", fetch)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        part.replace(local)
+        return size
+
+    def remove(self, remote_name: str) -> None:
+        """Delete a file or folder, and from the trash bin too (no error when it is already gone)."""
+        full = self._full(remote_name)
+        self._delete(self._url(full))
+        self._purge_trash({full})

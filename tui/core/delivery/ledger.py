@@ -234,7 +234,7 @@ class Ledger:
             parts = book.parts | {sheet.part: sheet.apply(changes, appended, deleted, move, formats,
                                                           {1: dict.fromkeys(added.values(), id_style)})}
             if book.styles.changed and book.styles.xml is not None:
-                parts["xl/styles.xml"] = book.styles.xml
+                parts[book.styles_part] = book.styles.xml
             self._write(parts, expect=set(self._dirty))
         except BaseException:
             self._book = None  # memory is ahead of the disk now: the next save reads the file again

@@ -24,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 from xml.etree import ElementTree
 
@@ -33,15 +33,15 @@ from openpyxl.utils.cell import column_index_from_string, get_column_letter
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel, to_excel
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 _DOC_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _ATTR = re.compile(rb"""([\w:]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _ROW_REF = re.compile(rb"""(?:^|\s)r\s*=\s*["'](\d+)["']""")
 _ROW_NUMBER = re.compile(rb"""(\sr\s*=\s*["'])\d+""")
 _ROOT = re.compile(rb"<(\w+:)?(?:worksheet|sst)\b([^>]*)>")
+_WORKSHEET = re.compile(rb"<(?:\w+:)?worksheet\b")
 _NS_DECL = re.compile(rb"""xmlns(?::\w+)?\s*=\s*(?:"[^"]*"|'[^']*')""")
-# What makes moving rows unsafe: anything that points at cells by address (openpyxl's delete_rows
-# rewrites none of them). Parts anywhere in the package, then elements of the sheet itself.
+# What makes moving rows unsafe: anything that points at cells by address (moving rows rewrites
+# none of them). Parts anywhere in the package, then elements of the sheet itself.
 _POSITIONAL_PARTS = ("xl/drawings/", "xl/charts/", "xl/chartsheets/", "xl/pivotCache", "xl/pivotTables/",
                      "xl/tables/", "xl/comments", "xl/threadedComments/")
 _POSITIONAL_ELEMENTS = ("mergeCells", "conditionalFormatting", "dataValidations", "hyperlinks", "autoFilter",
@@ -114,19 +114,19 @@ class Book:
         self.epoch = CALENDAR_MAC_1904 if flag.lower() in ("1", "true") else CALENDAR_WINDOWS_1900
         names = workbook.find(f"{{{MAIN_NS}}}definedNames")
         self.has_defined_names = names is not None and len(names) > 0
-        targets = {rel.get("Id"): rel.get("Target", "") for rel in self._xml("xl/_rels/workbook.xml.rels")}
+        rels = list(self._xml("xl/_rels/workbook.xml.rels"))
+        targets = {rel.get("Id"): _part(rel.get("Target", "")) for rel in rels}
+        by_type = {rel.get("Type", "").rsplit("/", 1)[-1]: _part(rel.get("Target", "")) for rel in rels}
         self.sheets: list[tuple[str, str]] = []
-        """(sheet name, part name) in tab order."""
+        """(sheet name, part name) of the worksheets in tab order (chart sheets left out)."""
         for sheet in workbook.iter(f"{{{MAIN_NS}}}sheet"):
-            target = targets.get(sheet.get(f"{{{_DOC_REL_NS}}}id"), "")
-            part = target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
-            if part in parts:
-                self.sheets.append((sheet.get("name", ""), _normalise(part)))
-        shared = next((_normalise(str(PurePosixPath("xl") / t)) for t in targets.values()
-                       if t.endswith("sharedStrings.xml")), "xl/sharedStrings.xml")
-        self._shared_part = shared
+            part = targets.get(sheet.get(f"{{{_DOC_REL_NS}}}id"), "")
+            if _WORKSHEET.search(parts.get(part, b""), 0, 4096):
+                self.sheets.append((sheet.get("name", ""), part))
+        self._shared_part = by_type.get("sharedStrings", "xl/sharedStrings.xml")
         self._strings: list[str] | None = None
-        self.styles = Styles(parts.get("xl/styles.xml"))
+        self.styles_part = by_type.get("styles", "xl/styles.xml")
+        self.styles = Styles(parts.get(self.styles_part))
 
     @classmethod
     def read(cls, path: Path) -> Book:
@@ -294,7 +294,7 @@ _ROOT_ANY = re.compile(rb"<(\w+:)?styleSheet\b[^>]*>")
 
 
 class Sheet:
-    """A worksheet's XML and its rows; `rewrite` returns the XML with rows changed, added or removed."""
+    """A worksheet's XML and its rows; `apply` changes, adds and removes rows."""
 
     def __init__(self, book: Book, name: str, part: str, max_rows: int | None = None) -> None:
         self.book, self.name, self.part = book, name, part
@@ -312,7 +312,7 @@ class Sheet:
             if end < 0:
                 raise XlsxError(f"{part} is cut short")
             self.data_end = end
-        self._dates: dict[tuple[float, int], object] = {}
+        self._date_memo: dict[tuple[float, int], object] = {}
         self._last_styles: dict[int, int] = {}
         self.rows = list(self._rows(max_rows))
 
@@ -379,12 +379,13 @@ class Sheet:
     def _date(self, number: float, style: int) -> object:
         """A serial number in a date-formatted cell as datetime (or time, or timedelta for durations)."""
         key = (number, style)
-        if key not in self._dates:  # a column of expiry dates holds few distinct values
+        if key not in self._date_memo:  # a column of expiry dates holds few distinct values
             try:
-                self._dates[key] = from_excel(number, self.book.epoch, timedelta=self.book.styles.is_duration(style))
+                duration = self.book.styles.is_duration(style)
+                self._date_memo[key] = from_excel(number, self.book.epoch, timedelta=duration)
             except (OverflowError, ValueError):
                 raise XlsxError(f"{self.part}: a date cell holds no valid date") from None
-        return self._dates[key]
+        return self._date_memo[key]
 
     def _bad(self, kind: bytes) -> object:
         raise XlsxError(f"{self.part}: a cell of type {kind.decode()} holds no valid value")
@@ -578,10 +579,10 @@ def write_parts(parts: dict[str, bytes], handle: BinaryIO, level: int = 1) -> No
             archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED, level)
 
 
-def _normalise(part: str) -> str:
-    """xl/worksheets/../x.xml -> xl/x.xml."""
+def _part(target: str) -> str:
+    """The part name of a workbook relationship's target: '/xl/x.xml' and 'worksheets/../x.xml' -> 'xl/x.xml'."""
     out: list[str] = []
-    for piece in part.split("/"):
+    for piece in (target[1:] if target.startswith("/") else f"xl/{target}").split("/"):
         if piece == "..":
             if out:
                 out.pop()

@@ -696,5 +696,10 @@ def _shared_strings(xml: bytes) -> list[str]:
     root = _ROOT.search(xml, 0, 4096)
     prefix = re.escape(root.group(1) or b"") if root else b""
     decls = b" ".join(_NS_DECL.findall(root.group(2))) if root else b""
-    items = re.findall(rb"<" + prefix + rb"si\b[^>]*?(?:/>|>(.*?)</" + prefix + rb"si>)", xml, re.S)
-    return [_string_item(inner, decls).replace("x005F_", "") for inner in items]
+    p = prefix
+    # a plain item in one step ((text, b'')); any other item's inner XML ((b'', inner)) the general way
+    items = re.findall(rb"<" + p + rb"si><" + p + rb"t(?: xml:space=\"preserve\")?>([^<]*)</" + p + rb"t></" + p
+                       + rb"si>|<" + p + rb"si\b[^>]*?(?:/>|>(.*?)</" + p + rb"si>)", xml, re.S)
+    strings = [(_unescape(text) if b"&" in text or b"\r" in text else text.decode()) if text or not inner
+               else _string_item(inner, decls) for text, inner in items]
+    return [text.replace("x005F_", "") if "x005F_" in text else text for text in strings]

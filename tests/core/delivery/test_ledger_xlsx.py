@@ -198,3 +198,49 @@ def test_libreoffice_opens_what_we_write_and_we_read_what_it_writes(path: Path, 
     assert rows["e"]["Passphrase"] == SECRET and rows["e"]["Size (bytes)"] == "123456789"
     assert rows["e"]["Expires"] == "2026-12-24" and rows["e"]["Created"].startswith("2026-11-20 09:30")
     assert rows["e"]["Created"] == rows["a"]["Created"]  # shown like the rows LibreOffice wrote itself
+
+
+def test_a_column_of_a_newer_version_is_added_with_the_headers_look(path: Path) -> None:
+    with Ledger.open(path) as ledger:
+        ledger.upsert(_row("a", share_password="pw-older"))
+        ledger.save()
+    wb = openpyxl.load_workbook(path)
+    ws = wb["shares"]
+    ws.delete_cols(len(HEADERS))  # a ledger written before the last column existed
+    wb.save(path)
+    with Ledger.open(path) as ledger:
+        assert ledger.get("a").share_password == ""  # type: ignore[union-attr]
+        ledger.upsert(_row("b", share_password="pw-new"))
+        ledger.save()
+    ws = openpyxl.load_workbook(path)["shares"]
+    last = ws.cell(1, len(HEADERS))
+    assert last.value == "Share password" and last.font.b  # bold like the ID header beside it
+    assert ws.cell(3, len(HEADERS)).value == "pw-new" and ws.cell(2, len(HEADERS)).value is None
+
+
+@pytest.mark.parametrize("mark", ["hyperlink", "merged cells", "validation"])
+def test_delete_blanks_in_place_when_the_sheet_points_at_cells(path: Path, mark: str) -> None:
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    with Ledger.open(path) as ledger:
+        for row_id in "abc":
+            ledger.upsert(_row(row_id))
+        ledger.save()
+    wb = openpyxl.load_workbook(path)
+    ws = wb["shares"]
+    if mark == "hyperlink":
+        ws["Y4"].hyperlink = "https://example.org/c"
+    elif mark == "merged cells":
+        ws.merge_cells("Y4:Z4")
+    else:
+        check = DataValidation(type="list", formula1='"yes,no"')
+        ws.add_data_validation(check)
+        check.add("Y4")
+    wb.save(path)
+    with Ledger.open(path) as ledger:
+        ledger.delete("b")
+        ledger.save()
+    ws = openpyxl.load_workbook(path)["shares"]
+    assert [ws.cell(n, 1).value for n in (2, 3, 4)] == ["a", None, "c"]  # c stays where the mark points
+    with Ledger.open(path) as ledger:
+        assert [r.id for r in ledger.rows()] == ["a", "c"]

@@ -351,13 +351,14 @@ class Sheet:
             return self._cells_in_general(inner, values, styles)
         book = self.book
         dates = book.styles.dates
+        strings = book.strings if b't="s"' in inner else []
         for letters, style_text, kind, extra, raw, text, other in found:
             if extra or other:
                 values.clear()
                 styles.clear()
                 return self._cells_in_general(inner, values, styles)
             column = _COLUMNS.get(letters) or _column(letters)
-            style = int(style_text) if style_text else 0
+            style = int(style_text) if style_text and style_text != b"0" else 0
             if style:
                 styles[column] = style
             if kind == b"inlineStr":
@@ -365,12 +366,13 @@ class Sheet:
             elif not raw:
                 continue
             elif kind == b"s":
-                values[column] = book.strings[int(raw)] if int(raw) < len(book.strings) else self._bad(kind)
+                index = int(raw)
+                values[column] = strings[index] if 0 <= index < len(strings) else self._bad(kind)
             elif not kind or kind == b"n":
                 number = float(raw) if b"." in raw or b"e" in raw or b"E" in raw else int(raw)
                 values[column] = number if style not in dates else self._date(number, style)
             else:
-                value = self._value(kind or b"n", style, b"<" + self.grammar.tag("v") + b">" + raw + b"</"
+                value = self._value(kind, style, b"<" + self.grammar.tag("v") + b">" + raw + b"</"
                                     + self.grammar.tag("v") + b">", book)
                 if value is not None:
                     values[column] = value
@@ -529,7 +531,7 @@ class Sheet:
         for column, value in values.items():
             style = own_styles.get(column, new_styles.get(column, 0))
             code = formats.get(column)
-            if code and style not in self.book.styles.dates:
+            if code and style not in self.book.styles.dates and not isinstance(value, str):  # a date, or empty
                 style = self.book.styles.with_format(style, code)
             used[column] = style
             cell = self._cell_xml(f"{_letters(column)}{number}", style, value)

@@ -6,6 +6,7 @@ and a real LibreOffice round trip when `soffice` is installed (CI installs libre
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import zipfile
@@ -244,3 +245,24 @@ def test_delete_blanks_in_place_when_the_sheet_points_at_cells(path: Path, mark:
     assert [ws.cell(n, 1).value for n in (2, 3, 4)] == ["a", None, "c"]  # c stays where the mark points
     with Ledger.open(path) as ledger:
         assert [r.id for r in ledger.rows()] == ["a", "c"]
+
+
+def test_an_unchanged_file_opens_from_memory_and_any_change_is_read(path: Path) -> None:
+    with Ledger.open(path) as ledger:
+        ledger.upsert(_row("a"))
+        ledger.save()
+        ledger.get("a").note = "changed in memory only"  # type: ignore[union-attr]
+    with Ledger.open(path) as ledger:  # the file as this process wrote it: not parsed again
+        warm = ledger.rows()
+    cold_path = path.with_name("cold.xlsx")
+    cold_path.write_bytes(path.read_bytes())
+    with Ledger.open(cold_path) as ledger:
+        assert ledger.rows() == warm == [_row("a", note="spaced & <marked>")]  # the same as a parse gives
+    # a person's edit is read even with the modification time put back (the file is known by content)
+    before = path.stat()
+    wb = openpyxl.load_workbook(path)
+    wb["shares"]["B2"] = "P-b"
+    wb.save(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with Ledger.open(path) as ledger:
+        assert ledger.get("a").participant == "P-b"  # type: ignore[union-attr]

@@ -12,7 +12,8 @@ delete a row to mean "share this participant again". So the ledger:
   - saves atomically (temp file in the same folder, fsync, os.replace) with mode 0600, and only after
     the temp file reads back with every row of this session: a failed check keeps the previous file;
   - stays fast at 10,000 rows (about 0.5 s of CPU to open, 0.2 s to save a change): the sheet is read
-    and rewritten by `xlsx_sheet` (raw XML, rows spliced in place), never loaded cell by cell into openpyxl;
+    and rewritten by `xlsx_sheet` (raw XML, rows spliced in place), never loaded cell by cell into openpyxl,
+    and a file whose bytes this process last read or wrote is not parsed again (kept in memory only);
   - stores text XML-safe: a character XML 1.0 cannot hold (an undecodable byte of a folder name,
     a control character) is written as an escape such as `\xff`, never as a broken character reference;
   - refuses to open while LibreOffice or Excel has the file open (their lock files), while another
@@ -111,6 +112,24 @@ _FIELD_BY_KEY = ({_key(name): name for name in HEADERS} | {_key(label): name for
                  | ALIASES)
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A ledger file's content (by SHA-256) and what parsing it gave."""
+
+    digest: bytes
+    book: Book
+    sheet: Sheet
+    columns: dict[str, int]
+    numbers: dict[str, int]
+    rows: dict[str, LedgerRow]
+
+
+_KNOWN: dict[Path, _Known] = {}
+"""Per ledger path, the file as this process last read or wrote it. The app opens the ledger again
+for every change and after every save; an unchanged file (same bytes) is then not parsed again.
+In memory only: no second copy of the passphrases on disk."""
+
+
 class Ledger:
     """An open, locked share list; `with Ledger.open(path) as ledger:` releases the lock on exit."""
 
@@ -124,6 +143,7 @@ class Ledger:
         self._numbers: dict[str, int] = {}
         """ID -> row number in the sheet on disk."""
         self._stat: tuple[int, int] | None = None
+        self._key = path.resolve()
         self._rows: dict[str, LedgerRow] = {}
         self._dirty: dict[str, LedgerRow] = {}
         self._deleted: set[str] = set()
@@ -144,8 +164,9 @@ class Ledger:
                 ledger._load()
             else:
                 book = Book(_new_workbook())
-                ledger._write(book.parts)
+                digest = ledger._write(book.parts)
                 ledger._rows = ledger._parse(book)
+                ledger._remember(digest, ledger._rows)
         except BaseException:
             ledger.close()
             raise
@@ -235,12 +256,14 @@ class Ledger:
                                                           {1: dict.fromkeys(added.values(), id_style)})}
             if book.styles.changed and book.styles.xml is not None:
                 parts[book.styles_part] = book.styles.xml
-            self._write(parts, expect=set(self._dirty))
+            digest = self._write(parts, expect=set(self._dirty))
         except BaseException:
             self._book = None  # memory is ahead of the disk now: the next save reads the file again
+            _KNOWN.pop(self._key, None)
             raise
         book.parts, book.styles.changed = parts, False
         self._columns, self._numbers = columns, _numbers(sheet, columns["id"])
+        self._remember(digest, self._as_written(sheet))
         self._dirty.clear()
         self._deleted.clear()
 
@@ -254,24 +277,55 @@ class Ledger:
     def _load(self) -> None:
         """Read the rows from disk."""
         stat = _stat(self.path)
-        self._rows = self._parse(self._read())
+        self._rows = self._read()
         self._stat = stat
 
     def _reload(self) -> None:
         """Read the workbook again (changed on disk, or gone: start a fresh one), keeping this session's
         upserts and deletions."""
         stat = _stat(self.path)
-        rows = self._parse(self._read() if stat is not None else Book(_new_workbook()))
+        rows = self._read() if stat is not None else self._parse(Book(_new_workbook()))
         rows.update(self._dirty)
         for row_id in self._deleted:
             rows.pop(row_id, None)
         self._rows, self._stat = rows, stat
 
-    def _read(self) -> Book:
+    def _read(self) -> dict[str, LedgerRow]:
+        """The rows on disk. A file whose content this process last read or wrote is not parsed again."""
         try:
-            return Book.read(self.path)
+            data = self.path.read_bytes()
+        except OSError as error:
+            raise _unreadable(XlsxError(type(error).__name__), self.path) from None
+        digest = hashlib.sha256(data).digest()
+        known = _KNOWN.get(self._key)
+        if known is not None and known.digest == digest:
+            self._book, self._sheet = known.book, known.sheet
+            self._columns, self._numbers = dict(known.columns), dict(known.numbers)
+            return {row_id: copy(row) for row_id, row in known.rows.items()}
+        try:
+            book = Book.from_bytes(data)
         except XlsxError as error:
             raise _unreadable(error, self.path) from None
+        rows = self._parse(book)
+        self._remember(digest, rows)
+        return rows
+
+    def _as_written(self, sheet: Sheet) -> dict[str, LedgerRow]:
+        """The rows as the file just saved reads back (text stripped, as a parse gives it)."""
+        lines = {line.number: line for line in sheet.rows}
+        rows = dict(self._rows)
+        for row_id in self._dirty:
+            line = lines.get(self._numbers.get(row_id, 0))
+            row = _from_cells(line.values, self._columns, line.number, self.path) if line is not None else None
+            if row is not None:
+                rows[row_id] = row
+        return rows
+
+    def _remember(self, digest: bytes, rows: dict[str, LedgerRow]) -> None:
+        """Keep the parsed workbook of the file with this content for the next open in this process."""
+        assert self._book is not None and self._sheet is not None
+        _KNOWN[self._key] = _Known(digest, self._book, self._sheet, dict(self._columns), dict(self._numbers),
+                                   {row_id: copy(row) for row_id, row in rows.items()})
 
     def _parse(self, book: Book) -> dict[str, LedgerRow]:
         """ID -> row for every row of the shares sheet that has an ID; the workbook is kept for `save`."""
@@ -296,14 +350,18 @@ class Ledger:
         self._numbers = _numbers(sheet, columns["id"])
         return rows
 
-    def _write(self, parts: dict[str, bytes], expect: set[str] | None = None) -> None:
+    def _write(self, parts: dict[str, bytes], expect: set[str] | None = None) -> bytes:
         """Save to a 0600 temp file beside the ledger, fsync, read it back (rows in `expect` present),
-        rename over the ledger, fsync the folder. Any failure leaves the previous file as it was."""
+        rename over the ledger, fsync the folder; returns the SHA-256 of the file. Any failure leaves
+        the previous file as it was."""
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        buffer = io.BytesIO()
+        write_parts(parts, buffer)
+        data = buffer.getvalue()
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
-                write_parts(parts, handle)
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             self._read_back(tmp, expect or set())
@@ -314,6 +372,7 @@ class Ledger:
             tmp.unlink(missing_ok=True)
         fsync_path(self.path.parent)
         self._stat = _stat(self.path)
+        return hashlib.sha256(data).digest()
 
     def _read_back(self, written: Path, expect: set[str]) -> None:
         """Refuse a saved workbook whose parts fail their CRC or do not parse as XML, or whose sheet

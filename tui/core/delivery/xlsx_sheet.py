@@ -132,18 +132,21 @@ class Book:
     def read(cls, path: Path) -> Book:
         """Every part of the xlsx at `path` (its CRCs checked)."""
         try:
-            with zipfile.ZipFile(path) as archive:
+            data = path.read_bytes()
+        except OSError as error:
+            raise XlsxError(type(error).__name__) from None
+        return cls.from_bytes(data)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Book:
+        """Every part of the xlsx held in `data` (its CRCs checked)."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 return cls({info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()})
         except XlsxError:
             raise
         except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, ElementTree.ParseError) as error:
             raise XlsxError(type(error).__name__) from None
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Book:
-        """The parts of an xlsx held in memory."""
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return cls({info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()})
 
     def _xml(self, name: str) -> ElementTree.Element:
         if name not in self.parts:
@@ -313,7 +316,6 @@ class Sheet:
                 raise XlsxError(f"{part} is cut short")
             self.data_end = end
         self._date_memo: dict[tuple[float, int], object] = {}
-        self._last_styles: dict[int, int] = {}
         self.rows = list(self._rows(max_rows))
 
     def _rows(self, max_rows: int | None) -> Iterator[Row]:
@@ -489,8 +491,7 @@ class Sheet:
         for values in appended:
             xml = self._row_xml(None, next_number, values, formats, template)
             out.append(xml)
-            written = {column: value for column, value in values.items() if value is not None and value != ""}
-            rows.append(Row(next_number, at, at + len(xml), written, self._last_styles))
+            rows.append(self._parsed_row(xml, at))
             at += len(xml)
             next_number += 1
         out.append(self.data[self.data_end:])
@@ -527,19 +528,16 @@ class Sheet:
                 column = _column(ref) if ref else column + 1
                 own_styles[column] = int(cell_attrs.get(b"s") or 0)
                 cells[column] = _renumbered(match.group(0), ref, column, number, g)
-        used = dict(own_styles)
         for column, value in values.items():
             style = own_styles.get(column, new_styles.get(column, 0))
             code = formats.get(column)
             if code and style not in self.book.styles.dates and not isinstance(value, str):  # a date, or empty
                 style = self.book.styles.with_format(style, code)
-            used[column] = style
             cell = self._cell_xml(f"{_letters(column)}{number}", style, value)
             if cell:
                 cells[column] = cell
             else:
                 cells.pop(column, None)
-        self._last_styles = {column: style for column, style in used.items() if style}
         body = b"".join(cells[c] for c in sorted(cells))
         return start_tag + body + b"</" + g.tag("row") + b">"
 

@@ -195,6 +195,8 @@ class LedgerScreen(Screen[None]):
         """False: once a study folder is scanned, show only its participants (t shows every study)."""
         self._shown: list[Entry] = []
         self._scan_note = ""
+        self._links_note = ""
+        """How the background check of the links with their servers is going (empty before it starts)."""
         self._ready = False
 
     def compose(self) -> ComposeResult:
@@ -240,6 +242,17 @@ class LedgerScreen(Screen[None]):
             self._scan_note = f"scanning: {event.done} {event.unit}"
         elif isinstance(event, StepNote) and event.level == "warning":
             self._scan_note = event.message
+        self._refresh_status()
+
+    def links_checking(self, done: int, total: int) -> None:
+        """Say that the links are being asked about, and how far that got."""
+        self._links_note = f"checking links… {done}/{total}"
+        self._refresh_status()
+
+    def links_checked(self, changed: int, problems: list[str]) -> None:
+        """Say how the link check ended (the changed rows arrive with the next ledger read)."""
+        ended = f", {changed} ended" if changed else ""
+        self._links_note = ("links checked" + ended) if not problems else f"links not all checked{ended}"
         self._refresh_status()
 
     def _rebuild(self) -> None:
@@ -319,6 +332,8 @@ class LedgerScreen(Screen[None]):
             parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
+        if self._links_note:
+            parts.append(self._links_note)
         if self.show_names:
             parts.append("NAMES SHOWN")
         self.query_one("#ledger-status", Label).update(" · ".join(parts))

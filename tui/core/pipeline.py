@@ -617,11 +617,13 @@ class _Run:
             self.checkpoint("before the upload")
             delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
                                            self.subject, "upload")
-        page = page_path(self.zip_path)  # beside the zip where one link reaches both: a folder, for now
-        if self.destination.kind == "folder" and page.exists() and not self.destination.exists(
-                f"{self.journal.share_id}/{page.name}"):
-            drain(self.destination.upload(page, f"{self.journal.share_id}/{page.name}", self.cancel))
+        page = page_path(self.zip_path)  # beside the zip, in the share's own folder (a random name)
+        if page.exists():
+            if not self.destination.exists(f"{self.journal.share_id}/{page.name}"):
+                drain(self.destination.upload(page, f"{self.journal.share_id}/{page.name}", self.cancel))
             yield StepNote(self.subject, "upload", f"passphrase page {page.name} beside the zip")
+            if self.destination.kind == "nextcloud":  # one link reaches both: the folder is shared, read-only
+                delivered = replace(delivered, remote_path=self.journal.share_id)
         self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{delivered.size / 1e6:.1f} MB"

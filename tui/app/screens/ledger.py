@@ -530,7 +530,8 @@ class LedgerScreen(Screen[None]):
         if not entry.row.link:
             self.notify(f"No link yet (status {entry.status}).", severity="warning")
             return
-        subject, body = mail_text(entry.row, self.app.services.mail_language)
+        lab = getattr(self.app.settings, "lab_name", "")  # signs the e-mail, as the README names the lab
+        subject, body = mail_text(entry.row, self.app.services.mail_language, lab)
         self.app.copy_to_clipboard(f"Subject: {subject}\n\n{body}")
         self.notify(f"E-mail text for {entry.participant} copied (without the passphrase).")
 

@@ -105,6 +105,9 @@ async def test_a_link_deleted_on_nextcloud_turns_revoked_when_the_app_opens(
         await until(pilot, lambda: status_of(app).get("s0aa") == "revoked")
         assert status_of(app) == {"s0aa": "revoked", "s0bb": "shared"}
         assert "links checked, 1 ended" in status_line(app)
+        await until(pilot, lambda: app.ledger_screen.current is not None and app.ledger_screen.current.id == "s0aa")
+        detail = str(app.ledger_screen.query_one("#ledger-detail", Label).render())
+        assert detail == f"revoked: link gone on the server (seen {TODAY})"  # the column is cut at 80; this is not
     progress = [m for m in seen if isinstance(m, LinksChecking)]
     assert progress[0].done == 0 and progress[-1].done == progress[-1].total == 2
     row = on_disk(ledger)["s0aa"]

@@ -355,6 +355,8 @@ class LedgerScreen(Screen[None]):
                 detail = f"link: {entry.link}"
             elif entry.row is not None and entry.row.note:
                 detail = f"note: {entry.row.note}"
+            elif entry.row is not None and entry.last_action:  # e.g. when the server's link went (whole, dated)
+                detail = f"{entry.status}: {entry.last_action}"
             elif entry.scanned is not None:
                 patients = len(entry.scanned.patients)
                 detail = f"{entry.participant}: {patients} patient(s), {entry.scanned.files} files"

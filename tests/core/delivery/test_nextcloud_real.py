@@ -197,6 +197,8 @@ def test_a_folder_share_reaches_zip_and_page_and_revoke_removes_the_folder(
         got = public_dav(info.url, "GET", local.name.removeprefix("f1_"))
         assert got.status_code == 200 and got.content == local.read_bytes()
     assert public_dav(info.url, "PUT", "more.txt", data=b"x").status_code in (403, 405)  # read-only
+    extended = dest.extend(info.share_id, 20)  # extend acts on the folder's link like on a file's
+    assert extended.remote_path == "f1" and dest.find_share(info.share_id) == extended
     trash_before = nextcloud.trash()
     dest.revoke(info.share_id, info.remote_path)
     assert niquests.get(info.url, timeout=30).status_code == 404

@@ -1,6 +1,6 @@
 """The whole `mrishare share` of one real head against the same work chained by hand (issue 20, point 3).
 
-By hand: dicognito (de-identify a copy in place) -> dcm2niix (gzipped NIfTI) -> `7z a` AES-256 zip -> `7z t`.
+By hand: dicognito (de-identify into a new folder) -> dcm2niix (gzipped NIfTI) -> `7z a` AES-256 zip -> `7z t`.
 mrishare does more (leak gate, previews, viewer, README, manifest, passphrase page, ledger, journal), so the
 question is only whether it is slower in wall-clock time. Runs alternate (tools, share, tools, share, ...) so a
 busy machine weighs on both; the median is printed. Defacing is off on both sides (the tools have none).
@@ -37,8 +37,9 @@ def by_hand(dicom: Path, work: Path) -> float:
     (work / "nifti").mkdir(parents=True)
     shutil.copytree(dicom, work / "dicom")
     started = time.perf_counter()
-    run(BIN / "dicognito", work / "dicom")
-    run(BIN / "dcm2niix", "-z", "y", "-o", work / "nifti", work / "dicom")
+    # `python -m`: the dicognito 0.19 console script is broken (its main() wants an argument)
+    run(sys.executable, "-m", "dicognito", "--output-directory", work / "anon", work / "dicom")
+    run(BIN / "dcm2niix", "-z", "y", "-o", work / "nifti", work / "anon")
     run("7z", "a", "-tzip", "-mem=AES256", f"-p{PHRASE}", work / "out.zip", work / "nifti")
     run("7z", "t", f"-p{PHRASE}", work / "out.zip")
     return time.perf_counter() - started

@@ -37,7 +37,7 @@ from tui.app.screens.settings import SettingsScreen
 from tui.app.services import Services
 from tui.core.config import data_dir
 from tui.core.errors import MrishareError
-from tui.core.events import Event, StepProgress
+from tui.core.events import Event, StepProgress, drain
 
 LEDGER_POLL_SECONDS = 2.0
 """How often the app looks whether another mrishare changed the ledger file."""
@@ -271,7 +271,6 @@ class TuiApp(App[None]):
     def _link_states(self, group: list[Any], before: int, total: int) -> list[Any]:
         """The rows of one destination whose link changed on its server, posting progress meanwhile."""
         from tui.core.delivery import shares
-        from tui.core.events import drain
 
         def progress(event: Event) -> None:
             if isinstance(event, StepProgress):

@@ -539,7 +539,8 @@ class _Run:
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
                                     self.subject, "pack")
-        self._write_unlock_page(zip_path, phrase.text())
+        if note := self._write_unlock_page(zip_path, phrase.text()):
+            yield StepNote(self.subject, "pack", note, "warning")
         self._save_row(passphrase=phrase.text(), sha256=result.sha256, size=result.size, mode=result.mode,
                        status="packed", last_action="packed and verified")
         self.journal.mark("pack", size=result.size)
@@ -569,12 +570,17 @@ class _Run:
             scanned = datetime.strptime(dates[0], "%Y%m%d").date() if dates else None
         return About(self.settings.lab_name, self.settings.lab_contact, self.settings.study_name, scanned)
 
-    def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
+    def _write_unlock_page(self, zip_path: Path, phrase: str) -> str:
         """The passphrase page beside the zip; the leak gate searches what was put into its template (not the
-        ciphertext, whose content it already searched in the package)."""
-        from tui.core.delivery.unlock_page import write_unlock_page
+        ciphertext, whose content it already searched in the package). A package too large for a page gets none:
+        the returned note says so (the upload and the mail then go without it)."""
+        from tui.core.delivery.unlock_page import PageTooLarge, write_unlock_page
 
-        page = write_unlock_page(zip_path, phrase)
+        page_path(zip_path).unlink(missing_ok=True)  # an earlier attempt's page never stays beside a new zip
+        try:
+            page = write_unlock_page(zip_path, phrase)
+        except PageTooLarge as error:
+            return f"no passphrase page: {error.reason}"
         identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
                                                     self.settings.release_values)
         blocking = [leak for leak in leakcheck.check_text(page.inserted, identifiers, "page", page.path.name)
@@ -584,6 +590,7 @@ class _Run:
             zip_path.unlink()
             raise MrishareError("leak gate: identifying value(s) in the passphrase page "
                                 f"({'; '.join(leakcheck.summarize(blocking, limit=3))}); nothing released", page.path)
+        return ""
 
     def _leak_gate(self, files: list[Path], root: Path) -> list[str]:
         """Refuse to release if a blocking identifier of the participant is found in a file or a name

@@ -192,6 +192,20 @@ def public_download(url: str, password: str | None = None) -> niquests.Response:
         return browser.get(f"{url}/download", timeout=30)
 
 
+def public_dav(url: str, method: str, name: str = "", **kwargs: object) -> niquests.Response:
+    """A participant's client on a public link's WebDAV (public.php/webdav, the share token as user name)."""
+    base, token = url.split("/index.php/s/")
+    return niquests.request(method, f"{base}/public.php/webdav/{name}", auth=(token, ""), timeout=30, **kwargs)
+
+
+def public_names(url: str) -> list[str]:
+    """The names in a shared folder, as the public WebDAV lists them."""
+    listing = public_dav(url, "PROPFIND", headers={"Depth": "1"})
+    assert listing.status_code == 207, listing.status_code
+    hrefs = re.findall(r"<d:href>([^<]+)</d:href>", listing.text or "")
+    return sorted(href.rstrip("/").rsplit("/", 1)[-1] for href in hrefs[1:])
+
+
 @pytest.fixture(scope="session")
 def nextcloud_session() -> Iterator[NextcloudServer]:
     """One real Nextcloud for the whole session, in a temporary folder removed afterwards."""

@@ -6,13 +6,15 @@ server that tests/nextcloud_server.py starts once per session. Every test has it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import date, timedelta
 from pathlib import Path
 
+import niquests
 import pytest
-from nextcloud_server import XDIST_GROUP, NextcloudServer, public_download
+from nextcloud_server import XDIST_GROUP, NextcloudServer, public_dav, public_download, public_names
 
 from tui.cli import main
 from tui.core.config import config_dir, data_dir
@@ -20,9 +22,10 @@ from tui.core.credentials import load_credentials
 from tui.core.delivery.ledger import Ledger, LedgerRow
 from tui.core.delivery.mailtext import mail_text
 from tui.core.delivery.nextcloud import NextcloudDestination
+from tui.core.delivery.unlock_page import PAGE_SUFFIX
 from tui.core.demo import make_demo_study
-from tui.core.events import StepFinished
-from tui.core.pipeline import LedgerGate, run_participant
+from tui.core.events import StepFinished, drain
+from tui.core.pipeline import LedgerGate, bids_label, run_participant
 from tui.core.settings import UserSettings
 
 pytestmark = [XDIST_GROUP, pytest.mark.slow]
@@ -42,6 +45,13 @@ def rows(ledger: Path) -> list[LedgerRow]:
 
 def share(participant: Path, ledger: Path, *extra: str) -> int:
     return main(["share", str(participant), "--deface", "off", "--ledger", str(ledger), *extra])
+
+
+def package_files(row: LedgerRow) -> list[str]:
+    """What one share puts on the server: its own folder (the row id) with the zip and the passphrase page."""
+    assert row.remote_path == row.id  # the link reaches the folder
+    package = f"{row.id}/sub-{bids_label(row.pseudonym)}"
+    return [f"{package}.zip", f"{package}{PAGE_SUFFIX}"]
 
 
 def default_credentials(server: NextcloudServer, **overrides: object) -> Path:
@@ -103,14 +113,14 @@ def test_revoked_row_is_not_shared_until_shared_again_and_a_deleted_row_shares_o
     assert share(participant, ledger) == 0
     [second] = rows(ledger)
     assert second.id != first.id and second.status == "shared"
-    assert nextcloud.files(root) == [second.remote_path]
+    assert nextcloud.files(root) == package_files(second)
 
     with Ledger.open(ledger) as book:  # the user deletes the row: "share this participant again"
         book.delete(second.id)
         book.save()
     assert share(participant, ledger) == 0
     [third] = rows(ledger)
-    assert third.id not in (first.id, second.id) and nextcloud.files(root) == [third.remote_path]
+    assert third.id not in (first.id, second.id) and nextcloud.files(root) == package_files(third)
     assert [s["file_target"] for s in nextcloud.shares() if s["token"] in third.link] == [
         f"/{Path(third.remote_path).name}"]
 
@@ -211,7 +221,7 @@ def test_share_refused_after_upload_removes_the_file(nextcloud: NextcloudServer,
     nextcloud.undo()
     assert share(participant, ledger) == 0
     [again] = rows(ledger)
-    assert again.status == "shared" and again.note == "" and nextcloud.files(root) == [again.remote_path]
+    assert again.status == "shared" and again.note == "" and nextcloud.files(root) == package_files(again)
 
 
 def test_file_left_after_a_failed_share_is_removed_by_cleanup(nextcloud: NextcloudServer, participant: Path,
@@ -223,11 +233,61 @@ def test_file_left_after_a_failed_share_is_removed_by_cleanup(nextcloud: Nextclo
     assert row.status == "failed" and row.remote_path
     assert row.note.endswith("the uploaded file is still on the server: `mrishare shares cleanup` removes it")
     nextcloud.undo()
-    assert nextcloud.files(root) == [row.remote_path]
+    assert nextcloud.files(root) == package_files(row)
     assert main(["shares", "--ledger", str(ledger), "cleanup"]) == 0
     assert nextcloud.files(root) == []
     [cleaned] = rows(ledger)
     assert cleaned.status == "failed" and not cleaned.remote_path
     assert share(participant, ledger) == 0
     [shared] = rows(ledger)
-    assert shared.status == "shared" and nextcloud.files(root) == [shared.remote_path]
+    assert shared.status == "shared" and nextcloud.files(root) == package_files(shared)
+
+
+# -- issue 20: the passphrase page reaches the participant through the one link -------------------------------
+def test_the_link_opens_a_folder_with_zip_and_page_and_revoke_removes_both(
+        nextcloud: NextcloudServer, participant: Path, tmp_path: Path) -> None:
+    root = json.loads(default_credentials(nextcloud).read_text())["remote_path"]
+    ledger = tmp_path / "share-list.xlsx"
+    assert share(participant, ledger) == 0
+    [row] = rows(ledger)
+    assert nextcloud.files(root) == package_files(row)
+    zip_name, page_name = (name.split("/")[1] for name in package_files(row))
+    assert public_names(row.link) == [zip_name, page_name]
+    package, page = public_dav(row.link, "GET", zip_name), public_dav(row.link, "GET", page_name)
+    assert hashlib.sha256(package.content).hexdigest() == row.sha256 and len(package.content) == row.size
+    assert page.status_code == 200 and b"<!DOCTYPE html>" in page.content[:200]
+    assert row.passphrase.encode() not in page.content and row.passphrase not in page_name
+    _, body = mail_text(row, "de+en")
+    assert "Der Link öffnet einen Ordner mit zwei Dateien" in body and "The link opens a folder with two files" in body
+    assert body.index(PAGE_SUFFIX) < body.index("7-Zip")
+    trash = nextcloud.trash()
+    assert main(["shares", "--ledger", str(ledger), "revoke", row.id]) == 0
+    assert niquests.get(row.link, timeout=30).status_code == 404
+    assert nextcloud.files(root) == [] and nextcloud.trash() == trash
+    assert not NextcloudDestination(load_credentials(config_dir() / "credentials.json")).exists(row.id)
+
+
+def test_an_old_share_of_the_zip_alone_still_revokes_and_cleans_up(
+        nextcloud: NextcloudServer, tmp_path: Path) -> None:
+    """A ledger from before the folder shares: its rows name the zip, and their link reaches the zip alone."""
+    creds = default_credentials(nextcloud)
+    root = json.loads(creds.read_text())["remote_path"]
+    cloud = NextcloudDestination(load_credentials(creds), attempts=2, backoff_s=0.05)
+    ledger = tmp_path / "share-list.xlsx"
+    with Ledger.open(ledger) as book:
+        for row_id in ("s0old1", "s0old2"):
+            local = tmp_path / f"{row_id}.zip"
+            local.write_bytes(b"PK" + bytes(3000))
+            drain(cloud.upload(local, f"{row_id}/sub-x.zip"))
+            info = cloud.share(f"{row_id}/sub-x.zip", 3, row_id)
+            book.upsert(LedgerRow(row_id, participant=row_id, destination="nextcloud", remote_path=info.remote_path,
+                                  share_id=info.share_id, link=info.url, status="shared", expires=info.expires))
+        book.save()
+    cloud.close()
+    assert PAGE_SUFFIX not in mail_text(rows(ledger)[0], "de+en")[1]  # no page was delivered with it
+    assert main(["shares", "--ledger", str(ledger), "revoke", "s0old1"]) == 0
+    assert nextcloud.files(root) == ["s0old2/sub-x.zip"]
+    [old2] = [r for r in rows(ledger) if r.id == "s0old2"]
+    nextcloud.sql(f"UPDATE oc_share SET expiration='2000-01-01 00:00:00' WHERE id={old2.share_id}")
+    assert main(["shares", "--ledger", str(ledger), "cleanup"]) == 0
+    assert nextcloud.files(root) == []

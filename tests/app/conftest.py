@@ -90,7 +90,9 @@ def make_app(ledger_path: Path, settings: PipelineSettings) -> Callable[..., Tui
     """Build a TuiApp on the fixed ledger, fixed clock and local-folder settings."""
 
     def build(study: Path | None = None, **changes: object) -> TuiApp:
-        services = Services(ledger_path=ledger_path, clock=lambda: NOW, settings=settings, reveal_seconds=60)
+        # the fixed rows' links are made up (folder:/srv/outbox): no server to ask; test_link_check asks real ones
+        services = Services(ledger_path=ledger_path, clock=lambda: NOW, settings=settings, reveal_seconds=60,
+                            check_links=False)
         for name, value in changes.items():
             setattr(services, name, value)
         return TuiApp(services, study_dir=study)

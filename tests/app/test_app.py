@@ -608,6 +608,42 @@ async def test_settings_are_kept_for_the_next_start(ledger_path: Path, mrishare_
         assert again.screen.query_one("#set-expiry", Input).value == "30"
 
 
+async def test_lab_and_study_are_set_on_the_settings_screen_and_kept(ledger_path: Path, mrishare_home: Path) -> None:
+    import json
+
+    from tui.app.services import Services
+
+    def start() -> TuiApp:
+        return TuiApp(Services(ledger_path=ledger_path, clock=lambda: NOW, check_links=False))
+
+    app = start()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        app.screen.query_one("#set-lab-contact", Input).value = "x" * 201
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen)  # refused before the form closes, and said why
+        assert any("lab_contact must be one line of text (at most 200" in n.message for n in app._notifications)
+        app.screen.query_one("#set-lab-name", Input).value = "  MRT-Labor Musterstadt "
+        app.screen.query_one("#set-lab-contact", Input).value = "mrt@example.org"
+        app.screen.query_one("#set-study-name", Input).value = "Gedächtnis-Studie"
+        await pilot.press("ctrl+o")
+        await settle(app, pilot)
+        assert isinstance(app.screen, LedgerScreen)
+        assert (app.settings.lab_name, app.settings.study_name) == ("MRT-Labor Musterstadt", "Gedächtnis-Studie")
+    saved = json.loads((mrishare_home / "config" / "settings.json").read_text())
+    assert (saved["lab_name"], saved["lab_contact"], saved["study_name"]) == (
+        "MRT-Labor Musterstadt", "mrt@example.org", "Gedächtnis-Studie")
+    again = start()
+    async with again.run_test(size=SIZE) as pilot:
+        await settle(again, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        assert again.screen.query_one("#set-lab-contact", Input).value == "mrt@example.org"
+
+
 async def test_a_broken_settings_file_is_named_and_the_app_still_starts(ledger_path: Path,
                                                                         mrishare_home: Path) -> None:
     from tui.app.services import Services

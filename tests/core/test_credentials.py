@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tui.core.config import config_dir
-from tui.core.credentials import ENV_VAR, MRICRON_NOTE, credentials_path, load_credentials, parse_credentials
+from tui.core.credentials import (
+    ENV_VAR,
+    MRICRON_NOTE,
+    VIEWER_BUNDLE_NOTE,
+    credentials_path,
+    load_credentials,
+    parse_credentials,
+)
 from tui.core.errors import MrishareError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +54,15 @@ def test_viewer_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
     off = load_credentials(write(tmp_path / "b.json", {**plain, "include_viewer": False}))
     assert off.include_viewer is False and off.notes == ()
     assert load_credentials(write(tmp_path / "c.json", {**SEED, "include_mricron": False})).notes == ()
+
+
+def test_a_viewer_bundle_is_ignored_with_one_line(tmp_path: Path) -> None:
+    bundled = load_credentials(write(tmp_path / "a.json", {**SEED, "viewer_bundle": "C:/Lab/MRIcron"}))
+    assert bundled.notes == (MRICRON_NOTE, VIEWER_BUNDLE_NOTE) and "\n" not in VIEWER_BUNDLE_NOTE
+    assert not hasattr(bundled, "viewer_bundle")  # nothing downstream can use it by mistake
+    assert load_credentials(write(tmp_path / "b.json", {**SEED, "viewer_bundle": ""})).notes == (MRICRON_NOTE,)
+    with pytest.raises(MrishareError, match="viewer_bundle must be a path string"):
+        load_credentials(write(tmp_path / "c.json", {**SEED, "viewer_bundle": 3}))
 
 
 def test_password_never_in_repr(tmp_path: Path) -> None:

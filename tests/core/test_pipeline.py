@@ -201,7 +201,10 @@ def test_nextcloud_link_share(demo: Path, tmp_path: Path, nextcloud: StandinNext
     assert result.outcomes[0].status == "shared", result.outcomes
     assert "/s/" in row.link and row.expires is not None
     remote = [f for f in nextcloud.remote_files("lab") if f.startswith("MRI/")]
-    assert len(remote) == 1 and remote[0].endswith(".zip") and row.share_id
+    # the share's own folder holds the zip and its passphrase page, and the link is to that folder
+    assert [Path(f).suffix for f in remote] == [".zip", ".html"] and row.share_id
+    assert {str(Path(f).parent) for f in remote} == {f"MRI/{row.remote_path}"} and row.remote_path == row.id
+    assert [s.path for s in nextcloud.shares.values()] == [f"/MRI/{row.id}"]
     assert all(row.passphrase not in str(r) for r in nextcloud.requests)
 
 
@@ -219,7 +222,7 @@ def test_dead_server_fails_cleanly_then_resumes(demo: Path, tmp_path: Path, next
         again = drain(run_batch(scan(demo).participants, conf, ledger))
         assert again.outcomes[0].status == "shared"
         assert len(ledger.rows()) == 1
-    assert len([f for f in nextcloud.remote_files("lab") if f.startswith("MRI/")]) == 1
+    assert len([f for f in nextcloud.remote_files("lab") if f.startswith("MRI/")]) == 2  # the zip and its page
 
 
 def test_zipcrypto_needs_nextcloud_and_gets_a_share_password(demo: Path, tmp_path: Path,

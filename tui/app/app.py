@@ -23,6 +23,8 @@ from tui.app.messages import (
     BatchEventArrived,
     JobsRefreshed,
     LedgerLoaded,
+    LinksChecked,
+    LinksChecking,
     RowActionDone,
     ScanEventArrived,
     ScanFinished,
@@ -36,11 +38,12 @@ from tui.app.screens.settings import SettingsScreen
 from tui.app.services import Services
 from tui.core.config import data_dir
 from tui.core.errors import MrishareError
+from tui.core.events import Event, StepProgress, drain
 
 LEDGER_POLL_SECONDS = 2.0
+"""How often the app looks whether another mrishare changed the ledger file."""
 JOBS_POLL_SECONDS = 15.0
 """How often the app asks the server about queued and running processing jobs."""
-"""How often the app looks whether another mrishare changed the ledger file."""
 
 
 def ledger_stamp(path: Path) -> tuple[int, int] | None:
@@ -88,6 +91,8 @@ class TuiApp(App[None]):
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._jobs_busy = False
         """A jobs refresh is under way (the next one waits for it: one look at the server at a time)."""
+        self._links_checked = False
+        """True once the check of the links with their servers was started (once per start)."""
         self.scan_result: Any = None
         self.ledger_screen = LedgerScreen()
         self.batch_screen = BatchScreen()
@@ -235,6 +240,65 @@ class TuiApp(App[None]):
         assert message.rows is not None  # a message without an error carries the rows
         self.ledger_rows = message.rows
         self.ledger_screen.show_rows(message.rows)
+        if self.services.check_links and not self._links_checked:
+            self._links_checked = True
+            self.check_links_worker(message.rows)
+
+    @work(thread=True, exclusive=True, group="link-check", exit_on_error=False)
+    def check_links_worker(self, rows: list[Any]) -> None:
+        """Ask each destination whether the shared rows' links still live (as `shares list --check` does); write
+        the rows whose link is gone, holding the ledger only for that write. A destination that cannot be
+        asked is one line and leaves its rows as they are."""
+        from tui.core.delivery import shares
+
+        groups = shares.rows_to_check(rows)
+        total, done = sum(len(group) for group in groups.values()), 0
+        if not total:
+            return
+        self.post_message(LinksChecking(0, total))
+        changed: list[Any] = []
+        problems = []
+        for group in groups.values():
+            try:
+                changed += self._link_states(group, done, total)
+            except MrishareError as error:
+                problems.append(str(error))
+            done += len(group)
+        if changed:
+            try:
+                with self.writing_ledger() as ledger:
+                    changed = shares.follow_server(ledger, changed)
+                    ledger.save()
+            except MrishareError as error:
+                problems.append(f"{error}; the rows are checked again at the next start")
+                changed = []
+        self.post_message(LinksChecked(changed, problems))
+
+    def _link_states(self, group: list[Any], before: int, total: int) -> list[Any]:
+        """The rows of one destination whose link changed on its server, posting progress meanwhile."""
+        from tui.core.delivery import shares
+
+        def progress(event: Event) -> None:
+            if isinstance(event, StepProgress):
+                self.post_message(LinksChecking(before + event.done, total))
+
+        destination = shares.row_destination(group[0], getattr(self.settings, "credentials", None))
+        try:
+            return drain(shares.link_states(group, destination), progress)
+        finally:
+            destination.close()
+
+    @on(LinksChecking)
+    def _links_checking(self, message: LinksChecking) -> None:
+        self.ledger_screen.links_checking(message.done, message.total)
+
+    @on(LinksChecked)
+    def _links_checked_now(self, message: LinksChecked) -> None:
+        self.ledger_screen.links_checked(len(message.changed), message.problems)
+        for problem in message.problems:
+            self.notify(problem, title="Links not checked", severity="warning", timeout=15)
+        if message.changed:
+            self.reload_ledger()
 
     def reload_ledger(self) -> None:
         """Read the ledger again and show its rows."""

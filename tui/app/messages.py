@@ -86,3 +86,22 @@ class RowActionDone(Message):
         self.verb = verb
         self.row_id = row_id
         self.error = error
+
+
+class LinksChecking(Message):
+    """The check of the ledger's links with their servers got `done` of `total` links."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class LinksChecked(Message):
+    """The link check ended: `changed` rows now follow their server; `problems` are one line per destination
+    that could not be asked."""
+
+    def __init__(self, changed: list[Any], problems: list[str]) -> None:
+        super().__init__()
+        self.changed = changed
+        self.problems = problems

@@ -50,3 +50,6 @@ class Services:
     """How long the passphrase stays on screen before it hides itself."""
     mail_language: str = "de+en"
     """Language(s) of the copied e-mail text: de, en, de+en or en+de."""
+    check_links: bool = True
+    """On start, ask each shared row's server in the background whether its link still lives (fixed test data
+    with made-up links switches it off)."""

@@ -2,8 +2,9 @@
 
 The file keeps the seed's fields (`username`, `password`, `remote_path`, `expiration_days`,
 `include_mricron`, `nextcloud_baseurl`) and adds `destination`, `share_password`, `chunk_mib`,
-`include_viewer`, `viewer_bundle`, `ca_bundle` and `timeout_s`. The seed's `include_mricron: true`
-now means `include_viewer: true` (the browser viewer replaced the Windows-only MRIcron bundle). It is looked up
+`include_viewer`, `ca_bundle` and `timeout_s`. The seed's `include_mricron: true` now means
+`include_viewer: true` (the browser viewer replaced the Windows-only MRIcron bundle); a `viewer_bundle` is accepted
+and ignored, with a one-line note, for the same reason. It is looked up
 in this order: `--credentials PATH`, the `MRISHARE_CREDENTIALS` environment variable,
 `config_dir()/credentials.json`. Nothing is ever
 read from a `.env` file or from nc-py-api's `NEXTCLOUD_URL`/`NC_AUTH_*` variables, so the source of a
@@ -45,8 +46,6 @@ class Credentials:
     """Full days a participant can use the link."""
     include_viewer: bool = True
     """Put the offline 3D browser viewer (NiiVue) into each package's index.html."""
-    viewer_bundle: Path | None = None
-    """Local folder or zip with a viewer (e.g. MRIcroGL/MRIcron) to include."""
     share_password: bool = False
     """Protect every link with a generated share password (always on in zipcrypto mode)."""
     chunk_mib: int = 100
@@ -66,8 +65,12 @@ class Credentials:
 
 
 _INT_LIMITS = {"expiration_days": (1, 3650), "chunk_mib": (5, 4096)}
-_FIELDS = {name for name in Credentials.__dataclass_fields__ if name not in ("source", "notes")} | {"include_mricron"}
+_OBSOLETE = {"include_mricron", "viewer_bundle"}
+"""Fields of earlier files that are accepted and read only to tell the operator what became of them."""
+_FIELDS = {name for name in Credentials.__dataclass_fields__ if name not in ("source", "notes")} | _OBSOLETE
 MRICRON_NOTE = "include_mricron is now include_viewer: every package gets the offline 3D browser viewer"
+VIEWER_BUNDLE_NOTE = ("viewer_bundle is obsolete and ignored: every package carries the offline 3D browser viewer "
+                      "(include_viewer), nothing to install")
 
 
 def credentials_path(explicit: Path | None = None) -> Path:
@@ -108,9 +111,13 @@ def parse_credentials(raw: dict[str, Any], source: Path) -> Credentials:
         if name.startswith("_"):
             continue
         values[name] = _coerce(name, value, source)
+    notes = []
     if values.pop("include_mricron", False):  # the seed's viewer option: MRIcron is gone, the browser viewer is on
         values["include_viewer"] = True
-        values["notes"] = (MRICRON_NOTE,)
+        notes.append(MRICRON_NOTE)
+    if values.pop("viewer_bundle", None):  # a bundled desktop viewer: the browser viewer took its place
+        notes.append(VIEWER_BUNDLE_NOTE)
+    values["notes"] = tuple(notes)
     # A seed file has no `destination`; its Nextcloud fields say where it meant to upload.
     values.setdefault("destination", "nextcloud" if values.get("nextcloud_baseurl") else "folder")
     creds = Credentials(source=source, **values)
@@ -120,13 +127,13 @@ def parse_credentials(raw: dict[str, Any], source: Path) -> Credentials:
 
 
 def _coerce(name: str, value: Any, source: Path) -> Any:
-    default = False if name == "include_mricron" else Credentials.__dataclass_fields__[name].default
     if name in ("viewer_bundle", "ca_bundle"):
         if value in (None, ""):
             return None
         if not isinstance(value, str):
             raise MrishareError(f"{name} must be a path string", source)
         return Path(value).expanduser()
+    default = False if name == "include_mricron" else Credentials.__dataclass_fields__[name].default
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise MrishareError(f"{name} must be true or false", source)

@@ -548,7 +548,8 @@ class _Run:
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
                                     self.subject, "pack")
-        self._write_unlock_page(zip_path, phrase.text())
+        if note := self._write_unlock_page(zip_path, phrase.text()):
+            yield StepNote(self.subject, "pack", note, "warning")
         self._save_row(passphrase=phrase.text(), sha256=result.sha256, size=result.size, mode=result.mode,
                        status="packed", last_action="packed and verified")
         self.journal.mark("pack", size=result.size)
@@ -578,12 +579,17 @@ class _Run:
             scanned = datetime.strptime(dates[0], "%Y%m%d").date() if dates else None
         return About(self.settings.lab_name, self.settings.lab_contact, self.settings.study_name, scanned)
 
-    def _write_unlock_page(self, zip_path: Path, phrase: str) -> None:
+    def _write_unlock_page(self, zip_path: Path, phrase: str) -> str:
         """The passphrase page beside the zip; the leak gate searches what was put into its template (not the
-        ciphertext, whose content it already searched in the package)."""
-        from tui.core.delivery.unlock_page import write_unlock_page
+        ciphertext, whose content it already searched in the package). A package too large for a page gets none:
+        the returned note says so (the upload and the mail then go without it)."""
+        from tui.core.delivery.unlock_page import PageTooLarge, write_unlock_page
 
-        page = write_unlock_page(zip_path, phrase)
+        page_path(zip_path).unlink(missing_ok=True)  # an earlier attempt's page never stays beside a new zip
+        try:
+            page = write_unlock_page(zip_path, phrase)
+        except PageTooLarge as error:
+            return f"no passphrase page: {error.reason}"
         identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
                                                     self.settings.release_values)
         blocking = [leak for leak in leakcheck.check_text(page.inserted, identifiers, "page", page.path.name)
@@ -593,6 +599,7 @@ class _Run:
             zip_path.unlink()
             raise MrishareError("leak gate: identifying value(s) in the passphrase page "
                                 f"({'; '.join(leakcheck.summarize(blocking, limit=3))}); nothing released", page.path)
+        return ""
 
     def _leak_gate(self, files: list[Path], root: Path) -> list[str]:
         """Refuse to release if a blocking identifier of the participant is found in a file or a name
@@ -628,11 +635,13 @@ class _Run:
             self.checkpoint("before the upload")
             delivered = yield from relabel(self.destination.upload(self.zip_path, remote_name, self.cancel),
                                            self.subject, "upload")
-        page = page_path(self.zip_path)  # beside the zip where one link reaches both: a folder, for now
-        if self.destination.kind == "folder" and page.exists() and not self.destination.exists(
-                f"{self.journal.share_id}/{page.name}"):
-            drain(self.destination.upload(page, f"{self.journal.share_id}/{page.name}", self.cancel))
+        page = page_path(self.zip_path)  # beside the zip, in the share's own folder (a random name)
+        if page.exists():
+            if not self.destination.exists(f"{self.journal.share_id}/{page.name}"):
+                drain(self.destination.upload(page, f"{self.journal.share_id}/{page.name}", self.cancel))
             yield StepNote(self.subject, "upload", f"passphrase page {page.name} beside the zip")
+            if self.destination.kind == "nextcloud":  # one link reaches both: the folder is shared, read-only
+                delivered = replace(delivered, remote_path=self.journal.share_id)
         self._save_row(remote_path=delivered.remote_path, status="uploaded", last_action="uploaded")
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{delivered.size / 1e6:.1f} MB"

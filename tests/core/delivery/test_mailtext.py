@@ -45,6 +45,16 @@ def test_folder_delivery_says_to_open_the_passphrase_page_first() -> None:
     assert "Webbrowser" in body and "web browser" in body
 
 
+def test_a_nextcloud_folder_share_says_the_link_opens_a_folder_and_to_download_the_page_first() -> None:
+    _, body = mail_text(_row(destination="nextcloud", remote_path="s0123456789"), "de+en")
+    german, english = body.split("-" * 40)
+    assert "Der Link öffnet einen Ordner mit zwei Dateien" in german and "Laden Sie zuerst die Datei" in german
+    assert "The link opens a folder with two files" in english and "first download the file" in english
+    assert body.count(PAGE_SUFFIX) == 2 and body.index(PAGE_SUFFIX) < body.index("7-Zip")
+    old_share = mail_text(_row(destination="nextcloud", remote_path="s0123456789/sub-7f3k.zip"), "de+en")[1]
+    assert PAGE_SUFFIX not in old_share  # a link to the zip alone: no page reached it
+
+
 @pytest.mark.parametrize("language", ["de", "en", "de+en", "en+de"])
 def test_never_contains_the_passphrase(language: str) -> None:
     for _ in range(50):

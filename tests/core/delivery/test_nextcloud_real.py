@@ -14,7 +14,7 @@ from pathlib import Path
 
 import niquests
 import pytest
-from nextcloud_server import XDIST_GROUP, NextcloudServer, public_download
+from nextcloud_server import XDIST_GROUP, NextcloudServer, public_dav, public_download, public_names
 
 from tui.core.credentials import load_credentials
 from tui.core.delivery.nextcloud import NextcloudDestination
@@ -184,3 +184,36 @@ def test_kill_9_during_chunked_upload_then_resume_gives_one_file(nextcloud: Next
     assert [s["token"] for s in nextcloud.shares() if s["token"] in info.url] == [info.url.rsplit("/", 1)[1]]
     assert public_download(info.url).content == local.read_bytes()
     d.close()
+
+
+def test_a_folder_share_reaches_zip_and_page_and_revoke_removes_the_folder(
+        nextcloud: NextcloudServer, dest, tmp_path: Path) -> None:
+    package = uploaded(dest, tmp_path, "f1/sub-01.zip", 300_000)
+    page = uploaded(dest, tmp_path, "f1/sub-01_oeffnen_open.html", 70_000)
+    info = dest.share("f1", 3, "row-f1")  # the share's folder, read-only
+    assert info.remote_path == "f1"
+    assert public_names(info.url) == ["sub-01.zip", "sub-01_oeffnen_open.html"]
+    for local in (package, page):
+        got = public_dav(info.url, "GET", local.name.removeprefix("f1_"))
+        assert got.status_code == 200 and got.content == local.read_bytes()
+    assert public_dav(info.url, "PUT", "more.txt", data=b"x").status_code in (403, 405)  # read-only
+    extended = dest.extend(info.share_id, 20)  # extend acts on the folder's link like on a file's
+    assert extended.remote_path == "f1" and dest.find_share(info.share_id) == extended
+    trash_before = nextcloud.trash()
+    dest.revoke(info.share_id, info.remote_path)
+    assert niquests.get(info.url, timeout=30).status_code == 404
+    assert nextcloud.files(dest.root) == [] and not dest.exists("f1") and nextcloud.trash() == trash_before
+
+
+def test_cleanup_keeps_a_live_folder_share_and_removes_an_expired_one(
+        nextcloud: NextcloudServer, dest, tmp_path: Path) -> None:
+    for folder in ("g1", "g2"):
+        uploaded(dest, tmp_path, f"{folder}/sub-01.zip")
+        uploaded(dest, tmp_path, f"{folder}/sub-01_oeffnen_open.html")
+    old, live = dest.share("g1", 3, "row-g1"), dest.share("g2", 3, "row-g2")
+    nextcloud.sql(f"UPDATE oc_share SET expiration='2000-01-01 00:00:00' WHERE id={old.share_id}")
+    nextcloud.sql(f"UPDATE oc_filecache SET mtime=mtime-20*86400 WHERE path LIKE 'files/{dest.root}/%'")
+    assert dest.find_share(old.share_id) is None
+    assert dest.cleanup_expired() == ["g1/sub-01.zip", "g1/sub-01_oeffnen_open.html"]
+    assert nextcloud.files(dest.root) == ["g2/sub-01.zip", "g2/sub-01_oeffnen_open.html"]
+    assert not dest.exists("g1") and dest.find_share(live.share_id) == live

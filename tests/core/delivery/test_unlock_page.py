@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from tui.core.delivery import package
 from tui.core.delivery.passphrase import Passphrase
-from tui.core.delivery.unlock_page import page_path, write_unlock_page
+from tui.core.delivery.unlock_page import MAX_PAYLOAD, PageTooLarge, page_path, write_unlock_page
 from tui.core.errors import MrishareError
 from tui.core.events import drain
 from tui.core.nifti.viewer_page import BUNDLE_DIR
@@ -85,3 +85,16 @@ def test_the_gate_searches_what_was_inserted_not_the_template(sealed: tuple[Path
     assert page.inserted.startswith("sub-K7Q2\n") and '"salt"' in page.inserted
     assert "Slice" not in page.inserted and "diagnostic" not in page.inserted  # template words stay out
     assert "diagnostic" in page.plain_text
+
+
+def test_a_package_too_large_for_a_browser_page_gets_none(sealed: tuple[Path, Path]) -> None:
+    """Above MAX_PAYLOAD a 566 MB page told the right passphrase it was wrong (bench_unlock_limit.py): no page then."""
+    zip_path, _ = sealed
+    target = zip_path.with_name("big.html")
+    fits = write_unlock_page(zip_path, PHRASE, target, max_payload=10_000_000)
+    fits.path.unlink()
+    assert 0 < fits.payload_size < 10_000_000  # the same package gets a page under a limit above its size
+    with pytest.raises(PageTooLarge, match=r"MB is more than a browser page can carry \(at most 0 MB\); the "
+                                           r"participant opens the zip"):
+        write_unlock_page(zip_path, PHRASE, target, max_payload=1000)
+    assert not target.exists() and MAX_PAYLOAD == 300 << 20

@@ -197,6 +197,8 @@ class LedgerScreen(Screen[None]):
         """False: once a study folder is scanned, show only its participants (t shows every study)."""
         self._shown: list[Entry] = []
         self._scan_note = ""
+        self._links_note = ""
+        """How the background check of the links with their servers is going (empty before it starts)."""
         self._ready = False
 
     def compose(self) -> ComposeResult:
@@ -242,6 +244,17 @@ class LedgerScreen(Screen[None]):
             self._scan_note = f"scanning: {event.done} {event.unit}"
         elif isinstance(event, StepNote) and event.level == "warning":
             self._scan_note = event.message
+        self._refresh_status()
+
+    def links_checking(self, done: int, total: int) -> None:
+        """Say that the links are being asked about, and how far that got."""
+        self._links_note = f"checking links… {done}/{total}"
+        self._refresh_status()
+
+    def links_checked(self, changed: int, problems: list[str]) -> None:
+        """Say how the link check ended (the changed rows arrive with the next ledger read)."""
+        ended = f", {changed} ended" if changed else ""
+        self._links_note = ("links checked" + ended) if not problems else f"links not all checked{ended}"
         self._refresh_status()
 
     def _rebuild(self) -> None:
@@ -321,6 +334,8 @@ class LedgerScreen(Screen[None]):
             parts.append(f"sort: {self.sort_by.replace('_', ' ')}{' ↑' if self.reverse else ''}")
         if self._scan_note:
             parts.append(self._scan_note)
+        if self._links_note:
+            parts.append(self._links_note)
         if self.show_names:
             parts.append("NAMES SHOWN")
         self.query_one("#ledger-status", Label).update(" · ".join(parts))
@@ -344,6 +359,8 @@ class LedgerScreen(Screen[None]):
                 detail = f"note: {entry.row.note}"
             elif entry.row is not None and entry.row.job:
                 detail = f"job {entry.row.job}"
+            elif entry.row is not None and entry.last_action:  # e.g. when the server's link went (whole, dated)
+                detail = f"{entry.status}: {entry.last_action}"
             elif entry.scanned is not None:
                 patients = len(entry.scanned.patients)
                 detail = f"{entry.participant}: {patients} patient(s), {entry.scanned.files} files"
@@ -519,7 +536,8 @@ class LedgerScreen(Screen[None]):
         if not entry.row.link:
             self.notify(f"No link yet (status {entry.status}).", severity="warning")
             return
-        subject, body = mail_text(entry.row, self.app.services.mail_language)
+        lab = getattr(self.app.settings, "lab_name", "")  # signs the e-mail, as the README names the lab
+        subject, body = mail_text(entry.row, self.app.services.mail_language, lab)
         self.app.copy_to_clipboard(f"Subject: {subject}\n\n{body}")
         self.notify(f"E-mail text for {entry.participant} copied (without the passphrase).")
 

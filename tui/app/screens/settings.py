@@ -1,5 +1,6 @@
 """Settings: destination, expiry, encryption, profile options, modalities, withheld series descriptions
-(protocol/report pages, comma separated), pseudonyms; test connection."""
+(protocol/report pages, comma separated), pseudonyms, the lab and study the participant's documents name; test
+connection."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ ENCRYPTION = [("AES-256 zip (7-Zip, macOS Keka)", "aes"), ("ZipCrypto (weak; Win
 DEFACE = [("as the preset says", ""), ("reface", "reface"), ("deface", "deface"), ("off", "off")]
 ENGINES = [("dcm2niix", "dcm2niix"), ("dicom2nifti", "dicom2nifti")]
 WORDS = [("English words", "en"), ("German words", "de")]
+LAB_FIELDS = [("Lab", "lab_name", "e.g. MRI Lab, University Hospital"),
+              ("Lab contact", "lab_contact", "e-mail or phone for questions"),
+              ("Study", "study_name", "the study's name as participants know it")]
 
 
 class SettingsScreen(ModalScreen[Any]):
@@ -83,6 +87,10 @@ class SettingsScreen(ModalScreen[Any]):
             yield SelectionList[str](
                 *(Selection(OPTION_LABELS.get(o, o), o, o in chosen) for o in OPTIONS), id="set-options"
             )
+            yield Label("For the participant's README and page (empty: left out)", classes="settings-heading")
+            for label, name, hint in LAB_FIELDS:
+                yield from self._row(label, Input(self._value(name, ""), id=f"set-{name.replace('_', '-')}",
+                                                  placeholder=hint))
             yield Label("", id="settings-check", markup=False)
 
     @staticmethod
@@ -114,12 +122,18 @@ class SettingsScreen(ModalScreen[Any]):
             "engine": self.query_one("#set-engine", Select).value,
             "language": self.query_one("#set-language", Select).value,
             "options": None if options == PRESETS[str(preset)].options else options,
+            **{name: self.query_one(f"#set-{name.replace('_', '-')}", Input).value.strip()
+               for _, name, _ in LAB_FIELDS},
         }
 
     def action_save(self) -> None:
         """Keep the new settings (also for later starts: settings.json) and close."""
+        from tui.core.settings import UserSettings
+
         try:
-            self.dismiss(dataclasses.replace(self._settings, **self.collected()))
+            chosen = dataclasses.replace(self._settings, **self.collected())
+            UserSettings.from_pipeline(chosen)  # the checks settings.json gets, before the form closes
+            self.dismiss(chosen)
         except (MrishareError, ValueError, TypeError) as error:
             self.notify(str(error), title="Not saved", severity="error")
 

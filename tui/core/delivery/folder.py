@@ -112,7 +112,12 @@ class FolderDestination:
         return SharePolicy()
 
     def find_share(self, share_id: str) -> ShareInfo | None:
-        """The recorded share while its file is there and its expiry has not come."""
+        """The recorded share while its file is there and its expiry has not come.
+
+        A folder that is not there (a USB stick or lab share not mounted) says nothing about its links: an error,
+        so that no row is marked gone for it."""
+        if not self.root.is_dir():
+            raise MrishareError("destination folder not found; its links were not checked", self.root)
         with self._lock:
             info = self._read_index().get(share_id)
         if info is None or not (self.root / info.remote_path).is_file():

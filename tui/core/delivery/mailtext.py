@@ -41,22 +41,43 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{max(n / 1e6, 0.1):.1f} MB"
 
 
-# What to click first where the passphrase page lies beside the zip (folder destinations deliver both).
-_PAGE = {
-    "de": ("Am einfachsten: Neben der ZIP-Datei liegt eine Datei, deren Name auf " + PAGE_SUFFIX + " endet.\n"
-           "Öffnen Sie diese zuerst, mit Doppelklick in Ihrem Webbrowser. Sie fragt nach der Passphrase und\n"
+# What to click first: the passphrase page lies beside the zip (folder), or the link opens the share's folder
+# holding both (Nextcloud); see pipeline.upload.
+_PAGE_AT = {
+    "folder": {
+        "de": ("Am einfachsten: Neben der ZIP-Datei liegt eine Datei, deren Name auf " + PAGE_SUFFIX + " endet.\n"
+               "Öffnen Sie diese zuerst, mit Doppelklick in Ihrem Webbrowser. "),
+        "en": ("The easiest way: beside the ZIP file there is a file whose name ends in " + PAGE_SUFFIX + ".\n"
+               "Open it first, with a double-click in your web browser. "),
+    },
+    "link": {
+        "de": ("Der Link öffnet einen Ordner mit zwei Dateien. Am einfachsten: Laden Sie zuerst die Datei\n"
+               "herunter, deren Name auf " + PAGE_SUFFIX + " endet, und öffnen Sie sie mit Doppelklick in\n"
+               "Ihrem Webbrowser. "),
+        "en": ("The link opens a folder with two files. The easiest way: first download the file whose name\n"
+               "ends in " + PAGE_SUFFIX + ", then open it with a double-click in your web browser. "),
+    },
+}
+_PAGE_DOES = {
+    "de": ("Sie fragt nach der Passphrase und\n"
            "zeigt dann Ihre Aufnahmen (auch in 3D), die Erklärungen und alle Dateien zum Speichern - ohne\n"
            "Zusatzprogramm und ohne etwas ins Internet zu senden.\n\nDie ZIP-Datei enthält dasselbe. "),
-    "en": ("The easiest way: beside the ZIP file there is a file whose name ends in " + PAGE_SUFFIX + ".\n"
-           "Open it first, with a double-click in your web browser. It asks for the passphrase and then shows\n"
+    "en": ("It asks for the passphrase and then shows\n"
            "your images (also in 3D), the explanations and every file to save - with no extra software and\n"
            "without sending anything over the internet.\n\nThe ZIP file holds the same. "),
 }
 
 
-def _has_page(row: LedgerRow) -> bool:
-    """The passphrase page was delivered beside the zip (folder destinations; see pipeline.upload)."""
-    return row.destination.startswith("folder")
+def _page(row: LedgerRow, language: str) -> str:
+    """Where the passphrase page is and what it does; '' where none was delivered (an old Nextcloud share of the
+    zip alone: its remote path names the zip, while a share of the folder names the folder only)."""
+    if row.destination.startswith("folder"):
+        where = "folder"
+    elif row.remote_path and "/" not in row.remote_path:
+        where = "link"
+    else:
+        return ""
+    return _PAGE_AT[where][language] + _PAGE_DOES[language]
 
 
 def _body_de(row: LedgerRow, last_day: date | None, lab_name: str) -> str:
@@ -79,7 +100,7 @@ def _body_de(row: LedgerRow, last_day: date | None, lab_name: str) -> str:
         f"wie besprochen erhalten Sie eine Kopie Ihrer MRT-Daten. Sie können sie hier herunterladen{size}:\n\n"
         f"  {row.link}\n\n"
         f"{until}\n\n"
-        f"{_PAGE['de'] if _has_page(row) else ''}{opening}\n\n"
+        f"{_page(row, 'de')}{opening}\n\n"
         "Die Passphrase (und, falls die Download-Seite eines verlangt, das Passwort) erhalten Sie\n"
         "getrennt von dieser E-Mail, zum Beispiel telefonisch oder per Brief - nie per E-Mail.\n"
         "Geben Sie die Wörter klein und mit Bindestrichen dazwischen ein.\n\n"
@@ -111,7 +132,7 @@ def _body_en(row: LedgerRow, last_day: date | None, lab_name: str) -> str:
         f"as agreed, here is a copy of your MRI data. You can download it here{size}:\n\n"
         f"  {row.link}\n\n"
         f"{until}\n\n"
-        f"{_PAGE['en'] if _has_page(row) else ''}{opening}\n\n"
+        f"{_page(row, 'en')}{opening}\n\n"
         "You will receive the passphrase (and, if the download page asks for one, the password)\n"
         "separately from this e-mail, for example by phone or letter - never by e-mail.\n"
         "Type the words in lower case with hyphens between them.\n\n"

@@ -100,6 +100,12 @@ def _share_number(share_id: str) -> int:
     return int(share_id)
 
 
+def _within(rel: str, shared: set[str]) -> bool:
+    """True if `rel` or one of its folders is among `shared` (links to a file or to the share's folder)."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in shared for i in range(1, len(parts) + 1))
+
+
 def _is_link(share: Any) -> bool:
     """True for a public link share (nc-py-api's ShareType rejects types it does not know)."""
     try:
@@ -636,8 +642,9 @@ class NextcloudDestination:
                 raise MrishareError(f"link not deleted: {exc.message}", share_id) from None
 
     def revoke(self, share_id: str, remote_path: str) -> None:
-        """Delete the link (if one was made: `share_id` may be empty), then the file, its now-empty folder
-        and both from the trash bin, so the encrypted package is gone from the server."""
+        """Delete the link (if one was made: `share_id` may be empty), then what it shared (the share's folder
+        with zip and passphrase page, or the zip alone with its now-empty folder) and that from the trash bin,
+        so the encrypted package is gone from the server."""
         if share_id:
             self._delete_share(share_id)
         self._delete_file(self._full(remote_path))
@@ -722,7 +729,7 @@ class NextcloudDestination:
         cutoff = datetime.combine(today, datetime.min.time(), UTC) - ORPHAN_GRACE
         for entry in list(self._files(self.root)):
             rel = entry["path"][len(self.root) + 1:]
-            if rel in live or rel in removed:
+            if _within(rel, live.keys() | set(removed)):  # a shared folder's files live with its link
                 continue
             if entry["mtime"] is not None and entry["mtime"] < cutoff:
                 self._delete_file(entry["path"])

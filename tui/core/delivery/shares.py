@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -12,9 +13,13 @@ from tui.core.delivery.base import Destination, ShareInfo
 from tui.core.delivery.destinations import destination_from
 from tui.core.delivery.folder import FolderDestination
 from tui.core.errors import MrishareError
+from tui.core.events import EventStream, StepProgress, Throttle, drain
 
 if TYPE_CHECKING:
     from tui.core.delivery.ledger import Ledger, LedgerRow
+
+CHECK = "check"
+"""The step name of the link check's progress events."""
 
 
 def row_destination(row: LedgerRow, credentials: Credentials | None = None,
@@ -110,21 +115,51 @@ def _belongs(row: LedgerRow, destination: Destination) -> bool:
 def check(ledger: Ledger, destination: Destination, today: date | None = None) -> list[LedgerRow]:
     """Ask the destination for the link of every shared row of it; rows whose link is gone become
     expired or revoked (with the date seen). Returns the rows that changed."""
+    changed = follow_server(ledger, drain(link_states(ledger.rows(), destination, today)))
+    ledger.save()
+    return changed
+
+
+def rows_to_check(rows: Iterable[LedgerRow]) -> dict[str, list[LedgerRow]]:
+    """The shared rows with a link, grouped by their `destination` column (one destination per group)."""
+    groups: dict[str, list[LedgerRow]] = {}
+    for row in rows:
+        if row.status == "shared" and row.share_id:
+            groups.setdefault(row.destination, []).append(row)
+    return groups
+
+
+def link_states(rows: Iterable[LedgerRow], destination: Destination,
+                today: date | None = None) -> EventStream[list[LedgerRow]]:
+    """Ask the destination about the link of each shared row of it (one progress event per row); returns
+    the rows as they should now read (link gone: expired or revoked with the date seen; expiry changed on
+    the server: the server's date). Writes nothing: `follow_server` does, so a caller can ask the server
+    without holding the ledger."""
     today = today or date.today()
-    changed = []
-    for row in ledger.rows():
-        if row.status != "shared" or not row.share_id or not _belongs(row, destination):
-            continue
+    mine = [row for row in rows if row.status == "shared" and row.share_id and _belongs(row, destination)]
+    throttle, changed = Throttle(), []
+    for done, row in enumerate(mine, 1):
         info = destination.find_share(row.share_id)
         if info is None:
             expired = row.expires is not None and row.expires <= today
-            new = replace(row, status="expired" if expired else "revoked", link="",
-                          last_action=f"link {'expired' if expired else 'gone'} on the server (seen {today})")
+            changed.append(replace(row, status="expired" if expired else "revoked", link="",
+                                   last_action=f"link {'expired' if expired else 'gone'} on the server "
+                                               f"(seen {today})"))
         elif info.expires != row.expires:
-            new = replace(row, expires=info.expires, last_action=f"expiry changed on the server (seen {today})")
-        else:
-            continue
-        ledger.upsert(new)
-        changed.append(new)
-    ledger.save()
+            changed.append(replace(row, expires=info.expires,
+                                   last_action=f"expiry changed on the server (seen {today})"))
+        if throttle.ready(done, len(mine)):
+            yield StepProgress(row.id, CHECK, done, len(mine), unit="links")
     return changed
+
+
+def follow_server(ledger: Ledger, changed: Iterable[LedgerRow]) -> list[LedgerRow]:
+    """Put the rows `link_states` found into the ledger (not saved), skipping any row that changed since it
+    was read (revoked, extended or shared again meanwhile). Returns the rows written."""
+    written = []
+    for new in changed:
+        now = ledger.get(new.id)
+        if now is not None and now.status == "shared" and now.share_id == new.share_id:
+            ledger.upsert(new)
+            written.append(new)
+    return written

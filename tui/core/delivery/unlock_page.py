@@ -33,6 +33,15 @@ SALT_BYTES, NONCE_BYTES = 16, 12
 SCRIPT = ASSETS / "participant" / "unlock.js"
 STORED = (".gz", ".png", ".zip")  # already compressed: deflating again only costs time
 PAGE_SUFFIX = "_oeffnen_open.html"  # German/English "open": the file to click first
+MAX_PAYLOAD = 300 << 20
+"""Largest package (as a plain zip) a page carries. Measured in headless Chromium (tests/bench/bench_unlock_limit.py):
+a 496 MB page (372 MB payload) opened in 20 s at 2.6 GB; a 566 MB page (425 MB payload) told the right passphrase
+it was wrong, as V8 strings end at 2^29-24 characters and the page reads its payload as one. Kept well below, since
+the browser needs about 4x the page in memory."""
+
+
+class PageTooLarge(MrishareError):
+    """The package is larger than a page can carry in a browser (`MAX_PAYLOAD`)."""
 
 
 @dataclass(frozen=True)
@@ -148,11 +157,16 @@ Alle Dateien als ZIP speichern / Save all files as a ZIP</a>
     return page, head + own, f"{top}\n{header}"
 
 
-def write_unlock_page(encrypted_zip: Path, passphrase: str, out: Path | None = None) -> UnlockPage:
-    """Write the passphrase page for `encrypted_zip` beside it (or to `out`), readable only with `passphrase`."""
+def write_unlock_page(encrypted_zip: Path, passphrase: str, out: Path | None = None,
+                      max_payload: int = MAX_PAYLOAD) -> UnlockPage:
+    """Write the passphrase page for `encrypted_zip` beside it (or to `out`), readable only with `passphrase`;
+    a package larger than `max_payload` gets no page (an error saying so)."""
     from tui.core.nifti.viewer_page import BUNDLE_DIR
 
     payload = plain_zip(encrypted_zip, passphrase)
+    if len(payload) > max_payload:
+        raise PageTooLarge(f"{len(payload) / 1e6:.0f} MB is more than a browser page can carry (at most "
+                           f"{max_payload / 1e6:.0f} MB); the participant opens the zip", encrypted_zip.name)
     top = zipfile.ZipFile(io.BytesIO(payload)).namelist()[0].split("/", 1)[0]
     page, plain, inserted = page_html(top, encrypt(payload, passphrase),
                                       (BUNDLE_DIR / "niivue.umd.js").read_text("utf-8"))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 
 import openpyxl
@@ -98,7 +99,7 @@ def test_no_passphrase_in_events(demo: Path, tmp_path: Path) -> None:
     words = phrase.lower().split("-")
     # Single common words may occur in any text (and in the temp folder's name): look for the phrase and for
     # every pair of its words, as any leak of it would show them, whatever the separator.
-    pairs = [sep.join(pair) for pair in zip(words, words[1:]) for sep in ("-", " ", "", "_")]
+    pairs = [sep.join(pair) for pair in pairwise(words) for sep in ("-", " ", "", "_")]
     assert not [found for found in [phrase.lower(), *pairs] if found in text]
 
 

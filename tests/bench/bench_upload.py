@@ -96,7 +96,9 @@ def main() -> int:
             print(f"file {args.mib} MiB, chunk {args.chunk_mib} MiB, median of {args.repeat}, real Nextcloud 29 kit")
             for what, seconds in times.items():
                 mbs = size_mb / statistics.median(seconds)
-                print(f"{what:20s}: {mbs:7.1f} MB/s  ratio {mbs / curl_mbs:6.1%}  "
+                # the median of each round's ratio to curl cancels load that changes between rounds
+                paired = statistics.median(c / t for c, t in zip(times["curl -T"], seconds, strict=True))
+                print(f"{what:20s}: {mbs:7.1f} MB/s  ratio {mbs / curl_mbs:6.1%}  per round {paired:6.1%}  "
                       f"({', '.join(f'{t:.2f}' for t in seconds)} s)")
         finally:
             if not kept:

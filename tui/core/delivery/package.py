@@ -30,6 +30,7 @@ import pyzipper
 from tui.core.childproc import child_env
 from tui.core.config import fsync_path
 from tui.core.delivery.passphrase import Passphrase
+from tui.core.delivery.winzip_aes import FastAESZipFile
 from tui.core.errors import MrishareError
 from tui.core.events import (
     EventStream,
@@ -154,8 +155,7 @@ def _write_aes(members: list[_Member], tmp: Path, passphrase: Passphrase, manife
     """Stream each member through pyzipper (AES-256, AE-2), hashing it on the way; then the manifest."""
     digests: dict[str, str] = {}
     progress = _Progress(subject, "pack", sum(m.size for m in members))
-    with open(tmp, "r+b") as handle, pyzipper.AESZipFile(handle, "w", encryption=pyzipper.WZ_AES,
-                                                          encryption_kwargs={"nbits": 256}) as zf:
+    with open(tmp, "r+b") as handle, FastAESZipFile(handle, "w", encryption=pyzipper.WZ_AES) as zf:
         zf.setpassword(passphrase.text().encode())
         for member in members:
             info = _zipinfo(zf, member.name, member.source)
@@ -201,7 +201,7 @@ def _verify(zip_path: Path, passphrase: Passphrase, subject: str,
             cancel: Event | None) -> Generator[StepStarted | StepProgress | StepFinished, None, int]:
     """Decrypt every member, compare with the manifest; return the number of members."""
     try:
-        with pyzipper.AESZipFile(zip_path) as zf:
+        with FastAESZipFile(zip_path) as zf:
             infos = zf.infolist()
             mode = _mode_of(infos, zip_path)
             yield StepStarted(subject, "verify", sum(i.file_size for i in infos))

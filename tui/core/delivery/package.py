@@ -1,8 +1,8 @@
 """Encrypted zip packages: AES-256 (WinZip AE-2) by default, a SHA-256 manifest, verified before use.
 
-A package is written to a hidden temp file beside the target, re-opened and checked member by
-member with the passphrase, and only then renamed into place, so a target path that exists is
-always a complete, verified archive. Compatibility mode `zipcrypto` (opens on stock Windows and
+A package is written to a hidden temp file beside the target, read back and checked member by
+member with the passphrase (`_check_written`), and only then renamed into place, so a target path
+that exists is always a complete, verified archive. Compatibility mode `zipcrypto` (opens on stock Windows and
 macOS) is breakable by a known-plaintext attack whatever the passphrase: its result says so
 (`PackageResult.breakable`) and the caller must protect the download (share password).
 """
@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import secrets
+import struct
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ import pyzipper
 from tui.core.childproc import child_env
 from tui.core.config import fsync_path
 from tui.core.delivery.passphrase import Passphrase
-from tui.core.delivery.winzip_aes import FastAESZipFile
+from tui.core.delivery.winzip_aes import HEADER_BYTES, FastAESZipFile, MemberCheck
 from tui.core.errors import MrishareError
 from tui.core.events import (
     EventStream,
@@ -109,12 +110,18 @@ def build_package(src_dir: Path, zip_path: Path, passphrase: Passphrase, mode: s
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         yield StepStarted(subject, "pack", total)
-        writer = _write_aes if mode == "aes" else _write_zipcrypto
-        yield from writer(members, tmp, passphrase, f"{src_dir.name}/{MANIFEST}", subject, cancel)
-        yield StepFinished(subject, "pack", f"{len(members) + 1} files, {_mb(total)}, {_label(mode)}")
-        count = yield from _verify(tmp, passphrase, subject, cancel)
+        manifest = f"{src_dir.name}/{MANIFEST}"
+        if mode == "aes":
+            digests = yield from _write_aes(members, tmp, passphrase, manifest, subject, cancel)
+            yield StepFinished(subject, "pack", f"{len(members) + 1} files, {_mb(total)}, {_label(mode)}")
+            count, digest = yield from _check_written(tmp, passphrase, digests, subject, cancel)
+        else:
+            yield from _write_zipcrypto(members, tmp, passphrase, manifest, subject, cancel)
+            yield StepFinished(subject, "pack", f"{len(members) + 1} files, {_mb(total)}, {_label(mode)}")
+            count = yield from _verify(tmp, passphrase, subject, cancel)
+            digest = _sha256_file(tmp)
         fsync_path(tmp)
-        size, digest = tmp.stat().st_size, _sha256_file(tmp)
+        size = tmp.stat().st_size
         os.replace(tmp, zip_path)
         fsync_path(zip_path.parent)
     except BaseException:
@@ -151,8 +158,9 @@ def _check_names(members: list[_Member], top: str) -> None:
 
 
 def _write_aes(members: list[_Member], tmp: Path, passphrase: Passphrase, manifest_name: str,
-               subject: str, cancel: Event | None) -> Generator[StepProgress, None, None]:
-    """Stream each member through pyzipper (AES-256, AE-2), hashing it on the way; then the manifest."""
+               subject: str, cancel: Event | None) -> Generator[StepProgress, None, dict[str, str]]:
+    """Stream each member through pyzipper (AES-256, AE-2), hashing it on the way; then the manifest.
+    Returns the members' SHA-256."""
     digests: dict[str, str] = {}
     progress = _Progress(subject, "pack", sum(m.size for m in members))
     with open(tmp, "r+b") as handle, FastAESZipFile(handle, "w", encryption=pyzipper.WZ_AES) as zf:
@@ -170,6 +178,7 @@ def _write_aes(members: list[_Member], tmp: Path, passphrase: Passphrase, manife
             digests[member.name] = digest.hexdigest()
         zf.writestr(_zipinfo(zf, manifest_name, None), _manifest(digests, manifest_name))
         handle.flush()
+    return digests
 
 
 def _write_zipcrypto(members: list[_Member], tmp: Path, passphrase: Passphrase, manifest_name: str,
@@ -195,6 +204,73 @@ def _write_zipcrypto(members: list[_Member], tmp: Path, passphrase: Passphrase, 
         for count in _run_child(job, passphrase, cancel, tmp):
             yield from progress.add(sum(sizes[:count]) - packed)
             packed = sum(sizes[:count])
+
+
+def _check_written(zip_path: Path, passphrase: Passphrase, digests: dict[str, str], subject: str,
+                   cancel: Event | None) -> Generator[StepStarted | StepProgress | StepFinished, None, tuple[int, str]]:
+    """Read a package just written once, front to back: each member's password check and HMAC over its encrypted
+    bytes, the manifest decrypted and equal to the SHA-256 taken of the sources while packing, the SHA-256 of
+    the whole file. Returns the number of members and that SHA-256.
+
+    The HMAC shows that the bytes on disk are the ones written and that the passphrase opens them. Decrypting
+    every member again (as `verify_package` does) would only XOR the same key stream back and doubled the
+    time of a package; tests/core/delivery/test_winzip_aes.py checks that stream against pyzipper and 7-Zip.
+    """
+    try:
+        with FastAESZipFile(zip_path) as zf:
+            infos = zf.infolist()
+            if _mode_of(infos, zip_path) != "aes":
+                raise MrishareError("archive has members that are not AES-256", zip_path)
+            zf.setpassword(passphrase.text().encode())
+            manifest_name = _manifest_member(infos, zip_path)
+            listed = _parse_manifest(zf.read(manifest_name), zip_path)
+        total = sum(i.compress_size - HEADER_BYTES - MemberCheck.hmac_size for i in infos)
+        yield StepStarted(subject, "verify", total)
+        whole = yield from _check_members(zip_path, sorted(infos, key=lambda i: i.header_offset),
+                                          passphrase.text().encode(), _Progress(subject, "verify", total), cancel)
+    except RuntimeError:  # the password check: "Bad password for file ..."
+        raise MrishareError("wrong passphrase", zip_path) from None
+    except (pyzipper.BadZipFile, zlib.error, EOFError, ValueError, struct.error) as exc:
+        raise MrishareError(f"wrong passphrase or damaged archive ({type(exc).__name__})", zip_path) from None
+    top = manifest_name.rsplit("/", 1)[0]
+    if {f"{top}/{name}": digest for name, digest in listed.items()} != digests or (
+            {i.filename for i in infos} != {*digests, manifest_name}):
+        raise MrishareError("the manifest read back differs from the files packed", zip_path)
+    yield StepFinished(subject, "verify", f"{len(infos)} members intact, the manifest matches ({_label('aes')})")
+    return len(infos), whole
+
+
+def _check_members(zip_path: Path, infos: list[pyzipper.ZipInfo], password: bytes, progress: _Progress,
+                   cancel: Event | None) -> Generator[StepProgress, None, str]:
+    """One pass over the zip: `MemberCheck` for each member in file order, SHA-256 of every byte; the digest."""
+    whole = hashlib.sha256()
+    with zip_path.open("rb") as handle:
+
+        def take(size: int) -> bytes:
+            data = handle.read(size)
+            if len(data) != size:
+                raise EOFError
+            whole.update(data)
+            return data
+
+        for info in infos:
+            take(info.header_offset - handle.tell())  # normally nothing: the members follow one another
+            header = take(30)  # the local file header: signature, ..., name length, extra length
+            if header[:4] != b"PK\x03\x04":
+                raise pyzipper.BadZipFile(f"no local header for {info.filename!r}")
+            take(sum(struct.unpack_from("<HH", header, 26)))
+            check = MemberCheck(info, password, take(HEADER_BYTES))
+            left = info.compress_size - HEADER_BYTES - check.hmac_size
+            while left > 0:
+                _check_cancel(cancel, zip_path)
+                block = take(min(CHUNK, left))
+                check.update(block)
+                left -= len(block)
+                yield from progress.add(len(block))
+            check.check_hmac(take(check.hmac_size))
+        while block := handle.read(CHUNK):  # the central directory
+            whole.update(block)
+    return whole.hexdigest()
 
 
 def _verify(zip_path: Path, passphrase: Passphrase, subject: str,

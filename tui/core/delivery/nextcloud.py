@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib
 import os
@@ -409,10 +410,11 @@ class NextcloudDestination:
         return None if info.expires is not None and info.expires <= date.today() else info
 
     # -- WebDAV ---------------------------------------------------------------------------------------
-    def _propfind(self, url: str, depth: int) -> list[dict[str, Any]] | None:
-        """Entries (href, size, dir, mtime, file_id) of a PROPFIND, or None for 404."""
-        resp = self._request("look-up", "PROPFIND", url, {207, 404}, data=PROPFIND_BODY,
-                             headers={"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"})
+    def _propfind(self, url: str, depth: int, once: bool = False) -> list[dict[str, Any]] | None:
+        """Entries (href, size, dir, mtime, file_id) of a PROPFIND, or None for 404; `once`: no retries."""
+        send = self._attempt if once else functools.partial(self._request, "look-up")
+        resp = send("PROPFIND", url, {207, 404}, data=PROPFIND_BODY,
+                    headers={"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"})
         if resp.status_code == 404:
             return None
         try:
@@ -523,11 +525,13 @@ class NextcloudDestination:
         return outcome["resp"]
 
     def _landed(self, full: str, size: int) -> dict[str, Any] | None:
-        """After a lost answer: the file, if our request did complete on the server."""
+        """After a lost answer: the file, if our request did complete on the server. One try: the caller's
+        retries wait for a server that is down (retrying here too made a dead server cost ~80 s, not ~15)."""
         try:
-            found = self._stat(full)
-        except MrishareError:
+            entries = self._propfind(self._url(full), 0, once=True)
+        except (MrishareError, _Transient):
             return None
+        found = entries[0] if entries else None
         return found if found is not None and found["size"] == size else None
 
     def _upload_single(self, local: Path, full: str, rel: str, size: int,

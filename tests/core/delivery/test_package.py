@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,8 @@ def test_verify_detects_a_damaged_member(src: Path, tmp_path: Path) -> None:
 
 
 def _check_written(out: Path, phrase: Passphrase, src: Path) -> tuple[int, str]:
-    return drain(package._check_written(out, phrase, _sources(src), "sub-7f3k", None))
+    with ThreadPoolExecutor(1) as hasher:
+        return drain(package._check_written(out, phrase, _sources(src), "sub-7f3k", None, hasher))
 
 
 def test_the_check_after_writing_reads_the_file_once_and_catches_damage_and_a_wrong_manifest(

@@ -131,10 +131,11 @@ class NextcloudServer:
         return [dict(zip(names, line.split("\t"), strict=True)) for line in rows.splitlines()]
 
     def credentials(self, folder: Path, **overrides: object) -> Path:
-        """A 0600 credentials.json for the uploader in `folder` (a fresh remote_path unless given)."""
+        """A 0600 credentials.json for the uploader in `folder` (a fresh remote_path unless given); files above
+        5 MiB go in 5 MiB chunks, so the tests' files of 11-40 MiB exercise the chunked upload."""
         raw = {"destination": "nextcloud", "nextcloud_baseurl": self.url, "username": self.user,
                "password": self.app_password, "remote_path": f"MRI-{secrets.token_hex(4)}", "chunk_mib": 5,
-               "timeout_s": 30, **overrides}
+               "single_put_mib": 5, "timeout_s": 30, **overrides}
         path = folder / "credentials.json"
         path.write_text(json.dumps(raw), encoding="utf-8")
         path.chmod(0o600)

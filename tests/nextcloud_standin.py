@@ -16,6 +16,8 @@ Fault knobs (set attributes on the `StandinNextcloud` object while it runs):
   reset_after_bytes  the next request whose body is longer drops the connection after that many bytes
   resets             how many such resets are left (default 1 once `reset_after_bytes` is set)
   delay_s            sleep this long before answering any request (timeouts)
+  max_body           a proxy's request size limit (nginx client_max_body_size): a longer body gets 413 at
+                     once, unread, and the connection is closed
   before_request     callable(method, path) run before each request (e.g. to shrink a quota mid-upload)
   enforce_password, max_expire_days   server-side share policy
   ignored_share_params   share-create parameters the server silently drops (an odd or old server)
@@ -124,6 +126,7 @@ class StandinNextcloud:
         self.reset_after_bytes: int | None = None
         self.resets = 1
         self.delay_s = 0.0
+        self.max_body: int | None = None
         self.before_request: Callable[[str, str], None] | None = None
         self.enforce_password = False
         self.max_expire_days: int | None = None
@@ -275,6 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
                 nc.before_request(self.command, self.url_path)
             if nc.delay_s:
                 time.sleep(nc.delay_s)
+            if nc.max_body is not None and self.body_left > nc.max_body:
+                self.body_left, self.close_connection = 0, True  # refused on the headers alone, body unread
+                return self._send(413, b"<html><body>413 Request Entity Too Large</body></html>",
+                                  {"Content-Type": "text/html", "Connection": "close"})
             self._route()
             record.elapsed_s = time.perf_counter() - started
         except DropConnection:

@@ -1,7 +1,8 @@
 """Packing speed on .nii.gz: mrishare's AES-256 package vs 7-Zip AES-256 and Info-ZIP ZipCrypto.
 
 Copies the head-mri NIfTI files ~10x (about 150 MB) into a temp folder, then times, in one run:
-  ours      build_package(mode="aes"): pack + full verify pass + SHA-256 of the zip
+  ours      build_package(mode="aes"): pack (SHA-256 of each member) + the check after writing (one read of
+            the zip: each member's HMAC, the manifest, the SHA-256 of the zip)
   ours-pack the same run up to the end of the 'pack' step (writing only)
   7z        7z a -tzip -mem=AES256 -mx=0 -p... (stored, AES-256; no verify)
   zip       zip -0 -r -P ... (stored, ZipCrypto; no verify)

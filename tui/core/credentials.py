@@ -2,7 +2,7 @@
 
 The file keeps the seed's fields (`username`, `password`, `remote_path`, `expiration_days`,
 `include_mricron`, `nextcloud_baseurl`) and adds `destination`, `share_password`, `chunk_mib`,
-`include_viewer`, `ca_bundle` and `timeout_s`. The seed's `include_mricron: true` now means
+`single_put_mib`, `include_viewer`, `ca_bundle` and `timeout_s`. The seed's `include_mricron: true` now means
 `include_viewer: true` (the browser viewer replaced the Windows-only MRIcron bundle); a `viewer_bundle` is accepted
 and ignored, with a one-line note, for the same reason. It is looked up
 in this order: `--credentials PATH`, the `MRISHARE_CREDENTIALS` environment variable,
@@ -49,7 +49,11 @@ class Credentials:
     share_password: bool = False
     """Protect every link with a generated share password (always on in zipcrypto mode)."""
     chunk_mib: int = 100
-    """Chunk size for large uploads; files up to this size go in one PUT."""
+    """Chunk size of a chunked upload: at most the largest request the server (or its proxy) takes."""
+    single_put_mib: int = 512
+    """Files up to this size go in one PUT, which the server writes once (chunks are written twice: about twice
+    as fast); larger ones go in chunks that resume after an interruption. 512 is the request limit Nextcloud's
+    nginx example sets; a server that refuses (413) gets chunks anyway. 0: always chunks."""
     ca_bundle: Path | None = None
     """PEM file of a lab CA for a self-signed server; TLS is verified either way."""
     timeout_s: float = 120.0
@@ -64,7 +68,7 @@ class Credentials:
     """One-line remarks about the file for the operator (e.g. a seed option that changed meaning)."""
 
 
-_INT_LIMITS = {"expiration_days": (1, 3650), "chunk_mib": (5, 4096)}
+_INT_LIMITS = {"expiration_days": (1, 3650), "chunk_mib": (5, 4096), "single_put_mib": (0, 16384)}
 _OBSOLETE = {"include_mricron", "viewer_bundle"}
 """Fields of earlier files that are accepted and read only to tell the operator what became of them."""
 _FIELDS = {name for name in Credentials.__dataclass_fields__ if name not in ("source", "notes")} | _OBSOLETE

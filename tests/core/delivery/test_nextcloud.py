@@ -42,7 +42,8 @@ def server():
 
 def make_dest(server: StandinNextcloud, **overrides) -> NextcloudDestination:
     raw = {"nextcloud_baseurl": server.base_url, "username": USER, "password": PASSWORD,
-           "remote_path": "MRI-Uploads", "chunk_mib": 5, "timeout_s": 5, **overrides}
+           "remote_path": "MRI-Uploads", "chunk_mib": 5, "single_put_mib": 5, "timeout_s": 5,
+           **overrides}
     return NextcloudDestination(parse_credentials(raw, Path("test-credentials.json")), attempts=4, backoff_s=0.05)
 
 
@@ -293,6 +294,43 @@ def test_connection_reset_on_single_put_retries(server, dest, tmp_path: Path) ->
     assert puts(server) == ["sub-04.zip", "sub-04.zip"]
 
 
+def test_a_file_up_to_single_put_mib_goes_in_one_put(server, tmp_path: Path) -> None:
+    """Larger than a chunk, but a single PUT: the server writes it once instead of twice (chunks, then MOVE)."""
+    d = make_dest(server, single_put_mib=20)
+    local = blob(tmp_path, 12 * MIB)
+    delivered = drain(d.upload(local, "one/sub-13.zip"))
+    assert on_server(server, "one/sub-13.zip").read_bytes() == local.read_bytes() and delivered.file_id
+    assert puts(server) == ["sub-13.zip"] and not [r for r in server.requests if r.method == "MOVE"]
+    d.close()
+
+
+@pytest.mark.parametrize("fault", ["413", "reset"])
+def test_a_single_put_refused_or_broken_off_goes_on_in_chunks(server, tmp_path: Path, fault: str) -> None:
+    """A proxy's size limit (413 on the headers) or a dropped connection: the upload goes on in chunks, which a
+    second break-off would resume."""
+    if fault == "413":
+        server.max_body = 6 * MIB
+    else:
+        server.reset_after_bytes = 2 * MIB
+    d = make_dest(server, single_put_mib=20)
+    local = blob(tmp_path, 12 * MIB)
+    notes: list[str] = []
+    drain(d.upload(local, "big/sub-14.zip"), lambda e: notes.append(e.message) if isinstance(e, StepNote) else None)
+    assert on_server(server, "big/sub-14.zip").read_bytes() == local.read_bytes()
+    assert puts(server) == ["sub-14.zip", "00001", "00002", "00003"]
+    reason = "the server refuses a request this large (413)" if fault == "413" else "upload interrupted"
+    assert any(n.startswith(reason) and n.endswith("going on in 5.2 MB chunks") for n in notes), notes
+    assert server.upload_folders(USER) == []
+    d.close()
+
+
+def test_a_small_file_refused_as_too_large_names_the_setting(server, dest, tmp_path: Path) -> None:
+    server.max_body = MIB
+    with pytest.raises(MrishareError, match=r"refuses a request this large \(413\): set chunk_mib"):
+        drain(dest.upload(blob(tmp_path, 2 * MIB), "s/sub-15.zip"))
+    assert server.remote_files(USER) == ["welcome.txt"]
+
+
 KILLED_UPLOAD = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -301,7 +339,7 @@ from tui.core.credentials import parse_credentials
 from tui.core.events import drain
 from tui.core.delivery.nextcloud import NextcloudDestination
 creds = parse_credentials({"nextcloud_baseurl": sys.argv[2], "username": "uploader", "password": sys.argv[3],
-                           "remote_path": "MRI-Uploads", "chunk_mib": 5}, Path("c.json"))
+                           "remote_path": "MRI-Uploads", "chunk_mib": 5, "single_put_mib": 5}, Path("c.json"))
 drain(NextcloudDestination(creds).upload(Path(sys.argv[4]), "kill/sub-05.zip"))
 """
 

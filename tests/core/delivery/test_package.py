@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,29 @@ def test_verify_detects_a_damaged_member(src: Path, tmp_path: Path) -> None:
     out.write_bytes(bytes(data))
     with pytest.raises(MrishareError, match="damaged"):
         package.verify_package(out, PASS)
+
+
+def _check_written(out: Path, phrase: Passphrase, src: Path) -> tuple[int, str]:
+    with ThreadPoolExecutor(1) as hasher:
+        return drain(package._check_written(out, phrase, _sources(src), "sub-7f3k", None, hasher))
+
+
+def test_the_check_after_writing_reads_the_file_once_and_catches_damage_and_a_wrong_manifest(
+        src: Path, tmp_path: Path) -> None:
+    """The check a build runs (member HMACs, manifest, SHA-256 of the whole file) on a package changed after it
+    was written: a flipped byte in a member, a wrong passphrase, a manifest that differs from the sources."""
+    out = _build(src, tmp_path / "p.zip").path
+    assert _check_written(out, PASS, src) == (len(_sources(src)) + 1, hashlib.sha256(out.read_bytes()).hexdigest())
+    with pytest.raises(MrishareError, match="wrong passphrase"):
+        _check_written(out, WRONG, src)
+    (src / "index.html").write_text("changed after packing")
+    with pytest.raises(MrishareError, match="the manifest read back differs from the files packed"):
+        _check_written(out, PASS, src)
+    data = bytearray(out.read_bytes())
+    data[len(data) // 3] ^= 0x01  # inside the stored NIfTI
+    out.write_bytes(bytes(data))
+    with pytest.raises(MrishareError, match=r"damaged archive \(BadZipFile\)"):
+        _check_written(out, PASS, src)
 
 
 def test_verify_refuses_an_unencrypted_zip(tmp_path: Path) -> None:

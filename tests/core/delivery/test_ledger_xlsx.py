@@ -202,21 +202,22 @@ def test_libreoffice_opens_what_we_write_and_we_read_what_it_writes(path: Path, 
 
 
 def test_a_column_of_a_newer_version_is_added_with_the_headers_look(path: Path) -> None:
+    newest, header = list(HEADERS.items())[-1]  # the column added last (a text column)
     with Ledger.open(path) as ledger:
-        ledger.upsert(_row("a", share_password="pw-older"))
+        ledger.upsert(_row("a", **{newest: "older"}))
         ledger.save()
     wb = openpyxl.load_workbook(path)
     ws = wb["shares"]
     ws.delete_cols(len(HEADERS))  # a ledger written before the last column existed
     wb.save(path)
     with Ledger.open(path) as ledger:
-        assert ledger.get("a").share_password == ""  # type: ignore[union-attr]
-        ledger.upsert(_row("b", share_password="pw-new"))
+        assert getattr(ledger.get("a"), newest) == ""
+        ledger.upsert(_row("b", **{newest: "new"}))
         ledger.save()
     ws = openpyxl.load_workbook(path)["shares"]
     last = ws.cell(1, len(HEADERS))
-    assert last.value == "Share password" and last.font.b  # bold like the ID header beside it
-    assert ws.cell(3, len(HEADERS)).value == "pw-new" and ws.cell(2, len(HEADERS)).value is None
+    assert last.value == header and last.font.b  # bold like the ID header beside it
+    assert ws.cell(3, len(HEADERS)).value == "new" and ws.cell(2, len(HEADERS)).value is None
 
 
 @pytest.mark.parametrize("mark", ["hyperlink", "merged cells", "validation"])

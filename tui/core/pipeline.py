@@ -647,6 +647,8 @@ class _Run:
         if self._done("pack", zip_path) and self.row.passphrase:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
+        if self.settings.keep_dicom:
+            yield from self._package_dicom()
         self._write_docs()
         self.checkpoint("before the leak gate")
         notes = self._leak_gate(gated_files(self.package_root), self.package_root.parent)
@@ -662,6 +664,24 @@ class _Run:
                        status="packed", last_action="packed and verified")
         self.journal.mark("pack", size=result.size)
         return f"{result.members} files, {result.size / 1e6:.1f} MB, {result.mode}"
+
+    def _package_dicom(self) -> EventStream[None]:
+        """`--keep-dicom`: the de-identified DICOM beside the NIfTI in `dicom/`, anatomy defaced in its pixel data
+        as the preset says (a series that cannot be defaced is left out); the leak gate then searches it too."""
+        from tui.core.net.dicom_net import dicom_files
+
+        deid, target = self.attempt / "deid", self.package_root / "dicom"
+        shutil.rmtree(target, ignore_errors=True)
+        files = dicom_files(deid)
+        release = {path: path for path in files}
+        if self.profile.deface != "off":
+            release = yield from self._deface_dicom(deid, files)
+        for source, final in release.items():
+            where = target / Path(*source.relative_to(deid).parts[1:])  # below the pseudonym's folder
+            where.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(final, where)
+        how = f" ({self.profile.deface}d where they show the face)" if self.profile.deface != "off" else ""
+        yield StepNote(self.subject, "pack", f"{len(release)} of {len(files)} DICOM files in dicom/{how}")
 
     def _write_docs(self) -> None:
         from tui.core.nifti import preview  # nibabel and Pillow only when a run writes previews
@@ -756,7 +776,7 @@ class _Run:
         if not files:
             raise MrishareError("no de-identified DICOM to send", deid)
         if self.profile.deface != "off":
-            files = yield from self._deface_dicom(deid, files)
+            files = sorted((yield from self._deface_dicom(deid, files)).values())
         for line in self._leak_gate(files, self.attempt):  # defaced copies lie beside deid/, under the attempt
             yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
         self.checkpoint("before sending to the node")
@@ -768,13 +788,14 @@ class _Run:
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"{len(files)} files to {node.node.name}"
 
-    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[list[Path]]:
-        """Files to send with each anatomical series defaced in its pixel data; one that fails is withheld."""
+    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[dict[Path, Path]]:
+        """Each de-identified file that may leave -> the file to release: an anatomical series defaced in its pixel
+        data (new copies), the rest as it is; a series whose defacing fails is withheld (absent)."""
         from tui.core.nifti import conversion as nifti
         from tui.core.nifti.dicom_deface import deface_for_release
 
         released = scan(deid, as_participant=True)
-        sending = set(files)
+        sending = {path: path for path in files}
         for series in nifti.inputs_from_scan(released.participants[0].series() if released.participants else []):
             work = self.attempt / "dicom-deface" / series.key
             shutil.rmtree(work, ignore_errors=True)
@@ -784,11 +805,12 @@ class _Run:
                                              self.subject, "upload")
             except MrishareError as error:
                 written = None
-                sending -= set(series.files)
+                for path in series.files:
+                    sending.pop(path, None)
                 yield StepNote(self.subject, "upload", f"series {series.key} withheld: {error}", "warning")
             if written is not None:
-                sending = (sending - set(series.files)) | set(written.files)
-        return sorted(sending)
+                sending.update(zip(series.files, written.files, strict=True))
+        return sending
 
     def share(self) -> EventStream[str]:
         """Create the expiring link (or find the one made before a crash) and complete the ledger row."""

@@ -42,6 +42,8 @@ def test_share_keep_dicom_puts_defaced_dicom_in_the_package(shared_data: Path, t
                    check=True, capture_output=True)
     dicom = sorted(p for p in package.rglob("*") if p.is_file() and "dicom" in p.relative_to(package).parts)
     assert len(dicom) == 1, dicom  # one enhanced multi-frame file, 96 frames
+    readme = next(package.rglob("README.txt")).read_text(encoding="utf-8")
+    assert "dicom/: the same images in the scanner's DICOM format" in readme and "faces removed" in readme
     ds = pydicom.dcmread(dicom[0])
     original = pydicom.dcmread(source, stop_before_pixels=True)
     assert ds.BurnedInAnnotation == "NO" and ds.PatientIdentityRemoved == "YES"

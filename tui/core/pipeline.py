@@ -88,6 +88,9 @@ class BatchResult:
         return [o for o in self.outcomes if o.status == CANCELLED]
 
 
+TEMPLATE_HEAD = "the deface template's own head (demo data): its face is an average of many people, no one's"
+
+
 @dataclass
 class _DefaceState:
     """Progress of the deface stage, kept in the journal so a resumed run goes on where it stopped: files done
@@ -599,6 +602,9 @@ class _Run:
                 result = yield from relabel(job("deface", result), self.subject, "deface")
                 check = face_check(out, "deface", png_dir=png_dir)
             passed, summary = check.passed, check.summary()
+            if not passed and result.is_template:  # the demo head: nobody's face, see deface.TEMPLATE_ITSELF
+                passed, summary = True, f"{TEMPLATE_HEAD} ({summary})"
+                yield StepNote(self.subject, "deface", f"{path.name}: {TEMPLATE_HEAD}")
         state.checks[rel] = f"{result.mode}: {summary}"
         if pairing.source is pairing.target:
             state.reference = state.reference or result
@@ -691,6 +697,11 @@ class _Run:
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
                                viewer=self.settings.include_viewer, about=self._about())
+        if (self.package_root / "dicom").is_dir():
+            from tui.core.nifti.participant_docs import dicom_note
+
+            with open(self.package_root / "README.txt", "a", encoding="utf-8") as readme:
+                readme.write(dicom_note(self.profile.deface != "off"))
         if self.admission.in_package:  # what may be incomplete in the package: the README says so
             with open(self.package_root / "README.txt", "a", encoding="utf-8") as readme:
                 readme.write("\nINCOMPLETE DATA:\n"

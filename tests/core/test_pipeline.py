@@ -125,7 +125,11 @@ def test_a_reface_that_is_no_stranger_falls_back_to_deface_and_says_so(demo: Pat
     journal = json.loads(next((tmp_path / "work").glob("*/journal.json")).read_text())
     checks = journal["done"]["deface-files"]["checks"]
     t1 = next(v for k, v in checks.items() if k.endswith("_T1w.nii.gz"))
-    assert t1.startswith("deface: faces in "), checks  # the deface's own check decides what is held back
+    assert t1.startswith("deface: "), checks  # the deface's own check decides what is held back...
+    # ...and the demo head is recognised as the template itself (nobody's face), so the demo T1 is shared
+    assert "deface template's own head" in t1 and "faces in " in t1, checks
+    assert journal["done"]["deface"]["held"] == 0
+    assert any(k.endswith("_T1w.nii.gz") for k in journal["done"]["deface-files"]["files"])
 
 
 def journal_steps(home: Path) -> set[str]:

@@ -55,6 +55,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials", type=Path, default=None, help="credentials.json (Nextcloud)")
     p.add_argument("--workers", type=int, default=2, help="participants processed at once")
     p.add_argument("--keep-work", action="store_true", help="keep de-identified DICOM and unpacked packages")
+    p.add_argument("--keep-dicom", action="store_true",
+                   help="put the de-identified DICOM into the package beside the NIfTI (faces removed from its "
+                        "pixels unless --deface off; the leak gate searches it too)")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="release a series with missing slices or unreadable files, the gaps recorded in the "
                         "package README and the audit (default: withhold it; the run ends 'partly shared')")
@@ -123,7 +126,7 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     parse_releases(args.release_value)  # a malformed override stops before any work
     settings = load_settings().with_flags(args).pipeline_settings(args.credentials, keep_work=args.keep_work)
     return replace(settings, release_values=tuple(args.release_value), allow_incomplete=args.allow_incomplete,
-                   patient_index=args.patient_index)
+                   patient_index=args.patient_index, keep_dicom=args.keep_dicom)
 
 
 def _say_if_outbox(settings: PipelineSettings, credentials: Path | None) -> None:

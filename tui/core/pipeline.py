@@ -23,7 +23,7 @@ import secrets
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -46,9 +46,14 @@ from tui.core.safetext import crash_report, disk_error
 
 if TYPE_CHECKING:
     from tui.core.delivery.node import DicomNodeDestination
+    from tui.core.nifti.deface import DefaceResult
+    from tui.core.nifti.deface_pairs import Pairing, SeriesGeometry
     from tui.core.nifti.participant_docs import About
 
 ANATOMICAL = frozenset({"T1w", "T2w", "FLAIR", "PDw"})
+FACE_SUFFIXES = ANATOMICAL | {"T2starw", "fieldmap"}
+"""Series whose voxels show the face (anatomy, multi-echo GRE for QSM/SWI, field maps): they are defaced, and so is
+every file on their grid (echoes, phase, MP2RAGE parts) with their mask."""
 NOT_FOR_NODE = frozenset({"convert", "deface", "pack", "share"})
 NOT_FOR_PROCESSING = frozenset({"pack", "share"})
 DONE = frozenset({"shared", "uploaded"})
@@ -82,6 +87,38 @@ class BatchResult:
     def cancelled(self) -> list[Outcome]:
         """The participants the operator stopped (a rerun resumes them)."""
         return [o for o in self.outcomes if o.status == CANCELLED]
+
+
+TEMPLATE_HEAD = "the deface template's own head (demo data): its face is an average of many people, no one's"
+
+
+@dataclass
+class _DefaceState:
+    """Progress of the deface stage, kept in the journal so a resumed run goes on where it stopped: files done
+    (held ones included), face-check summaries, and each defaced file's registration for its partners."""
+
+    files: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=dict)
+    results: dict[str, DefaceResult] = field(default_factory=dict)
+    reference: DefaceResult | None = None  # the first registration, reused for the participant's other series
+
+    @classmethod
+    def load(cls, facts: dict[str, Any]) -> _DefaceState:
+        """From the journal's `deface-files` facts."""
+        from tui.core.nifti.deface import DefaceResult
+
+        results = {rel: DefaceResult(Path(rel), mode, 0, 0, float("nan"), {}, tuple(transform))
+                   for rel, (mode, transform) in facts.get("results", {}).items()}
+        reference = results.get(facts.get("reference", ""))
+        return cls(list(facts.get("files", [])), list(facts.get("held", [])), dict(facts.get("checks", {})),
+                   results, reference)
+
+    def facts(self) -> dict[str, Any]:
+        """For the journal (JSON values)."""
+        reference = next((rel for rel, r in self.results.items() if r is self.reference), "")
+        return {"files": self.files, "held": self.held, "checks": self.checks, "reference": reference,
+                "results": {rel: [r.mode, list(r.transform)] for rel, r in self.results.items() if r.transform}}
 
 
 class LedgerGate:
@@ -466,7 +503,10 @@ class _Run:
         self._withhold(missing)
         self._save_row(status="converted", series=len(converted), last_action="converted")
         self.journal.mark("convert", files=[str(c.nifti.relative_to(self.attempt)) for c in converted],
-                          suffixes=[c.suffix for c in converted], missing=missing)
+                          suffixes=[c.suffix for c in converted], missing=missing,
+                          pairing=[{"frame": c.frame_of_reference, "image_type": list(c.image_type),
+                                    "description": c.description, "echo": c.echo, "part": c.part}
+                                   for c in converted])
         return f"{len(converted)} series converted, {len(results) - len(converted)} skipped"
 
     def _converted(self) -> list[tuple[Path, str]]:
@@ -474,59 +514,143 @@ class _Run:
         facts = self.journal.done["convert"]
         return [(self.attempt / f, s) for f, s in zip(facts["files"], facts["suffixes"], strict=True)]
 
+    def _face_series(self) -> list[SeriesGeometry]:
+        """The converted files that show the face: anatomical (and field map, multi-echo GRE) series, and every
+        file on the same grid as one of them (its echoes, its phase, MP2RAGE parts), keyed by path."""
+        from tui.core.nifti.deface_pairs import SeriesGeometry, same_grid
+
+        assert self.journal is not None
+        converted = self._converted()
+        study, faces = [], []
+        for (path, suffix), fact in zip(converted, self.journal.done["convert"].get("pairing") or
+                                        [{}] * len(converted), strict=True):
+            if not path.exists():
+                continue
+            geometry = SeriesGeometry.of_nifti(str(path.relative_to(self.attempt)), path, fact.get("frame", ""),
+                                               tuple(fact.get("image_type", ())), fact.get("description", ""),
+                                               fact.get("echo"), fact.get("part"))
+            study.append(geometry)
+            if suffix in FACE_SUFFIXES:
+                faces.append(geometry)
+        keys = {face.key for face in faces}
+        return [s for s in study if s.key in keys or any(same_grid(s, face) for face in faces)]
+
     def deface(self) -> EventStream[str]:
-        """Reface/deface anatomical series in place; a failed face check holds a series back if the preset says so."""
+        """Reface/deface the series that show the face, in place; a failed face check holds a series back if the
+        preset says so. Echoes, phase and MP2RAGE parts take the mask of their partner (deface_pairs)."""
         mode = self.profile.deface
         if mode == "off":
             return "off"
         assert self.journal is not None
         if self._done("deface"):
             return "done earlier"
-        # Imported here: SimpleITK, dlib and the face models take ~0.2 s that only this stage needs.
-        from tui.core.nifti import deface as deface_mod
-        from tui.core.nifti.facecheck import face_check
+        from tui.core.nifti.deface_pairs import plan
 
-        done: list[str] = list(self.journal.done.get("deface-files", {}).get("files", []))
-        checks: dict[str, str] = dict(self.journal.done.get("deface-files", {}).get("checks", {}))
-        reference = None
-        held = 0
-        for path, suffix in self._converted():
-            rel = str(path.relative_to(self.attempt))
-            if suffix not in ANATOMICAL or rel in done or not path.exists():
-                continue
-            out = path.with_name(f".defaced-{path.name}")
-            job = (deface_mod.deface(path, out, mode, self.cancel, subject=self.subject) if reference is None
-                   else deface_mod.apply_to_other(reference, path, out, self.cancel, subject=self.subject))
-            result = yield from relabel(job, self.subject, "deface")
-            reference = reference or result
-            check = face_check(out, mode, original=path, png_dir=self.home / "facecheck" / path.name.split(".")[0])
-            if mode == "reface" and not check.passed:  # the new face is still the participant's: remove it
-                yield StepNote(self.subject, "deface", f"reface of {suffix} is not a stranger ({check.summary()}); "
-                               "falling back to deface", "warning")
-                result = yield from relabel(deface_mod.apply_to_other(result, path, out, self.cancel,
-                                                                      subject=self.subject, mode="deface"),
-                                            self.subject, "deface")
-                check = face_check(out, "deface", png_dir=self.home / "facecheck" / path.name.split(".")[0])
-            checks[rel] = f"{result.mode}: {check.summary()}"
-            if not check.passed:
-                yield StepNote(self.subject, "deface", f"face check failed on {suffix}: renders in "
-                               f"{self.home / 'facecheck'}", "warning")
-                if self.profile.face_check_blocks:
-                    out.unlink()
-                    path.unlink()
-                    path.with_name(path.name.replace(".nii.gz", ".json")).unlink(missing_ok=True)
-                    held += 1
-                    done.append(rel)
-                    self.journal.mark("deface-files", files=done, checks=checks)
-                    continue
-            out.replace(path)
-            done.append(rel)
-            self.journal.mark("deface-files", files=done, checks=checks)
+        state = _DefaceState.load(self.journal.done.get("deface-files", {}))
+        pairings, unpaired = plan(self._face_series())
+        for pairing in pairings:
+            if pairing.target.key not in state.files:
+                yield from self._deface_one(pairing, mode, state)
+                self.journal.mark("deface-files", **state.facts())
+        for lone in unpaired:
+            if lone.key not in state.files:
+                self._hold(self.attempt / lone.key, state)
+                yield StepNote(self.subject, "deface", f"{Path(lone.key).name} withheld: a phase image with no "
+                               "magnitude on its grid cannot be defaced", "warning")
+                self.journal.mark("deface-files", **state.facts())
         if not any(path.exists() for path, _ in self._converted()):
             raise MrishareError("every series was held back by the face check")
         self._save_row(status="defaced", last_action=f"{mode} done")
-        self.journal.mark("deface", mode=mode, held=held)
-        return f"{mode}: {len(done) - held} series, {held} held back"
+        self.journal.mark("deface", mode=mode, held=len(state.held))
+        return f"{mode}: {len(state.files) - len(state.held)} series, {len(state.held)} held back"
+
+    def _deface_one(self, pairing: Pairing, mode: str, state: _DefaceState) -> EventStream[None]:
+        """Deface one file with its own registration or its partner's mask, face-check it, replace it or hold it."""
+        from tui.core.nifti import deface as deface_mod
+        from tui.core.nifti.facecheck import face_check
+
+        path, rel = self.attempt / pairing.target.key, pairing.target.key
+        out = path.with_name(f".defaced-{path.name}")
+        source = state.results.get(pairing.source.key)
+        phase = pairing.target.role == "phase"
+        if pairing.source is not pairing.target:
+            if source is None:  # its mask source was held back: nothing else gives this file a mask
+                self._hold(path, state)
+                yield StepNote(self.subject, "deface", f"{path.name} withheld with its partner "
+                               f"{Path(pairing.source.key).name}", "warning")
+                return
+            yield StepNote(self.subject, "deface", f"{path.name}: mask of {pairing.rule}")
+
+        def job(run_mode: str, reference: deface_mod.DefaceResult | None) -> EventStream[deface_mod.DefaceResult]:
+            if pairing.source is not pairing.target:
+                assert source is not None
+                return deface_mod.apply_to_echoes(replace(source, mode=run_mode), path, out, phase, self.cancel,
+                                                  self.subject)
+            if pairing.denoise:
+                return self._deface_denoised(path, out, reference, self.cancel)
+            if reference is None:
+                return deface_mod.deface(path, out, run_mode, self.cancel, subject=self.subject)
+            return deface_mod.apply_to_other(reference, path, out, self.cancel, subject=self.subject, mode=run_mode)
+
+        try:
+            result = yield from relabel(job("deface" if pairing.denoise else mode, state.reference), self.subject,
+                                        "deface")
+        except MrishareError as error:
+            if pairing.source is pairing.target:
+                raise
+            self._hold(path, state)  # a partner that cannot take the mask never leaves with a face
+            yield StepNote(self.subject, "deface", f"{path.name} withheld: {error}", "warning")
+            return
+        png_dir = self.home / "facecheck" / path.name.split(".")[0]
+        passed, summary = True, f"phase 0 inside the face mask of {Path(pairing.source.key).name}"
+        if not phase:
+            check = face_check(out, result.mode, original=path, png_dir=png_dir)
+            if result.mode == "reface" and not check.passed:  # the new face is still the participant's
+                yield StepNote(self.subject, "deface", f"reface of {path.name} is not a stranger ({check.summary()}); "
+                               "falling back to deface", "warning")
+                result = yield from relabel(job("deface", result), self.subject, "deface")
+                check = face_check(out, "deface", png_dir=png_dir)
+            passed, summary = check.passed, check.summary()
+            if not passed and result.is_template:  # the demo head: nobody's face, see deface.TEMPLATE_ITSELF
+                passed, summary = True, f"{TEMPLATE_HEAD} ({summary})"
+                yield StepNote(self.subject, "deface", f"{path.name}: {TEMPLATE_HEAD}")
+        state.checks[rel] = f"{result.mode}: {summary}"
+        if pairing.source is pairing.target:
+            state.reference = state.reference or result
+        if not passed:
+            yield StepNote(self.subject, "deface", f"face check failed on {path.name}: renders in "
+                           f"{self.home / 'facecheck'}", "warning")
+            if self.profile.face_check_blocks:
+                out.unlink()
+                self._hold(path, state)
+                return
+        out.replace(path)
+        state.results[rel] = result
+        state.files.append(rel)
+
+    def _deface_denoised(self, uni: Path, out: Path, reference: DefaceResult | None,
+                         cancel: threading.Event) -> EventStream[DefaceResult]:
+        """An MP2RAGE UNI without its INV2: registered on a copy with the noisy background cleared, then defaced."""
+        from tui.core.nifti import deface as deface_mod
+        from tui.core.nifti.deface_pairs import write_denoised
+
+        quiet = write_denoised(uni, uni.with_name(f".denoised-{uni.name}"))
+        try:
+            registered = yield from (deface_mod.deface(quiet, out, "deface", cancel, subject=self.subject)
+                                     if reference is None else
+                                     deface_mod.apply_to_other(reference, quiet, out, cancel, subject=self.subject,
+                                                               mode="deface"))
+        finally:
+            quiet.unlink(missing_ok=True)
+        return (yield from deface_mod.apply_to_echoes(registered, uni, out, cancel=cancel, subject=self.subject))
+
+    def _hold(self, path: Path, state: _DefaceState) -> None:
+        """Remove a file that must not leave (and its sidecar); the journal remembers it as held back."""
+        path.unlink(missing_ok=True)
+        path.with_name(path.name.replace(".nii.gz", ".json")).unlink(missing_ok=True)
+        rel = str(path.relative_to(self.attempt))
+        state.held.append(rel)
+        state.files.append(rel)
 
     def pack(self) -> EventStream[str]:
         """Previews and README, the leak gate over everything, then the verified encrypted zip."""
@@ -538,6 +662,8 @@ class _Run:
         if self._done("pack", zip_path) and self.row.passphrase:
             return "done earlier"
         zip_path.unlink(missing_ok=True)
+        if self.settings.keep_dicom:
+            yield from self._package_dicom()
         self._write_docs()
         self.checkpoint("before the leak gate")
         notes = self._leak_gate(gated_files(self.package_root), self.package_root.parent)
@@ -555,6 +681,24 @@ class _Run:
         self.journal.mark("pack", size=result.size)
         return f"{result.members} files, {result.size / 1e6:.1f} MB, {result.mode}"
 
+    def _package_dicom(self) -> EventStream[None]:
+        """`--keep-dicom`: the de-identified DICOM beside the NIfTI in `dicom/`, anatomy defaced in its pixel data
+        as the preset says (a series that cannot be defaced is left out); the leak gate then searches it too."""
+        from tui.core.net.dicom_net import dicom_files
+
+        deid, target = self.attempt / "deid", self.package_root / "dicom"
+        shutil.rmtree(target, ignore_errors=True)
+        files = dicom_files(deid)
+        release = {path: path for path in files}
+        if self.profile.deface != "off":
+            release = yield from self._deface_dicom(deid, files)
+        for source, final in release.items():
+            where = target / Path(*source.relative_to(deid).parts[1:])  # below the pseudonym's folder
+            where.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(final, where)
+        how = f" ({self.profile.deface}d where they show the face)" if self.profile.deface != "off" else ""
+        yield StepNote(self.subject, "pack", f"{len(release)} of {len(files)} DICOM files in dicom/{how}")
+
     def _write_docs(self) -> None:
         from tui.core.nifti import preview  # nibabel and Pillow only when a run writes previews
         from tui.core.nifti.participant_docs import write_participant_docs
@@ -563,6 +707,11 @@ class _Run:
         previews = {p.name: preview.make_previews(p, self.package_root / "previews") for p in items}
         write_participant_docs(self.package_root, items, previews, faces_changed=self.profile.deface != "off",
                                viewer=self.settings.include_viewer, about=self._about())
+        if (self.package_root / "dicom").is_dir():
+            from tui.core.nifti.participant_docs import dicom_note
+
+            with open(self.package_root / "README.txt", "a", encoding="utf-8") as readme:
+                readme.write(dicom_note(self.profile.deface != "off"))
         if self.admission.in_package:  # what may be incomplete in the package: the README says so
             with open(self.package_root / "README.txt", "a", encoding="utf-8") as readme:
                 readme.write("\nINCOMPLETE DATA:\n"
@@ -658,7 +807,7 @@ class _Run:
         if not files:
             raise MrishareError("no de-identified DICOM to send", deid)
         if self.profile.deface != "off":
-            files = yield from self._deface_dicom(deid, files)
+            files = sorted((yield from self._deface_dicom(deid, files)).values())
         for line in self._leak_gate(files, self.attempt):  # defaced copies lie beside deid/, under the attempt
             yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
         self.checkpoint("before sending to the node")
@@ -709,13 +858,14 @@ class _Run:
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"job {job.id}: {len(chosen)} image(s) for {target.pipeline}"
 
-    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[list[Path]]:
-        """Files to send with each anatomical series defaced in its pixel data; one that fails is withheld."""
+    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[dict[Path, Path]]:
+        """Each de-identified file that may leave -> the file to release: an anatomical series defaced in its pixel
+        data (new copies), the rest as it is; a series whose defacing fails is withheld (absent)."""
         from tui.core.nifti import conversion as nifti
         from tui.core.nifti.dicom_deface import deface_for_release
 
         released = scan(deid, as_participant=True)
-        sending = set(files)
+        sending = {path: path for path in files}
         for series in nifti.inputs_from_scan(released.participants[0].series() if released.participants else []):
             work = self.attempt / "dicom-deface" / series.key
             shutil.rmtree(work, ignore_errors=True)
@@ -725,11 +875,12 @@ class _Run:
                                              self.subject, "upload")
             except MrishareError as error:
                 written = None
-                sending -= set(series.files)
+                for path in series.files:
+                    sending.pop(path, None)
                 yield StepNote(self.subject, "upload", f"series {series.key} withheld: {error}", "warning")
             if written is not None:
-                sending = (sending - set(series.files)) | set(written.files)
-        return sorted(sending)
+                sending.update(zip(series.files, written.files, strict=True))
+        return sending
 
     def share(self) -> EventStream[str]:
         """Create the expiring link (or find the one made before a crash) and complete the ledger row."""

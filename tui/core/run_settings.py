@@ -40,6 +40,9 @@ class PipelineSettings:
     """Language of the passphrase words."""
     keep_work: bool = False
     """Keep de-identified DICOM and the unpacked package after a successful share."""
+    keep_dicom: bool = False
+    """Put the de-identified DICOM into the package beside the NIfTI (anatomy defaced in its pixels as the preset
+    says), under the leak gate like everything else."""
     allow_incomplete: bool = False
     """Release a series with gaps or unreadable files (recorded in README and audit) instead of withholding it."""
     patient_index: int | None = None

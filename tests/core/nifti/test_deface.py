@@ -121,6 +121,7 @@ def test_no_brain_voxel_changes_and_the_face_does(processed_heads, shared_data: 
     assert offset[1] > 40 and offset[2] < 0  # ...in front of and below the brain
     assert result.checks == {"similarity": True, "scale": True, "face_volume": True, "face_position": True}
     assert result.metric >= 0.85
+    assert result.template_likeness < 0.8 and not result.is_template  # a real face is never taken for the template
 
 
 @pytest.mark.slow

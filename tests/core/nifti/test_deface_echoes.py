@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -10,9 +11,10 @@ import pytest
 import SimpleITK as sitk
 from heads import HEADS
 
+from tui.core.errors import MrishareError
 from tui.core.events import drain
 from tui.core.nifti.deface import apply_to_echoes, deface
-from tui.core.nifti.deface_pairs import SeriesGeometry, denoise_uni, pair
+from tui.core.nifti.deface_pairs import SeriesGeometry, denoise_uni, pair, plan
 from tui.core.nifti.facecheck import face_check
 
 pytestmark = pytest.mark.xdist_group("heads")
@@ -46,6 +48,30 @@ def test_uni_takes_inv2_when_it_is_there_else_a_denoised_uni() -> None:
     assert with_inv2.source is inv2 and with_inv2.rule.startswith("INV2 6") and not with_inv2.denoise
     alone = pair(uni, [inv1, uni])
     assert alone.source is uni and alone.denoise and "denoised UNI" in alone.rule
+
+
+def test_later_echoes_take_the_first_and_the_plan_puts_mask_sources_first() -> None:
+    echo2, echo1 = replace(_geometry("e2"), echo=2), replace(_geometry("e1"), echo=1)
+    phase2 = replace(_geometry("p2", ("ORIGINAL", "PRIMARY", "M")), echo=2, part="phase")  # dcm2niix's _ph
+    inv1 = _geometry("i1", description="t1_mp2rage_sag_INV1")
+    inv2 = _geometry("i2", description="t1_mp2rage_sag_INV2")
+    uni = _geometry("u", ("DERIVED", "PRIMARY", "M", "UNI", "ND"), frame="4.5.6")  # no INV2 on its grid
+    lone_phase = _geometry("p9", ("ORIGINAL", "PRIMARY", "P"), frame="7.8.9")
+    pairings, unpaired = plan([phase2, echo2, inv1, uni, echo1, inv2, lone_phase])
+    sources = {p.target.key: p.source.key for p in pairings}
+    assert sources == {"p2": "e1", "e2": "e1", "e1": "e1", "i1": "i2", "i2": "i2", "u": "u"}
+    assert [p.target.key for p in pairings[:3]] == ["u", "e1", "i2"]  # each mask source before its partners
+    assert next(p for p in pairings if p.target.key == "u").denoise
+    assert [u.key for u in unpaired] == ["p9"]
+
+
+def test_geometry_of_a_nifti_reads_only_its_header(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((20, 21, 22), np.int16), np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "a.nii.gz")
+    geometry = SeriesGeometry.of_nifti("a", tmp_path / "a.nii.gz", "1.2", ("ORIGINAL",), "x", 1, None)
+    assert geometry.shape == (20, 21, 22) and geometry.affine[2, 2] == 3.0 and geometry.role == "magnitude"
+    (tmp_path / "b.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(MrishareError, match="not a readable NIfTI"):
+        SeriesGeometry.of_nifti("b", tmp_path / "b.nii.gz", "1.2")
 
 
 def test_denoising_clears_a_uni_like_background_and_keeps_the_head(shared_data: Path) -> None:

@@ -90,12 +90,20 @@ class SeriesInput:
 
 @dataclass(frozen=True)
 class Converted:
-    """A written NIfTI (`.nii.gz`) and its sidecar; `suffix` is the BIDS suffix (T1w, FLAIR, dwi...)."""
+    """A written NIfTI (`.nii.gz`) and its sidecar; `suffix` is the BIDS suffix (T1w, FLAIR, dwi...).
+
+    The rest is what defacing needs to pair echoes, phase and MP2RAGE parts (tui/core/nifti/deface_pairs.py).
+    """
 
     series_key: str
     nifti: Path
     sidecar: Path
     suffix: str
+    echo: int | None = None
+    part: str | None = None
+    frame_of_reference: str = ""
+    image_type: tuple[str, ...] = ()
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -436,16 +444,18 @@ def skip_reason(series: SeriesInput, header: pydicom.Dataset) -> str | None:
 
 
 SUFFIX_WORDS = [
+    # before bold: "fcMRI Field Mapping" is a field map (magnitude and phase echoes that show the face)
+    ("fieldmap", r"field[ _-]?map|\bfmap\b|\bb0[ _-]?map"),
     ("dwi", r"diff|\bdwi|\bdti|dbsi|\btrace\b|\badc\b"),
     ("bold", r"bold|fmri|resting|\brest\b|\bfunc"),
     ("FLAIR", r"flair|dark[ _-]?fluid|tirm"),
     ("T2starw", r"t2\*|t2star|\bswi\b|hemo"),
     ("angio", r"\btof\b|angio"),
     ("PDw", r"\bpd\b|\bpdw|proton"),
-    ("T1w", r"t1|mp-?rage|mp_rage|\btfl\b|spgr|bravo|\btfe\b"),
+    ("T1w", r"t1|mp-?2?rage|mp_rage|\btfl\b|spgr|bravo|\btfe\b"),
     ("T2w", r"t2|\btse\b|\bspace\b|\bcube\b|haste"),
 ]
-DATATYPE = {"dwi": "dwi", "bold": "func"}
+DATATYPE = {"dwi": "dwi", "bold": "func", "fieldmap": "fmap"}
 
 
 def guess_suffix(description: str, header: pydicom.Dataset) -> str:
@@ -538,6 +548,8 @@ class _Staged:
     extra: str | None
     task: str | None
     extras: tuple[Path, ...]
+    frame_of_reference: str = ""
+    description: str = ""
 
 
 def _run_engines(files: list[Path], engines: list[Engine], work: Path) -> list[RawOutput]:
@@ -573,12 +585,13 @@ def _convert_one(series: SeriesInput, engines: list[Engine], work: Path) -> list
     hint = f"{acquisition}{_plane(header)}" if acquisition in ("2d", "3d") else _plane(header)
     rest = re.search(r"rest", series.description or "", re.IGNORECASE)
     task = ("rest" if rest else "unknown") if suffix == "bold" else None
+    frame = str(_find(header, "FrameOfReferenceUID") or "")
     staged = []
     for index, raw in enumerate(outputs):
         target = work / f"out-{index}.nii.gz"
         write_clean_gz(raw.nifti, target)
         staged.append(_Staged(series.key, target, filter_sidecar(raw.sidecar), suffix, hint or "x",
-                              raw.echo, raw.part, raw.extra, task, raw.extras))
+                              raw.echo, raw.part, raw.extra, task, raw.extras, frame, series.description))
     return staged
 
 
@@ -614,7 +627,11 @@ def _place(staged: list[_Staged], out_dir: Path, subject: str, session: str) -> 
         sidecar.write_text(json.dumps(item.sidecar, indent=2) + "\n")
         for extra in item.extras if item.suffix == "dwi" else ():  # b-values mean nothing elsewhere
             shutil.copyfile(extra, folder / f"{name}{extra.suffix}")
-        placed.append(Converted(item.series_key, nifti, sidecar, item.suffix))
+        kinds = item.sidecar.get("ImageType", [])
+        kinds = tuple(str(v) for v in (kinds if isinstance(kinds, list) else [kinds]))
+        echo = item.echo or item.sidecar.get("EchoNumber")
+        placed.append(Converted(item.series_key, nifti, sidecar, item.suffix, echo, item.part,
+                                item.frame_of_reference, kinds, item.description))
     return placed
 
 

@@ -8,8 +8,14 @@ FrameOfReferenceUID and the voxel grid (shape and affine); the pairing says whic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
+import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from tui.core.errors import MrishareError
 
 GRID_TOLERANCE_MM = 0.01
 
@@ -24,14 +30,29 @@ class SeriesGeometry:
     affine: np.ndarray
     image_type: tuple[str, ...] = ()
     description: str = ""
+    echo: int | None = None
+    part: str | None = None
+
+    @classmethod
+    def of_nifti(cls, key: str, nifti: Path, frame_of_reference: str, image_type: tuple[str, ...] = (),
+                 description: str = "", echo: int | None = None, part: str | None = None) -> SeriesGeometry:
+        """The geometry of a NIfTI file (its header only) with the facts conversion recorded."""
+        try:
+            image = cast(nib.Nifti1Image, nib.load(nifti))
+        except (OSError, ValueError, ImageFileError) as exc:
+            raise MrishareError(f"not a readable NIfTI file ({type(exc).__name__})", nifti) from None
+        return cls(key, frame_of_reference, tuple(image.shape), image.affine, tuple(image_type), description,
+                   echo, part)
 
     @property
     def role(self) -> str:
-        """`phase`, `inv1`, `inv2`, `uni` or `magnitude` (ImageType first, then the description)."""
+        """`phase`, `inv1`, `inv2`, `uni` or `magnitude` (converter's part, ImageType, then the description)."""
         kinds = {value.upper() for value in self.image_type}
         text = self.description.upper().replace("-", "_")
-        if kinds & {"P", "PHASE"}:
+        if self.part == "phase" or kinds & {"P", "PHASE"}:
             return "phase"
+        if "UNI" in kinds:  # Siemens marks the MP2RAGE UNI image in ImageType; INV1/INV2 only by name
+            return "uni"
         for role in ("INV1", "INV2", "UNI"):
             if role in text:
                 return role.lower()
@@ -55,20 +76,44 @@ def same_grid(a: SeriesGeometry, b: SeriesGeometry) -> bool:
                 and np.allclose(a.affine, b.affine, atol=GRID_TOLERANCE_MM))
 
 
+def _echo(series: SeriesGeometry) -> int:
+    """Echo number for ordering (a series without one counts as the first echo)."""
+    return series.echo or 1
+
+
 def pair(target: SeriesGeometry, study: list[SeriesGeometry]) -> Pairing | None:
     """The mask source for `target` among `study`; None for a phase series with no magnitude on its grid
-    (it must then be withheld: a phase image cannot be defaced by its own intensity)."""
-    others = [s for s in study if s.key != target.key and same_grid(s, target)]
+    (it must then be withheld: a phase image cannot be defaced by its own intensity).
+
+    Phase and later magnitude echoes take the first magnitude echo on their grid; UNI and INV1 take INV2.
+    """
+    others = sorted((s for s in study if s.key != target.key and same_grid(s, target)), key=_echo)
+    magnitude = next((s for s in others if s.role == "magnitude"), None)
     if target.role == "phase":
-        source = next((s for s in others if s.role == "magnitude"), None)
-        return None if source is None else Pairing(target, source, f"magnitude {source.key}: same "
-                                                   "FrameOfReferenceUID and grid")
-    if target.role == "uni":
+        return None if magnitude is None else Pairing(target, magnitude, f"magnitude {magnitude.key}: same "
+                                                      "FrameOfReferenceUID and grid")
+    if target.role == "magnitude" and magnitude is not None and _echo(magnitude) < _echo(target):
+        return Pairing(target, magnitude, f"first echo {magnitude.key}: same FrameOfReferenceUID and grid")
+    if target.role in ("uni", "inv1"):
         source = next((s for s in others if s.role == "inv2"), None)
         if source is not None:
             return Pairing(target, source, f"INV2 {source.key}: same FrameOfReferenceUID and grid")
-        return Pairing(target, target, "no INV2 on the same grid: denoised UNI", denoise=True)
-    return Pairing(target, target, "own magnitude (first echo)")
+        if target.role == "uni":
+            return Pairing(target, target, "no INV2 on the same grid: denoised UNI", denoise=True)
+    return Pairing(target, target, "own registration")
+
+
+def plan(study: list[SeriesGeometry]) -> tuple[list[Pairing], list[SeriesGeometry]]:
+    """Every series of `study` paired, the ones that give a mask first; and the phase series with no
+    magnitude on their grid (to be withheld)."""
+    pairings, unpaired = [], []
+    for target in study:
+        found = pair(target, study)
+        if found is None:
+            unpaired.append(target)
+        else:
+            pairings.append(found)
+    return sorted(pairings, key=lambda p: p.source is not p.target), unpaired
 
 
 def denoise_uni(uni: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -91,3 +136,11 @@ def denoise_uni(uni: np.ndarray, spacing: tuple[float, float, float]) -> np.ndar
     head = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(head, radius))
     head = sitk.BinaryDilate(head, [2 * r for r in radius])  # the spread is high on the skin itself: take it back
     return np.where(sitk.GetArrayFromImage(head).T > 0, uni, 0).astype(uni.dtype)
+
+
+def write_denoised(uni: Path, out: Path) -> Path:
+    """`uni` with its background cleared (denoise_uni) written to `out`, to register the template on."""
+    image = cast(nib.Nifti1Image, nib.load(uni))
+    voxels = np.asanyarray(image.dataobj).reshape(image.shape[:3])
+    nib.save(nib.Nifti1Image(denoise_uni(voxels, image.header.get_zooms()[:3]), image.affine), out)
+    return out

@@ -29,7 +29,17 @@ KINDS = {
     "angio": ("Aufnahme der Blutgefäße (Angiographie)", "Image of the blood vessels (angiography)"),
     "dwi": ("Diffusionsgewichtete Aufnahme", "Diffusion-weighted image"),
     "bold": ("Funktionelle Aufnahme (BOLD-Zeitserie)", "Functional image (BOLD time series)"),
+    "fieldmap": ("Feldkarte (Magnetfeld, zur Korrektur anderer Aufnahmen)",
+                 "Field map (magnetic field, to correct other images)"),
 }
+
+
+def dicom_note(faces_changed: bool) -> str:
+    """Appended to README.txt when the package holds the de-identified DICOM (`--keep-dicom`)."""
+    faces = ("; Gesichter wie oben entfernt", "; faces removed as above") if faces_changed else ("", "")
+    return ("\nDICOM:\n"
+            f"  - dicom/: dieselben Aufnahmen im DICOM-Format des Scanners (ohne Ihre Daten{faces[0]}).\n"
+            f"  - dicom/: the same images in the scanner's DICOM format (without your details{faces[1]}).\n")
 UNKNOWN_KIND = ("MRT-Aufnahme", "MRI image")
 VIEWER_LINES = (
     ("- viewer/: der 3D-Betrachter für index.html (NiiVue, freie Software, siehe\n"

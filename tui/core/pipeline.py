@@ -830,8 +830,9 @@ class _Run:
 
         assert self.journal is not None
         target = cast("ProcessingDestination", self.destination)
+        state = _DefaceState.load(self.journal.done.get("deface-files", {}))
         defaced = None if self.profile.deface == "off" else {
-            self.attempt / rel for rel in self.journal.done.get("deface-files", {}).get("files", [])}
+            self.attempt / rel for rel in state.files if rel not in state.held}
         chosen, notes = choose_inputs(target.pipeline, self._converted(), defaced)
         for note in notes:
             yield StepNote(self.subject, "upload", note, "warning")

@@ -222,3 +222,23 @@ def test_scan_shows_the_gap_before_anything_is_shared(series: Path, capsys: pyte
     assert problem.startswith("gap at slice 18 of 35: 1 slice missing: between 0017_")
     assert main(["scan", str(series)]) == 0
     assert "INCOMPLETE" in capsys.readouterr().out
+
+
+def test_a_flipped_byte_that_splits_a_series_loses_no_slice(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fuzz seeds 313/322: a flipped header byte splits the real GE series into 3 + 1 slices; dcm2niix once wrote
+    the second part over the first (rc 0 with 1 of 4 slices). Both parts are now delivered, all 4 slices."""
+    import math
+
+    import nibabel as nib
+
+    from tests.core.test_pipeline_shortfall import FLIPPED, flip_study_time
+    from tests.fuzz.mutate import prepare_base
+
+    folder = prepare_base(shared_data, "ge4", tmp_path / "P01")
+    flip_study_time(folder / FLIPPED)
+    code, out = share(folder, tmp_path, capsys, "--keep-work")
+    assert code == 0 and "partly" not in out, out[-800:]
+    niftis = sorted(Path(os.environ["MRISHARE_HOME"]).rglob("package/*/ses-1/anat/*.nii.gz"))
+    assert [p.name.split("_")[-2] for p in niftis] == ["run-1", "run-2"]
+    assert sum(math.prod(nib.load(p).shape) for p in niftis) == 4 * 256 * 256  # every voxel of the 4 slices

@@ -55,6 +55,18 @@ def damage_header(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def cut_before_pixels(path: Path) -> None:
+    """End the file where the pixel data element starts: every element left is whole (seen in fuzz seed 318)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b"\xe0\x7f\x10\x00")])
+
+
+def cut_before_image_group(path: Path) -> None:
+    """End the file where group 0028 starts: no Rows, no pixel data, every element left whole (fuzz seed 318)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"\x28\x00\x02\x00", 132)])
+
+
 def second_series(folder: Path, target: Path, patient: tuple[str, str] | None = None, count: int = 35) -> None:
     """A copy of the series as another, complete series (same patient unless `patient` = (name, id))."""
     target.mkdir(parents=True)
@@ -107,6 +119,8 @@ def unbroken(text: str) -> str:
     (truncate, 35, "a file could not be read"),
     (damage_header, 1, "a file could not be read"),
     (truncate, 18, "a file could not be read"),
+    (cut_before_pixels, 35, "truncated (no pixel data)"),
+    (cut_before_image_group, 1, "truncated (no pixel data)"),
     (Path.unlink, 18, "gap at slice 18 of 35: 1 slice missing"),
 ])
 def test_a_damaged_or_missing_slice_withholds_the_series_and_names_it(

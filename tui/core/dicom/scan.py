@@ -55,6 +55,8 @@ SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
 _US_TAGS = {0x00280010, 0x00280011}  # Rows, Columns
+_IMAGE_CLASSES = {f"1.2.840.10008.5.1.4.1.1.{n}" for n in ("4", "4.1", "4.3", "2", "2.1", "128", "130", "7")}
+"""MR, enhanced MR (and colour), CT, enhanced CT, PET, enhanced PET, secondary capture: never without pixels."""
 # SOP classes that are not images, by UID prefix. Such objects can share a SeriesInstanceUID with the
 # images they belong to (Philips stores Raw Data next to its enhanced MR): they form a series of their own.
 NON_IMAGE_KINDS = {
@@ -343,7 +345,17 @@ def _header_problem(fp: BinaryIO, ds: Dataset, size: int, deflated: bool) -> str
         last = ds.get_item(tags[-1], keep_deferred=True)
         if isinstance(last, RawDataElement) and last.value is not None and len(last.value) < last.length:
             return "truncated (header ends early)"
+        if _is_image(ds):  # the file ends where a whole element ended, before any pixel data
+            return "truncated (no pixel data)"
     return None
+
+
+def _is_image(ds: Dataset) -> bool:
+    """True if a stored object (it has a series) says it is an image (Rows, or an image SOP class): it must
+    have pixel data. A fragment without a series stays 'not a stored object' (`read_instance`)."""
+    meta = getattr(ds, "file_meta", None) or {}
+    sop_class = _text(ds, 0x00080016) or str(meta.get("MediaStorageSOPClassUID", ""))
+    return bool(_series_uid(ds)) and (0x00280010 in ds or sop_class in _IMAGE_CLASSES)
 
 
 def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[Dataset, int] | Skipped:

@@ -68,11 +68,14 @@ def cut_before_image_group(path: Path) -> None:
 
 
 def second_series(folder: Path, target: Path, patient: tuple[str, str] | None = None, count: int = 35) -> None:
-    """A copy of the series as another, complete series (same patient unless `patient` = (name, id))."""
+    """A copy of the series as another, complete series (same patient unless `patient` = (name, id)); cut to
+    `count` slices, it leaves out the Siemens protocol, which would declare 35."""
     target.mkdir(parents=True)
     uid, study = generate_uid(), generate_uid()
     for path in sorted(folder.glob("*.dcm"))[:count]:
         ds = pydicom.dcmread(path)
+        if count < 35:
+            del ds[0x0029, 0x1020]
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SOPInstanceUID = uid, 99, generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         if patient:
@@ -136,6 +139,16 @@ def test_a_damaged_or_missing_slice_withholds_the_series_and_names_it(
     if damage is Path.unlink:  # the neighbours are named
         assert unbroken(slice_file(series, 17).name) in unbroken(row.note)
         assert unbroken(slice_file(series, 19).name) in unbroken(row.note)
+
+
+@pytest.mark.parametrize("number", [1, 35])
+def test_an_edge_slice_deleted_is_seen_in_the_siemens_protocol(
+        series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], number: int) -> None:
+    """Neither positions nor instance numbers show a first or last slice gone; the 2D protocol's slice count does."""
+    slice_file(series, number).unlink()
+    code, out = share(series, tmp_path, capsys)
+    assert code != 0 and packages(tmp_path) == []
+    assert "the series declares 35 slices (Siemens protocol, sSliceArray.lSize), 34 were read" in out
 
 
 def test_other_series_go_on_and_the_run_ends_partly_shared(

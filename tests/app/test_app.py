@@ -777,7 +777,8 @@ def test_series_flags_mark_an_incomplete_series(shared_data: Path, tmp_path: Pat
 
 
 def mixed_folder(shared_data: Path, root: Path) -> Path:
-    """A participant folder with the real 35-slice Prisma series and 20 slices of another patient."""
+    """A participant folder with the real 35-slice Prisma series and 20 slices of another patient (a whole
+    series of 20: without the private protocol header that declares 35)."""
     folder = root / "study" / "mixed"
     folder.mkdir(parents=True)
     study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
@@ -789,6 +790,7 @@ def mixed_folder(shared_data: Path, root: Path) -> Path:
             ds.PatientName, ds.PatientID = "Anders^Max", "XY987654"
             ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = study_uid, series_uid, 99
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            del ds[0x0029, 0x1020]  # the Siemens protocol would declare 35 slices: 20 would be an incomplete series
             ds.save_as(folder / f"other-{path.name}")
     return folder.parent
 

@@ -32,6 +32,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from tui.core.childproc import drop_working_folder, pool_context
 from tui.core.config import site_secret
 from tui.core.dicom.keys import participant_key
+from tui.core.dicom.siemens_protocol import declared_slices
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle, drain
 from tui.core.safetext import counted
@@ -862,6 +863,7 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
             skipped=their_skipped,
         )
         _attach_lost(participant)
+        _check_protocol_counts(participant)
         participants.append(participant)
     series = sum(len(list(p.series())) for p in participants)
     yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {counted(len(participants), 'participant')}, "
@@ -886,6 +888,18 @@ def _attach_lost(participant: Participant) -> None:
             series.problems.append(problem)
         if not owners:
             participant.problems.append(Problem(f"not read ({item.reason})", (str(item.path),)))
+
+
+def _check_protocol_counts(participant: Participant) -> None:
+    """A series that looks whole otherwise (no gap, no unreadable file) but has fewer images than the slices its
+    Siemens protocol declares lost its first or last slices: nothing else can tell."""
+    for series in participant.series():
+        if series.kind or series.problems or series.frames != len(series.files):
+            continue
+        count = declared_slices(series.files[0], series.image_type)
+        if count and count > len(series.files):
+            series.problems.append(Problem(f"the series declares {count} slices (Siemens protocol, "
+                                           f"sSliceArray.lSize), {len(series.files)} were read"))
 
 
 def scan(root: Path, cancel: threading.Event | None = None, workers: int | None = None,

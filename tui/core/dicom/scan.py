@@ -212,6 +212,8 @@ class Participant:
     """What was not read and belongs to no known series (an unreadable folder or file)."""
     chosen: bool = False
     """True once the user chose the first patient as the one to share (the others' files are misfiled)."""
+    released: set[str] = field(default_factory=set)
+    """`Series.key`s of incomplete series the user chose to share anyway (their gaps are recorded)."""
 
     @property
     def mixed_patients(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -99,7 +100,8 @@ def share(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *fla
     code = main(["share", str(folder), "--dest", f"folder:{tmp_path / 'dest'}", "--ledger",
                  str(tmp_path / "ledger.xlsx"), "--deface", "off", *flags])
     captured = capsys.readouterr()
-    return code, " ".join((captured.out + captured.err).split())
+    # colour codes, when an earlier test in the session left the console forcing colour, split the phrases
+    return code, " ".join(re.sub(r"\x1b\[[0-9;]*m", "", captured.out + captured.err).split())
 
 
 def packages(tmp_path: Path) -> list[Path]:

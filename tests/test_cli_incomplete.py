@@ -68,6 +68,12 @@ def cut_before_image_group(path: Path) -> None:
     path.write_bytes(data[: data.index(b"\x28\x00\x02\x00", 132)])
 
 
+def damage_meta_vr(path: Path) -> None:
+    """The VR of (0002,0002) in the file meta becomes 'TI' (fuzz seed 365: an internal error before)."""
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00TI", 1))
+
+
 def second_series(folder: Path, target: Path, patient: tuple[str, str] | None = None, count: int = 35) -> None:
     """A copy of the series as another, complete series (same patient unless `patient` = (name, id)); cut to
     `count` slices, it leaves out the Siemens protocol, which would declare 35."""
@@ -126,6 +132,7 @@ def unbroken(text: str) -> str:
     (truncate, 18, "a file could not be read"),
     (cut_before_pixels, 35, "truncated (no pixel data)"),
     (cut_before_image_group, 1, "truncated (no pixel data)"),
+    (damage_meta_vr, 1, "damaged file meta: element (0002,0002) (unknown VR)"),
     (Path.unlink, 18, "gap at slice 18 of 35: 1 slice missing"),
 ])
 def test_a_damaged_or_missing_slice_withholds_the_series_and_names_it(

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -386,6 +386,8 @@ def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[
             except Exception as error:
                 return Skipped(path, f"corrupt header ({type(error).__name__})", lost=True)
             meta = getattr(ds, "file_meta", None) or {}
+            if damaged := _damaged_meta(meta):
+                return Skipped(path, damaged, lost=True)
             if kind and not meta.get("TransferSyntaxUID") and 0x00080016 not in ds:
                 return Skipped(path, "corrupt after DICM preamble", lost=True)
             deflated = str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
@@ -395,6 +397,17 @@ def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[
     if problem:
         return Skipped(path, problem, series_uid=_series_uid(ds), lost=True)
     return ds, size
+
+
+def _damaged_meta(meta: Any) -> str | None:
+    """Why the file meta cannot be used (an element with an unknown VR or a bad value), or None."""
+    for tag in list(meta.keys()):
+        try:
+            meta[tag]  # converts the raw element: an unknown VR raises here, not later in a caller
+        except (NotImplementedError, ValueError, TypeError, KeyError) as error:
+            kind = "unknown VR" if isinstance(error, NotImplementedError) else "bad value"
+            return f"damaged file meta: element ({tag.group:04X},{tag.element:04X}) ({kind})"
+    return None
 
 
 def _series_uid(ds: Dataset) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -55,12 +56,33 @@ def damage_header(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def cut_before_pixels(path: Path) -> None:
+    """End the file where the pixel data element starts: every element left is whole (seen in fuzz seed 318)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b"\xe0\x7f\x10\x00")])
+
+
+def cut_before_image_group(path: Path) -> None:
+    """End the file where group 0028 starts: no Rows, no pixel data, every element left whole (fuzz seed 318)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"\x28\x00\x02\x00", 132)])
+
+
+def damage_meta_vr(path: Path) -> None:
+    """The VR of (0002,0002) in the file meta becomes 'TI' (fuzz seed 365: an internal error before)."""
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00TI", 1))
+
+
 def second_series(folder: Path, target: Path, patient: tuple[str, str] | None = None, count: int = 35) -> None:
-    """A copy of the series as another, complete series (same patient unless `patient` = (name, id))."""
+    """A copy of the series as another, complete series (same patient unless `patient` = (name, id)); cut to
+    `count` slices, it leaves out the Siemens protocol, which would declare 35."""
     target.mkdir(parents=True)
     uid, study = generate_uid(), generate_uid()
     for path in sorted(folder.glob("*.dcm"))[:count]:
         ds = pydicom.dcmread(path)
+        if count < 35:
+            del ds[0x0029, 0x1020]
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SOPInstanceUID = uid, 99, generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         if patient:
@@ -84,7 +106,8 @@ def share(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *fla
     code = main(["share", str(folder), "--dest", f"folder:{tmp_path / 'dest'}", "--ledger",
                  str(tmp_path / "ledger.xlsx"), "--deface", "off", *flags])
     captured = capsys.readouterr()
-    return code, " ".join((captured.out + captured.err).split())
+    # colour codes, when an earlier test in the session left the console forcing colour, split the phrases
+    return code, " ".join(re.sub(r"\x1b\[[0-9;]*m", "", captured.out + captured.err).split())
 
 
 def packages(tmp_path: Path) -> list[Path]:
@@ -107,6 +130,9 @@ def unbroken(text: str) -> str:
     (truncate, 35, "a file could not be read"),
     (damage_header, 1, "a file could not be read"),
     (truncate, 18, "a file could not be read"),
+    (cut_before_pixels, 35, "truncated (no pixel data)"),
+    (cut_before_image_group, 1, "truncated (no pixel data)"),
+    (damage_meta_vr, 1, "damaged file meta: element (0002,0002) (unknown VR)"),
     (Path.unlink, 18, "gap at slice 18 of 35: 1 slice missing"),
 ])
 def test_a_damaged_or_missing_slice_withholds_the_series_and_names_it(
@@ -122,6 +148,16 @@ def test_a_damaged_or_missing_slice_withholds_the_series_and_names_it(
     if damage is Path.unlink:  # the neighbours are named
         assert unbroken(slice_file(series, 17).name) in unbroken(row.note)
         assert unbroken(slice_file(series, 19).name) in unbroken(row.note)
+
+
+@pytest.mark.parametrize("number", [1, 35])
+def test_an_edge_slice_deleted_is_seen_in_the_siemens_protocol(
+        series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], number: int) -> None:
+    """Neither positions nor instance numbers show a first or last slice gone; the 2D protocol's slice count does."""
+    slice_file(series, number).unlink()
+    code, out = share(series, tmp_path, capsys)
+    assert code != 0 and packages(tmp_path) == []
+    assert "the series declares 35 slices (Siemens protocol, sSliceArray.lSize), 34 were read" in out
 
 
 def test_other_series_go_on_and_the_run_ends_partly_shared(
@@ -222,3 +258,23 @@ def test_scan_shows_the_gap_before_anything_is_shared(series: Path, capsys: pyte
     assert problem.startswith("gap at slice 18 of 35: 1 slice missing: between 0017_")
     assert main(["scan", str(series)]) == 0
     assert "INCOMPLETE" in capsys.readouterr().out
+
+
+def test_a_flipped_byte_that_splits_a_series_loses_no_slice(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fuzz seeds 313/322: a flipped header byte splits the real GE series into 3 + 1 slices; dcm2niix once wrote
+    the second part over the first (rc 0 with 1 of 4 slices). Both parts are now delivered, all 4 slices."""
+    import math
+
+    import nibabel as nib
+
+    from tests.core.test_pipeline_shortfall import FLIPPED, flip_study_time
+    from tests.fuzz.mutate import prepare_base
+
+    folder = prepare_base(shared_data, "ge4", tmp_path / "P01")
+    flip_study_time(folder / FLIPPED)
+    code, out = share(folder, tmp_path, capsys, "--keep-work")
+    assert code == 0 and "partly" not in out, out[-800:]
+    niftis = sorted(Path(os.environ["MRISHARE_HOME"]).rglob("package/*/ses-1/anat/*.nii.gz"))
+    assert [p.name.split("_")[-2] for p in niftis] == ["run-1", "run-2"]
+    assert sum(math.prod(nib.load(p).shape) for p in niftis) == 4 * 256 * 256  # every voxel of the 4 slices

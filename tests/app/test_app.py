@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.command import CommandPalette
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, SelectionList
+from textual.widgets import DataTable, Input, OptionList, SelectionList
 
 from tests.app.conftest import FAKE_PASSPHRASE, NOW, SIZE
 from tests.app.pilot_helpers import settle
@@ -799,6 +799,45 @@ async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Pat
         assert "partly shared: withheld series" in str(app.batch_screen.query_one("#batch-reason").render())
 
 
+@pytest.mark.slow
+async def test_a_withheld_series_released_in_the_participant_screen_is_shared_with_its_gap(
+        make_app, demo_study: Path, tmp_path: Path, ledger_path: Path) -> None:
+    """Issue 21.1, per series: A on an incomplete series shares it anyway (the gap recorded), for that series only."""
+    from tui.core.dicom.scan import scan
+
+    study = tmp_path / "study"
+    shutil.copytree(demo_study, study)
+    for participant in scan(study).participants:  # the last slice of each participant's T2 (the last series):
+        last = list(participant.series())[-1].files[-1]  # the rest still converts (a middle gap would not)
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    app = make_app(study)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
+        key = app.ledger_screen.current.participant
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ParticipantScreen)
+        gapped = next(i for i, s in enumerate(screen.series) if s.problems)
+        screen.query_one("#series-table", DataTable).move_cursor(row=gapped)
+        await pilot.pause()
+        await pilot.press("A")
+        await pilot.pause()
+        flags = screen.query_one("#series-table", DataTable).get_cell(screen.series[gapped].key, "flags")
+        assert "GR" in str(flags)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await go_to_row(app, pilot, lambda e: e.participant == key)
+        await pilot.press("r", "y")
+        await settle(app, pilot)
+        line = app.batch_screen.lines[key]
+        assert line.state == "done" and not line.partial, line.partial
+    with Ledger.open(ledger_path) as ledger:
+        [row] = [r for r in ledger.rows() if r.status == "shared" and r.note]
+    assert row.note.startswith("incomplete series released on request: series"), row.note
+
+
 def test_series_flags_mark_an_incomplete_series(shared_data: Path, tmp_path: Path) -> None:
     from tui.app.screens.participant import series_flags
     from tui.core.dicom.scan import scan
@@ -813,7 +852,8 @@ def test_series_flags_mark_an_incomplete_series(shared_data: Path, tmp_path: Pat
 
 
 def mixed_folder(shared_data: Path, root: Path) -> Path:
-    """A participant folder with the real 35-slice Prisma series and 20 slices of another patient."""
+    """A participant folder with the real 35-slice Prisma series and 20 slices of another patient (a whole
+    series of 20: without the private protocol header that declares 35)."""
     folder = root / "study" / "mixed"
     folder.mkdir(parents=True)
     study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
@@ -825,6 +865,7 @@ def mixed_folder(shared_data: Path, root: Path) -> Path:
             ds.PatientName, ds.PatientID = "Anders^Max", "XY987654"
             ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = study_uid, series_uid, 99
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            del ds[0x0029, 0x1020]  # the Siemens protocol would declare 35 slices: 20 would be an incomplete series
             ds.save_as(folder / f"other-{path.name}")
     return folder.parent
 

@@ -27,6 +27,10 @@ def test_next_step_follows_the_reason_then_the_stage() -> None:
     assert "press i" in next_step("pack", LEAK)
     assert "Settings (f2" in next_step("upload", "login refused: check username and app password")
     assert "make the link" in next_step("share", "HTTP 503")
+    gap = "every series is incomplete; nothing shared (series 3: gap at slice 18 of 35: 1 slice missing)"
+    assert "then A on a series flagged G" in next_step("deidentify", gap)
+    shortfall = "every series is incomplete; nothing shared (series 3: 34 of 35 slices converted)"
+    assert "--allow-incomplete" in next_step("convert", shortfall)
     assert "run again (r)" in next_step("deface", "something new")
     assert "P to choose the patient" in next_step("prepare", "2 patients in one participant folder (35 + 20 files)")
 

@@ -46,3 +46,22 @@ async def test_a_write_during_someone_elses_write_is_explained_and_kept(make_app
         assert not app._pending
     with Ledger.open(ledger_path) as ledger:
         assert ledger.get("s0000000001").note == "told by phone" and ledger.get("s0000000003").note == "second change"
+
+
+async def test_a_stale_lock_taken_over_is_shown_as_the_cli_says_it(make_app, ledger_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = ledger_path.with_name(f".{ledger_path.name}.mrishare-lock")
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 0}))  # a killed run's
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        notes = [n.message for n in app._notifications]
+        assert f"took over the lock of mrishare pid {dead.pid}, which is no longer running" in notes, notes
+        assert [e.participant for e in app.ledger_screen.entries][:1] == ["P0001"]
+    assert not lock.exists()

@@ -2,9 +2,9 @@
 
 Each case goes through scan, inspect, deid and share as `python -m tui` subprocesses in a working
 folder holding a `dl/` folder and hostile `numpy.py`/`pydicom.py`. Hard invariants: no traceback,
-no hang, inputs unchanged, the ledger readable, nothing imported from the working folder.
-A package missing slices with exit 0, or a mixed-patient folder delivered silently, is issue 21
-points 1-2 (another branch): reported as xfail when it happens, so it shows until that lands.
+no hang, inputs unchanged, the ledger readable, nothing imported from the working folder; and
+(issue 21 points 1-2) never a package missing slices with exit 0, nor a mixed-patient folder
+delivered silently.
 The long run: `python -m tests.fuzz.run --cases 300`.
 """
 
@@ -41,6 +41,5 @@ def test_fuzz_case(seed: int, base: str, kinds: list[str], bases: Path, tmp_path
     assert not hard, f"{hard}: {result.notes} ({result.damages})"
     if result.share_rc not in (0, None):
         assert "unnamed failures" not in result.problems, result.notes
-    soft = sorted(set(result.problems) & {"silent-incomplete", "mixed delivered silently"})
-    if soft:
-        pytest.xfail(f"issue 21 points 1-2 (other branch): {soft}: {result.notes}")
+    silent = sorted(set(result.problems) & {"silent-incomplete", "mixed delivered silently"})
+    assert not silent, f"{silent}: {result.notes} ({result.damages})"

@@ -212,19 +212,25 @@ class TuiApp(App[None]):
         Holding it only while writing lets `mrishare mail`, `shares extend` or a second app work
         while this one is open; a real conflict (someone writing right now) is a one-line error.
         """
+        with self._ledger_lock, self._open_ledger(self.services.ledger_path) as ledger:
+            yield ledger
+
+    def _open_ledger(self, path: Path) -> Any:
+        """Lock and read the ledger; a stale lock taken over is said here as the CLI says it (notify is
+        thread-safe: workers open the ledger)."""
         from tui.core.delivery.ledger import Ledger
 
-        with self._ledger_lock, Ledger.open(self.services.ledger_path) as ledger:
-            yield ledger
+        ledger = Ledger.open(path)
+        for note in ledger.notes:
+            self.notify(note, title="Ledger lock", severity="warning", timeout=15)
+        return ledger
 
     @work(thread=True, exclusive=True, group="ledger", exit_on_error=False)
     def open_ledger_worker(self, path: Path) -> None:
         """Read the ledger's rows (locking it only while reading)."""
-        from tui.core.delivery.ledger import Ledger
-
         stamp = ledger_stamp(path)
         try:
-            with Ledger.open(path) as ledger:
+            with self._open_ledger(path) as ledger:
                 rows = ledger.rows()
         except MrishareError as error:
             self.post_message(LedgerLoaded(None, error=f"{error} (it is read again when it changes)", stamp=stamp))

@@ -82,7 +82,9 @@ def _print_results(results: list[Converted | NotConverted], out: Path) -> None:
         table.add_column(column)
     for r in results:
         if isinstance(r, Converted):
-            table.add_row(Text(r.series_key), Text(r.suffix), Text(str(r.nifti.relative_to(out))))
+            incomplete = f" (incomplete: {r.shortfall})" if r.shortfall else ""
+            table.add_row(Text(r.series_key), Text(r.suffix),
+                          Text(f"{r.nifti.relative_to(out)}{incomplete}", style="yellow" if incomplete else ""))
         else:
             table.add_row(Text(r.series_key), Text("-"), Text(f"skipped: {r.reason}", style="yellow"))
     stdout.print(table)

@@ -268,6 +268,16 @@ def run_participant(participant: Participant, settings: PipelineSettings, gate: 
     return Outcome(run.subject, share_id, "failed", reason)
 
 
+def _drop_outputs(converted: list[Any], keys: set[str]) -> list[Any]:
+    """`converted` without the outputs of series `keys`, whose files (NIfTI, sidecar, b-values) are deleted."""
+    for item in converted:
+        if item.series_key in keys:
+            stem = item.nifti.name.removesuffix(".nii.gz")
+            for path in item.nifti.parent.glob(f"{stem}.*"):
+                path.unlink()
+    return [c for c in converted if c.series_key not in keys]
+
+
 class _Run:
     """One participant's pass through the stages; each stage method is resumable."""
 
@@ -454,12 +464,8 @@ class _Run:
             raise MrishareError(f"nothing released ({len(result.quarantined)} quarantined, "
                                 f"{len(result.skipped)} skipped)")
         assert self.journal is not None
-        if result.audit_path is not None and (self.admission.withheld or self.admission.released):
-            with AuditLog("", path=result.audit_path) as audit:
-                for gap, decision in [(g, "withheld") for g in self.admission.withheld] + \
-                                     [(g, "released") for g in self.admission.released]:
-                    audit.write({"type": "incomplete", "subject": self.subject, "decision": decision,
-                                 "where": gap.where, "problems": [str(p) for p in gap.problems]})
+        self._audit(result.audit_path, [(g, "withheld") for g in self.admission.withheld]
+                    + [(g, "released") for g in self.admission.released])
         self.journal.pseudonym = result.pseudonym
         note = "; ".join(result.notes)
         self._save_row(pseudonym=result.pseudonym, status="de-identified", last_action="de-identified",
@@ -467,7 +473,7 @@ class _Run:
         damaged = [[path.name, reason] for path, reason in result.quarantined if reason.startswith("damaged header")]
         self._withhold(damaged)
         self.journal.mark("deidentify", released=len(result.released), quarantined=len(result.quarantined),
-                          damaged=damaged)
+                          damaged=damaged, audit=str(result.audit_path or ""))
         return f"{len(result.released)} released, {len(result.quarantined)} quarantined"
 
     def _withhold(self, missing: list[list[str]]) -> None:
@@ -485,6 +491,7 @@ class _Run:
         if self._done("convert", self.package_root):
             assert self.journal is not None
             self._withhold(self.journal.done["convert"].get("missing", []))
+            self._short(self.journal.done["convert"].get("short", []))
             return "done earlier"
         shutil.rmtree(self.attempt / "package", ignore_errors=True)
         released = scan(self.attempt / "deid", as_participant=True)
@@ -501,13 +508,46 @@ class _Run:
         missing = [[f"series {r.series_key}", f"not converted ({r.reason})"] for r in results
                    if isinstance(r, nifti.NotConverted) and not r.reason.startswith(LEFT_OUT_ON_PURPOSE)]
         self._withhold(missing)
+        # an engine that wrote fewer images than it got: withheld like a gap in the scan (or released, recorded)
+        shortfalls = {c.series_key: c.shortfall for c in converted if c.shortfall}
+        numbers = {str(n): s.number for n, s in enumerate(released.participants[0].series(), 1)}
+        decision = "released" if self.settings.allow_incomplete else "withheld"
+        short = [[numbers.get(key), why, decision] for key, why in shortfalls.items()]
+        if decision == "withheld":
+            converted = _drop_outputs(converted, set(shortfalls))
+        gaps = self._short(short)
+        self._audit(self.journal.done["deidentify"].get("audit"), [(gap, decision) for gap in gaps])
+        for gap in gaps:
+            yield StepNote(self.subject, "convert", f"{decision} {gap.text()}", "warning")
+        if not converted:
+            raise MrishareError("every series is incomplete; nothing shared (" + " | ".join(g.text() for g in gaps)
+                                + "); --allow-incomplete releases them with the gaps recorded")
         self._save_row(status="converted", series=len(converted), last_action="converted")
         self.journal.mark("convert", files=[str(c.nifti.relative_to(self.attempt)) for c in converted],
-                          suffixes=[c.suffix for c in converted], missing=missing,
+                          suffixes=[c.suffix for c in converted], missing=missing, short=short,
                           pairing=[{"frame": c.frame_of_reference, "image_type": list(c.image_type),
                                     "description": c.description, "echo": c.echo, "part": c.part}
                                    for c in converted])
         return f"{len(converted)} series converted, {len(results) - len(converted)} skipped"
+
+    def _short(self, short: list[list[Any]]) -> list[Gap]:
+        """[SeriesNumber, shortfall, decision] of series the engine converted only in part, as withheld or
+        released gaps of the admission (the run then ends 'partly shared', or the README says so)."""
+        gaps = [Gap(f"converted {number}", number, (Problem(why),)) for number, why, _ in short]
+        for gap, (_, _, decision) in zip(gaps, short, strict=True):
+            if decision == "released":
+                self.admission = replace(self.admission, released=(*self.admission.released, gap))
+            else:
+                self.admission = replace(self.admission, withheld=(*self.admission.withheld, gap))
+        return gaps
+
+    def _audit(self, path: str | Path | None, decisions: list[tuple[Gap, str]]) -> None:
+        """Record each incomplete series and what was decided (withheld, released) in the run's audit log."""
+        if decisions and path:
+            with AuditLog("", path=Path(path)) as audit:
+                for gap, decision in decisions:
+                    audit.write({"type": "incomplete", "subject": self.subject, "decision": decision,
+                                 "where": gap.where, "problems": [str(p) for p in gap.problems]})
 
     def _converted(self) -> list[tuple[Path, str]]:
         assert self.journal is not None

@@ -593,6 +593,19 @@ def test_cleanup_expired_removes_files_of_expired_links(server, dest, tmp_path: 
     assert not on_server(server, "a1").exists()
 
 
+def test_cleanup_of_one_ledger_leaves_the_files_it_does_not_own(server, dest, tmp_path: Path) -> None:
+    mine = dest.share(uploaded(dest, tmp_path, "b1/sub-01.zip"), 1, "row-9")
+    dest.share(uploaded(dest, tmp_path, "b2/sub-02.zip"), 1, "row-10")  # another ledger's, expired too
+    orphan = uploaded(dest, tmp_path, "b3/sub-03.zip")  # no link, old: another ledger's leftover
+    old = time.time() - 3 * 86400
+    for rel in ("b1/sub-01.zip", "b2/sub-02.zip", orphan):
+        os.utime(on_server(server, rel), (old, old))
+    server.today = mine.expires
+    assert dest.cleanup_expired(mine.expires, owned={"b1/sub-01.zip"}) == ["b1/sub-01.zip"]
+    assert sorted(p for p in server.remote_files(USER) if p.startswith("MRI")) == [
+        "MRI-Uploads/b2/sub-02.zip", f"MRI-Uploads/{orphan}"]
+
+
 def test_cleanup_refuses_without_remote_path(server) -> None:
     d = make_dest(server, remote_path="")
     with pytest.raises(MrishareError, match="only deletes inside"):

@@ -26,6 +26,12 @@ NEXT_STEPS = (
     ("patients in one participant folder", ("The folder holds scans of more than one patient, so nothing was shared. "
                                             "Press i, then P to choose the patient to share (the other files are "
                                             "held back), and run again (r).")),
+    *((phrase, ("The converter wrote fewer images than the series has, so the series was held back. To share it "
+                "anyway, with the shortfall recorded: mrishare share FOLDER --allow-incomplete.")) for phrase in
+      ("slices converted", "volumes converted")),
+    ("every series is incomplete", ("Every series has missing or unreadable slices, so nothing was shared. Press i, "
+                                    "then A on a series flagged G to share it anyway (the gap is recorded in the "
+                                    "package), and run again (r).")),
     ("face check", "The defaced head still looked like a face: look at the renders named above before sharing."),
     ("login", ("The destination refused the login: check user and app password in Settings (f2, t tests the "
                "connection), then run again (r).")),

@@ -50,14 +50,15 @@ def dimensions(series: Any) -> str:
     return f"{series.cols or '?'}×{series.rows or '?'}×{depth}"
 
 
-def series_flags(series: Any, found: dict[str, set[str]], pages: tuple[str, ...] = PROTOCOL_PAGES) -> str:
-    """B burned-in, Q will be quarantined, G incomplete (gap or unreadable file: withheld), P private tags,
-    I identifying values (once tags were read)."""
+def series_flags(series: Any, found: dict[str, set[str]], pages: tuple[str, ...] = PROTOCOL_PAGES,
+                 released: bool = False) -> str:
+    """B burned-in, Q will be quarantined, G incomplete (gap or unreadable file: withheld; R: shared anyway,
+    the gap recorded), P private tags, I identifying values (once tags were read)."""
     flags = ""
     if series.burned_in and series.burned_in.upper() != "NO":
         flags += "B"
     if getattr(series, "problems", None):
-        flags += "G"
+        flags += "GR" if released else "G"
     if getattr(series, "quarantine", False) or protocol_page(series.description, pages):
         flags += "Q"
     seen = found.get(series.key, set())
@@ -81,6 +82,7 @@ class ParticipantScreen(Screen[None]):
         Binding("delete", "delete", "Delete element", show=False, id="participant.delete"),
         Binding("W", "save_copy", "Save edited copy", show=False, id="participant.save-copy"),
         Binding("P", "choose_patient", "Choose patient", show=False, id="participant.choose-patient"),
+        Binding("A", "release_series", "Share incomplete series anyway", show=False, id="participant.release"),
         Binding("tab", "app.focus_next", "Next pane", show=False, id="participant.next-pane"),
         Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, id="participant.previous-pane"),
     ]
@@ -165,6 +167,27 @@ class ParticipantScreen(Screen[None]):
 
         self.app.push_screen(ChoosePatientScreen(self.participant), chosen)
 
+    def action_release_series(self) -> None:
+        """Share the highlighted incomplete series anyway (its gap recorded in the README and the audit), or
+        withhold it again: `--allow-incomplete` for one series."""
+        series = self.current_series
+        if series is None or not series.problems:
+            self.notify("This series is whole: nothing is withheld.")
+            return
+        released = self.participant.released  # in place: the batch runs this same participant
+        if series.key in released:
+            released.discard(series.key)
+            self.notify(f"Series {series.number or ''} is withheld again.")
+        else:
+            released.add(series.key)
+            self.notify(f"Series {series.number or ''} will be shared with its gap recorded in the README and the "
+                        f"audit: {'; '.join(p.summary for p in series.problems)}", severity="warning")
+        self._show_flags(series)
+
+    def _show_flags(self, series: Any) -> None:
+        flags = series_flags(series, self.found, self.pages, series.key in self.participant.released)
+        self.query_one("#series-table", DataTable).update_cell(series.key, "flags", Text(flags))
+
     def on_mount(self) -> None:
         table = self.query_one("#series-table", DataTable)
         for key, label, width in (
@@ -185,7 +208,7 @@ class ParticipantScreen(Screen[None]):
                 Text(str(len(series.files)), justify="right"),
                 Text(human_size(series.bytes), justify="right"),
                 Text(dimensions(series)),
-                Text(series_flags(series, self.found, self.pages)),
+                Text(series_flags(series, self.found, self.pages, series.key in self.participant.released)),
                 key=series.key,
             )
         self.query_one("#options-panel").display = False
@@ -255,8 +278,7 @@ class ParticipantScreen(Screen[None]):
         self.found[message.series_uid] = seen
         series = self.current_series
         if series is not None and series.key == message.series_uid:
-            flags = Text(series_flags(series, self.found, self.pages))
-            self.query_one("#series-table", DataTable).update_cell(series.key, "flags", flags)
+            self._show_flags(series)
 
     @on(SelectionList.SelectedChanged, "#options-list")
     def _options_changed(self, event: SelectionList.SelectedChanged[str]) -> None:

@@ -11,6 +11,7 @@ Expiry convention (both destinations): a link dies at 00:00 of its expiry date a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -116,8 +117,9 @@ class Destination(Protocol):
         """All links this destination made that are still alive."""
         ...
 
-    def cleanup_expired(self, today: date | None = None) -> list[str]:
-        """Delete files whose links expired; return their remote paths."""
+    def cleanup_expired(self, today: date | None = None, owned: Collection[str] | None = None) -> list[str]:
+        """Delete files whose links expired; return their remote paths. Given `owned` (the remote paths of one
+        ledger's rows), nothing else is touched: several ledgers may deliver to one destination."""
         ...
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import threading
+from collections.abc import Collection
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -150,14 +151,15 @@ class FolderDestination:
         with self._lock:
             return list(self._read_index().values())
 
-    def cleanup_expired(self, today: date | None = None) -> list[str]:
-        """Delete files whose recorded expiry date has come."""
+    def cleanup_expired(self, today: date | None = None, owned: Collection[str] | None = None) -> list[str]:
+        """Delete files whose recorded expiry date has come (only `owned` remote paths, if given)."""
         today = today or date.today()
         removed = []
         with self._lock:
             index = self._read_index()
             for share_id, info in list(index.items()):
-                if info.expires is not None and info.expires <= today:
+                mine = owned is None or info.remote_path in owned
+                if mine and info.expires is not None and info.expires <= today:
                     self._remove(info.remote_path)
                     del index[share_id]
                     removed.append(info.remote_path)

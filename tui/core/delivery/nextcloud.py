@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -757,8 +757,9 @@ class NextcloudDestination:
             else:
                 yield {**entry, "path": rel}
 
-    def cleanup_expired(self, today: date | None = None) -> list[str]:
-        """Delete files below `remote_path` whose link expired (or is gone and the file is > 2 days old).
+    def cleanup_expired(self, today: date | None = None, owned: Collection[str] | None = None) -> list[str]:
+        """Delete files below `remote_path` whose link expired (or is gone and the file is > 2 days old);
+        given `owned`, only those remote paths (one ledger's) are touched.
 
         Nextcloud deletes an expired share but keeps its file, so a file with no live link is an
         expired leftover once it is older than ORPHAN_GRACE (younger ones may still be being shared).
@@ -769,6 +770,8 @@ class NextcloudDestination:
         removed = []
         live = {}
         for info in self.list_shares():
+            if owned is not None and info.remote_path not in owned:
+                continue
             if info.expires is not None and info.expires <= today:
                 self.revoke(info.share_id, info.remote_path)
                 removed.append(info.remote_path)
@@ -777,7 +780,7 @@ class NextcloudDestination:
         cutoff = datetime.combine(today, datetime.min.time(), UTC) - ORPHAN_GRACE
         for entry in list(self._files(self.root)):
             rel = entry["path"][len(self.root) + 1:]
-            if _within(rel, live.keys() | set(removed)):  # a shared folder's files live with its link
+            if _within(rel, live.keys() | set(removed)) or (owned is not None and not _within(rel, set(owned))):
                 continue
             if entry["mtime"] is not None and entry["mtime"] < cutoff:
                 self._delete_file(entry["path"])

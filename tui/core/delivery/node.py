@@ -8,7 +8,7 @@ file must declare PatientIdentityRemoved = YES; one file without it stops the wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from pathlib import Path
 from threading import Event
@@ -95,7 +95,7 @@ class DicomNodeDestination:
         """None: a node makes no links."""
         return []
 
-    def cleanup_expired(self, today: date | None = None) -> list[str]:
+    def cleanup_expired(self, today: date | None = None, owned: Collection[str] | None = None) -> list[str]:
         """Nothing expires on a node."""
         return []
 

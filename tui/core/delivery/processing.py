@@ -26,6 +26,7 @@ from tui.core.events import EventStream, StepNote
 from tui.core.nifti.deface_pairs import SeriesGeometry
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from threading import Event
 
     from tui.core.credentials import Credentials
@@ -175,7 +176,7 @@ class ProcessingDestination:
         """None: a job gives no link."""
         return []
 
-    def cleanup_expired(self, today: date | None = None) -> list[str]:
+    def cleanup_expired(self, today: date | None = None, owned: Collection[str] | None = None) -> list[str]:
         """Nothing expires in the processing folder."""
         return []
 

@@ -83,7 +83,7 @@ def extend(ledger: Ledger, row_id: str, days: int, destination: Destination) -> 
 
 
 def cleanup_expired(ledger: Ledger, destination: Destination, today: date | None = None) -> list[str]:
-    """Delete remote files whose links expired or are gone on the server, and files left by failed runs.
+    """Delete this ledger's remote files whose links expired or are gone on the server, and files left by failed runs.
 
     Rows follow the server (`check`): a shared row whose link the server no longer has becomes expired (its
     date has come) or revoked, and its file is deleted; so is a failed row's remote file (left when removing
@@ -91,7 +91,8 @@ def cleanup_expired(ledger: Ledger, destination: Destination, today: date | None
     anew. Returns the remote paths removed.
     """
     today = today or date.today()
-    removed = destination.cleanup_expired(today)
+    owned = {row.remote_path for row in ledger.rows() if row.remote_path and _belongs(row, destination)}
+    removed = destination.cleanup_expired(today, owned)  # another ledger's packages there are not ours to delete
     check(ledger, destination, today)
     for row in ledger.rows():
         if row.status in ("expired", "revoked", "failed") and row.remote_path and _belongs(row, destination) \

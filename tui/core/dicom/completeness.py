@@ -96,7 +96,8 @@ def _gaps(series: list[Series]) -> list[Gap]:
 
 
 def admit(participant: Participant, allow_incomplete: bool) -> Admission:
-    """Withhold every incomplete series (or release it, recorded, when `allow_incomplete`)."""
+    """Withhold every incomplete series (or release it, recorded, when `allow_incomplete` or when the user
+    released that series: `participant.released`)."""
     main = participant.main_patient
     series = [s for st in main.studies for s in st.series] if main else []
     gaps = _gaps(series)
@@ -104,8 +105,10 @@ def admit(participant: Participant, allow_incomplete: bool) -> Admission:
         gaps.append(Gap("", None, tuple(participant.problems)))
     if allow_incomplete or not gaps:
         return Admission(participant, (), tuple(gaps))
-    keys = {g.key for g in gaps if g.key}
+    released = tuple(g for g in gaps if g.key and g.key in participant.released)
+    withheld = tuple(g for g in gaps if g not in released)
+    keys = {g.key for g in withheld if g.key}
     if keys and len(keys) == len([s for s in series if not s.kind]):
         raise MrishareError("every series is incomplete; nothing shared (" + " | ".join(g.text() for g in gaps)
                             + "); --allow-incomplete releases them with the gaps recorded")
-    return Admission(participant.without(keys), tuple(gaps), ())
+    return Admission(participant.without(keys), withheld, released)

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -32,6 +32,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from tui.core.childproc import drop_working_folder, pool_context
 from tui.core.config import site_secret
 from tui.core.dicom.keys import participant_key
+from tui.core.dicom.siemens_protocol import declared_slices
 from tui.core.errors import MrishareError
 from tui.core.events import EventStream, StepFinished, StepProgress, StepStarted, Throttle, drain
 from tui.core.safetext import counted
@@ -55,6 +56,8 @@ SCAN_TAGS: tuple[BaseTag, ...] = tuple(Tag(k) for k in _KEYWORDS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
 _US_TAGS = {0x00280010, 0x00280011}  # Rows, Columns
+_IMAGE_CLASSES = {f"1.2.840.10008.5.1.4.1.1.{n}" for n in ("4", "4.1", "4.3", "2", "2.1", "128", "130", "7")}
+"""MR, enhanced MR (and colour), CT, enhanced CT, PET, enhanced PET, secondary capture: never without pixels."""
 # SOP classes that are not images, by UID prefix. Such objects can share a SeriesInstanceUID with the
 # images they belong to (Philips stores Raw Data next to its enhanced MR): they form a series of their own.
 NON_IMAGE_KINDS = {
@@ -209,6 +212,8 @@ class Participant:
     """What was not read and belongs to no known series (an unreadable folder or file)."""
     chosen: bool = False
     """True once the user chose the first patient as the one to share (the others' files are misfiled)."""
+    released: set[str] = field(default_factory=set)
+    """`Series.key`s of incomplete series the user chose to share anyway (their gaps are recorded)."""
 
     @property
     def mixed_patients(self) -> bool:
@@ -343,7 +348,17 @@ def _header_problem(fp: BinaryIO, ds: Dataset, size: int, deflated: bool) -> str
         last = ds.get_item(tags[-1], keep_deferred=True)
         if isinstance(last, RawDataElement) and last.value is not None and len(last.value) < last.length:
             return "truncated (header ends early)"
+        if _is_image(ds):  # the file ends where a whole element ended, before any pixel data
+            return "truncated (no pixel data)"
     return None
+
+
+def _is_image(ds: Dataset) -> bool:
+    """True if a stored object (it has a series) says it is an image (Rows, or an image SOP class): it must
+    have pixel data. A fragment without a series stays 'not a stored object' (`read_instance`)."""
+    meta = getattr(ds, "file_meta", None) or {}
+    sop_class = _text(ds, 0x00080016) or str(meta.get("MediaStorageSOPClassUID", ""))
+    return bool(_series_uid(ds)) and (0x00280010 in ds or sop_class in _IMAGE_CLASSES)
 
 
 def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[Dataset, int] | Skipped:
@@ -371,6 +386,8 @@ def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[
             except Exception as error:
                 return Skipped(path, f"corrupt header ({type(error).__name__})", lost=True)
             meta = getattr(ds, "file_meta", None) or {}
+            if damaged := _damaged_meta(meta):
+                return Skipped(path, damaged, lost=True)
             if kind and not meta.get("TransferSyntaxUID") and 0x00080016 not in ds:
                 return Skipped(path, "corrupt after DICM preamble", lost=True)
             deflated = str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
@@ -380,6 +397,17 @@ def _read_dataset(path: Path, specific_tags: Iterable[BaseTag] | None) -> tuple[
     if problem:
         return Skipped(path, problem, series_uid=_series_uid(ds), lost=True)
     return ds, size
+
+
+def _damaged_meta(meta: Any) -> str | None:
+    """Why the file meta cannot be used (an element with an unknown VR or a bad value), or None."""
+    for tag in list(meta.keys()):
+        try:
+            meta[tag]  # converts the raw element: an unknown VR raises here, not later in a caller
+        except (NotImplementedError, ValueError, TypeError, KeyError) as error:
+            kind = "unknown VR" if isinstance(error, NotImplementedError) else "bad value"
+            return f"damaged file meta: element ({tag.group:04X},{tag.element:04X}) ({kind})"
+    return None
 
 
 def _series_uid(ds: Dataset) -> str:
@@ -850,6 +878,7 @@ def scan_events(root: Path, cancel: threading.Event | None = None, workers: int 
             skipped=their_skipped,
         )
         _attach_lost(participant)
+        _check_protocol_counts(participant)
         participants.append(participant)
     series = sum(len(list(p.series())) for p in participants)
     yield StepFinished(SUBJECT, STEP, f"{len(instances)} DICOM files: {counted(len(participants), 'participant')}, "
@@ -874,6 +903,18 @@ def _attach_lost(participant: Participant) -> None:
             series.problems.append(problem)
         if not owners:
             participant.problems.append(Problem(f"not read ({item.reason})", (str(item.path),)))
+
+
+def _check_protocol_counts(participant: Participant) -> None:
+    """A series that looks whole otherwise (no gap, no unreadable file) but has fewer images than the slices its
+    Siemens protocol declares lost its first or last slices: nothing else can tell."""
+    for series in participant.series():
+        if series.kind or series.problems or series.frames != len(series.files):
+            continue
+        count = declared_slices(series.files[0], series.image_type)
+        if count and count > len(series.files):
+            series.problems.append(Problem(f"the series declares {count} slices (Siemens protocol, "
+                                           f"sSliceArray.lSize), {len(series.files)} were read"))
 
 
 def scan(root: Path, cancel: threading.Event | None = None, workers: int | None = None,

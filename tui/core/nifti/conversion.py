@@ -39,6 +39,7 @@ from tui.core.events import (
     StepProgress,
     StepStarted,
 )
+from tui.core.nifti.shortfall import Written, shortfall
 
 STEP = "convert"
 GZIP_LEVEL = 2  # ISA-L level 2: about zlib -6 size (+5%) at a tenth of the time
@@ -104,6 +105,8 @@ class Converted:
     frame_of_reference: str = ""
     image_type: tuple[str, ...] = ()
     description: str = ""
+    shortfall: str = ""
+    """'' if the series' outputs hold all its images, else e.g. '34 of 35 slices converted' (`shortfall`)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ class RawOutput:
     part: str | None = None
     extra: str | None = None
     extras: tuple[Path, ...] = ()  # .bval/.bvec beside the NIfTI
+    dropped_volumes: int = 0
+    """Volumes the engine left out on purpose (ADC/trace maps inside a diffusion series)."""
 
 
 class Engine(Protocol):
@@ -172,7 +177,7 @@ class Dcm2niixEngine:
         """The command line: our own file name, displayed-value scaling, no user defaults."""
         return [
             self.binary, "-f", "s", "-z", "y" if compress else "n", "-b", "y", "-ba", "y",
-            "-p", "n", "-l", "o", "-d", "0", "-x", "n", "-i", "n", "-m", "2", "-w", "1", "-v", "0",
+            "-p", "n", "-l", "o", "-d", "0", "-x", "n", "-i", "n", "-m", "2", "-w", "2", "-v", "0",
             "-c", "", "-o", str(out), str(source),
         ]
 
@@ -198,13 +203,15 @@ class Dcm2niixEngine:
             raise EngineFailed("dcm2niix wrote no image")
         if any("_Eq_" in p.name for p in images):
             raise SeriesRejected("inconsistent slice spacing")
+        dropped = sum(int(n) for n in DERIVED_DROPPED.findall(proc.stdout))
         outputs = []
-        for image in images:
+        for index, image in enumerate(images):
             stem = image.name[: -len(".nii")]
             sidecar_path = image.with_suffix(".json")
             sidecar = _engine_json(sidecar_path, "dcm2niix sidecar") if sidecar_path.exists() else {}
             extras = tuple(p for p in (image.with_suffix(".bval"), image.with_suffix(".bvec")) if p.exists())
-            outputs.append(RawOutput(image, sidecar, extras=extras, **_postfix_entities(stem[1:])))
+            outputs.append(RawOutput(image, sidecar, extras=extras, dropped_volumes=0 if index else dropped,
+                                     **_postfix_entities(stem[1:])))
         return outputs
 
 
@@ -217,9 +224,15 @@ def _engine_json(path: Path, what: str) -> Any:
         raise EngineFailed(f"{what} is damaged; {free // 1024} kB free at {path.parent} (disk full?)") from None
 
 
+DERIVED_DROPPED = re.compile(r"Note: (\d+) volumes appear to be ADC or trace images that will be removed")
+"""dcm2niix's own word that it left derived maps out of a diffusion series (they are not a loss)."""
+
+
 def _postfix_entities(postfix: str) -> dict[str, Any]:
     """Map a dcm2niix file-name postfix (`_e2_ph`, `_i00002`...) to BIDS-like entities."""
     entities: dict[str, Any] = {}
+    # `-w 2`: a second output of one name gets a letter (`sa`, `s_e1a`); it is another run, not an entity
+    postfix = re.sub(r"(?:^|(?<=\d))[a-z]$", "", postfix)
     echo = re.search(r"_e(\d+)", postfix)
     if echo:
         entities["echo"] = int(echo.group(1))
@@ -550,6 +563,7 @@ class _Staged:
     extras: tuple[Path, ...]
     frame_of_reference: str = ""
     description: str = ""
+    shortfall: str = ""
 
 
 def _run_engines(files: list[Path], engines: list[Engine], work: Path) -> list[RawOutput]:
@@ -586,12 +600,13 @@ def _convert_one(series: SeriesInput, engines: list[Engine], work: Path) -> list
     rest = re.search(r"rest", series.description or "", re.IGNORECASE)
     task = ("rest" if rest else "unknown") if suffix == "bold" else None
     frame = str(_find(header, "FrameOfReferenceUID") or "")
+    short = shortfall(series.files, [Written(raw.nifti, raw.dropped_volumes) for raw in outputs])
     staged = []
     for index, raw in enumerate(outputs):
         target = work / f"out-{index}.nii.gz"
         write_clean_gz(raw.nifti, target)
         staged.append(_Staged(series.key, target, filter_sidecar(raw.sidecar), suffix, hint or "x",
-                              raw.echo, raw.part, raw.extra, task, raw.extras, frame, series.description))
+                              raw.echo, raw.part, raw.extra, task, raw.extras, frame, series.description, short))
     return staged
 
 
@@ -631,7 +646,7 @@ def _place(staged: list[_Staged], out_dir: Path, subject: str, session: str) -> 
         kinds = tuple(str(v) for v in (kinds if isinstance(kinds, list) else [kinds]))
         echo = item.echo or item.sidecar.get("EchoNumber")
         placed.append(Converted(item.series_key, nifti, sidecar, item.suffix, echo, item.part,
-                                item.frame_of_reference, kinds, item.description))
+                                item.frame_of_reference, kinds, item.description, item.shortfall))
     return placed
 
 

@@ -298,6 +298,7 @@ class _Run:
         self.row: LedgerRow | None = None
         self.policy: SharePolicy | None = None
         self.admission = Admission(participant, (), ())
+        self._known: leakcheck.Identifiers | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -460,6 +461,7 @@ class _Run:
                                      protocol_pages=self.settings.protocol_pages)
         result = yield from relabel(deidentify_participant(self.participant, out, deid_settings, self.cancel),
                                     self.subject, "deidentify")
+        self._known = result.identifiers  # the same values the gates ask for later (read once, not per gate)
         if not result.released:
             raise MrishareError(f"nothing released ({len(result.quarantined)} quarantined, "
                                 f"{len(result.skipped)} skipped)")
@@ -779,8 +781,7 @@ class _Run:
             page = write_unlock_page(zip_path, phrase)
         except PageTooLarge as error:
             return f"no passphrase page: {error.reason}"
-        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
-                                                    self.settings.release_values)
+        identifiers = self._identifiers()
         blocking = [leak for leak in leakcheck.check_text(page.inserted, identifiers, "page", page.path.name)
                     if leak.blocks]  # our template's own words are never a finding; kept values are notes
         if blocking:
@@ -790,11 +791,18 @@ class _Run:
                                 f"({'; '.join(leakcheck.summarize(blocking, limit=3))}); nothing released", page.path)
         return ""
 
+    def _identifiers(self) -> leakcheck.Identifiers:
+        """The participant's identifying values under this run's options: from the de-identification step, or
+        read from the headers once when that step was done by an earlier run."""
+        if self._known is None:
+            self._known = leakcheck.collect_identifiers(self.participant, self.profile.options,
+                                                        self.settings.release_values)
+        return self._known
+
     def _leak_gate(self, files: list[Path], root: Path) -> list[str]:
         """Refuse to release if a blocking identifier of the participant is found in a file or a name
         below `root`; the findings that do not block come back grouped, for the report."""
-        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
-                                                    self.settings.release_values)
+        identifiers = self._identifiers()
         leaks = leakcheck.check_files(files, identifiers, root=root, options=self.profile.options)
         blocking = [leak for leak in leaks if leak.blocks]
         if blocking:
@@ -881,8 +889,7 @@ class _Run:
         job, files = job_files(str(self.journal.done["job"]["id"]), target.pipeline, self.journal.pseudonym, chosen)
         for line in self._leak_gate(list(files.values()), self.package_root.parent):
             yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
-        identifiers = leakcheck.collect_identifiers(self.participant, self.profile.options,
-                                                    self.settings.release_values)
+        identifiers = self._identifiers()
         blocking = [leak for leak in leakcheck.check_text(job.to_json(), identifiers, "job.json", "job.json")
                     if leak.blocks]
         if blocking:

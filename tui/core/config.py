@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from platformdirs import user_config_path, user_data_path
@@ -44,9 +46,10 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` atomically to `path` with mode 0600 (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def private_temp(path: Path, data: bytes) -> Iterator[Path]:
+    """A temp file beside `path` (mode 0600, created exclusively) holding `data`, written and fsynced; removed
+    on leaving unless the caller renamed or linked it into place. For writes that must be whole or absent."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -54,11 +57,17 @@ def write_private(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    except BaseException:
+        yield tmp
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` atomically to `path` with mode 0600 (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with private_temp(path, data) as tmp:
+        os.replace(tmp, path)
+    fsync_path(path.parent)
 
 
 def check_private(path: Path) -> None:

@@ -33,7 +33,6 @@ import io
 import json
 import os
 import re
-import secrets
 import socket
 import time
 import zipfile
@@ -47,7 +46,7 @@ from xml.parsers import expat
 
 from openpyxl.utils import get_column_letter
 
-from tui.core.config import fsync_path
+from tui.core.config import fsync_path, private_temp
 from tui.core.delivery.xlsx_sheet import Book, Sheet, XlsxError, write_parts
 from tui.core.errors import MrishareError
 from tui.core.safetext import disk_error, shown
@@ -366,22 +365,15 @@ class Ledger:
         """Save to a 0600 temp file beside the ledger, fsync, read it back (rows in `expect` present),
         rename over the ledger, fsync the folder; returns the SHA-256 of the file. Any failure leaves
         the previous file as it was."""
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         buffer = io.BytesIO()
         write_parts(parts, buffer)
         data = buffer.getvalue()
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._read_back(tmp, expect or set())
-            os.replace(tmp, self.path)
+            with private_temp(self.path, data) as tmp:
+                self._read_back(tmp, expect or set())
+                os.replace(tmp, self.path)
         except OSError as error:
             raise disk_error(error, self.path, _size(self.path)) from None
-        finally:
-            tmp.unlink(missing_ok=True)
         fsync_path(self.path.parent)
         self._stat = _stat(self.path)
         return hashlib.sha256(data).digest()
@@ -553,24 +545,17 @@ def _acquire_lock(path: Path, notes: list[str]) -> Path:
     to the lock name (fails if one exists). A stale lock is taken over with a note in `notes`."""
     lock = path.with_name(f".{path.name}.mrishare-lock")
     me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
-    tmp = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(me)
-            handle.flush()
-            os.fsync(handle.fileno())
-        for _ in range(2):
-            try:
-                _place(tmp, lock)
-            except FileExistsError:
-                _refuse_or_clear(lock, path, notes)
-                continue
-            return lock
+        with private_temp(lock, me) as tmp:
+            for _ in range(2):
+                try:
+                    _place(tmp, lock)
+                except FileExistsError:
+                    _refuse_or_clear(lock, path, notes)
+                    continue
+                return lock
     except OSError as error:
         raise disk_error(error, lock, len(me)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     raise MrishareError("could not take the ledger lock", path)
 
 

@@ -12,8 +12,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import TypeVar
+
+from tui.core.errors import MrishareError
+
+T = TypeVar("T")
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 """The folder holding `tui/`, so a child finds mrishare without the working folder."""
@@ -47,3 +55,16 @@ def pool_context(method: str, preload: list[str]) -> BaseContext:
     if method == "forkserver":
         context.set_forkserver_preload(preload)
     return context
+
+
+def finished_futures(pool: Executor, futures: Iterable[Future[T]], cancel: threading.Event | None,
+                     what: str) -> Iterator[Future[T]]:
+    """`futures` as they finish. `cancel` is looked at every 0.25 s: once set, the pool drops its queued work
+    and `MrishareError("<what> cancelled")` is raised."""
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        if cancel is not None and cancel.is_set():
+            pool.shutdown(cancel_futures=True)
+            raise MrishareError(f"{what} cancelled")
+        yield from finished

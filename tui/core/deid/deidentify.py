@@ -17,7 +17,7 @@ import re
 import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from tui import __version__
-from tui.core.childproc import drop_working_folder, pool_context
+from tui.core.childproc import drop_working_folder, finished_futures, pool_context
 from tui.core.config import site_secret
 from tui.core.deid.audit import AuditLog, new_run_id
 from tui.core.deid.cleaner import DeidContext, deidentify_dataset
@@ -292,16 +292,9 @@ def _run_jobs(jobs: list[FileJob], ctx: DeidContext, out: Path, settings: DeidSe
     context = pool_context("forkserver", ["tui.core.deid.deidentify"])
     with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context,
                              initializer=drop_working_folder) as pool:
-        pending: set[Future[list[FileOutcome]]] = {
-            pool.submit(_process_chunk, chunk, ctx, out, settings.modalities) for chunk in chunks
-        }
-        while pending:
-            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            if cancel is not None and cancel.is_set():
-                pool.shutdown(cancel_futures=True)
-                raise MrishareError("de-identification cancelled")
-            for future in finished:
-                yield from future.result()
+        pending = [pool.submit(_process_chunk, chunk, ctx, out, settings.modalities) for chunk in chunks]
+        for future in finished_futures(pool, pending, cancel, "de-identification"):
+            yield from future.result()
 
 
 def deidentify_participant(participant: Participant, out: Path, settings: DeidSettings,

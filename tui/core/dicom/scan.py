@@ -16,7 +16,7 @@ import threading
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
@@ -29,7 +29,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from tui.core.childproc import drop_working_folder, pool_context
+from tui.core.childproc import drop_working_folder, finished_futures, pool_context
 from tui.core.config import site_secret
 from tui.core.dicom.keys import participant_key
 from tui.core.dicom.siemens_protocol import declared_slices
@@ -803,25 +803,15 @@ def _read_all(files: list[Path], cancel: threading.Event | None, workers: int | 
                 yield StepProgress(SUBJECT, STEP, done, total)
         return results
     chunks = [files[i:i + CHUNK] for i in range(0, total, CHUNK)]
-    by_chunk: dict[Future[list[Instance | DicomDirIndex | Skipped]], int] = {}
     ordered: list[list[Instance | DicomDirIndex | Skipped]] = [[] for _ in chunks]
     done = 0
     with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context(),
                              initializer=drop_working_folder) as pool:
-        pending = set()
-        for index, chunk in enumerate(chunks):
-            future = pool.submit(_read_chunk, chunk)
-            by_chunk[future] = index
-            pending.add(future)
-        while pending:
-            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            if cancel is not None and cancel.is_set():
-                pool.shutdown(cancel_futures=True)
-                raise MrishareError("scan cancelled")
-            for future in finished:
-                ordered[by_chunk[future]] = future.result()
-                done += len(ordered[by_chunk[future]])
-            if finished and throttle.ready(done, total):
+        by_chunk = {pool.submit(_read_chunk, chunk): index for index, chunk in enumerate(chunks)}
+        for future in finished_futures(pool, by_chunk, cancel, "scan"):
+            ordered[by_chunk[future]] = future.result()
+            done += len(ordered[by_chunk[future]])
+            if throttle.ready(done, total):
                 yield StepProgress(SUBJECT, STEP, done, total)
     for part in ordered:
         results.extend(part)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from nextcloud_server import nextcloud, nextcloud_session  # noqa: F401  (the real Nextcloud, for every test folder)
+from processing_fixtures import creds_path, folder  # noqa: F401  (a processing folder on it: the job tests)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MRISHARE_SHARED", REPO.parent / "shared")).resolve()

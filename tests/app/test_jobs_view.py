@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nextcloud_server import XDIST_GROUP, NextcloudServer
+from nextcloud_server import XDIST_GROUP
 
 import tui.app.app as app_module
 from tests.app.conftest import NOW, SIZE
@@ -22,25 +22,12 @@ from tui.core.childproc import child_env
 from tui.core.credentials import load_credentials
 from tui.core.delivery.jobs import INBOX, JobFolder, new_job_id
 from tui.core.delivery.ledger import Ledger, LedgerRow
-from tui.core.delivery.processing import job_files, job_folder
+from tui.core.delivery.processing import job_files
 from tui.core.events import drain
 from tui.core.pipeline import PipelineSettings
 
 pytestmark = [XDIST_GROUP, pytest.mark.slow]
 DEMO = f"atlas={sys.executable} -m tui.demo_pipelines.brainmask_stats {{inputs}} {{outdir}}"
-
-
-@pytest.fixture
-def creds(nextcloud: NextcloudServer, tmp_path: Path) -> Path:
-    return nextcloud.credentials(tmp_path, processing_path=f"proc-{new_job_id()[:8]}")
-
-
-@pytest.fixture
-def folder(creds: Path) -> Iterator[JobFolder]:
-    jobs = job_folder(load_credentials(creds))
-    jobs.prepare()
-    yield jobs
-    jobs.store.close()
 
 
 def queued_row(folder: JobFolder, shared_data: Path, ledger: Path) -> str:
@@ -54,15 +41,15 @@ def queued_row(folder: JobFolder, shared_data: Path, ledger: Path) -> str:
     return job.id
 
 
-def make_app(creds: Path, ledger: Path, tmp_path: Path) -> TuiApp:
+def make_app(creds_path: Path, ledger: Path, tmp_path: Path) -> TuiApp:
     settings = PipelineSettings(destination="processing:atlas", work_dir=tmp_path / "work",
-                                credentials=load_credentials(creds))
+                                credentials=load_credentials(creds_path))
     return TuiApp(Services(ledger_path=ledger, clock=lambda: NOW, settings=settings))
 
 
 @pytest.fixture
-def worker(creds: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-m", "tui", "worker", "--credentials", str(creds), "--state",
+def worker(creds_path: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-m", "tui", "worker", "--credentials", str(creds_path), "--state",
                              str(tmp_path / "worker"), "--poll", "0.3", "--pipeline", DEMO],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
     yield proc
@@ -75,13 +62,13 @@ def status_of(app: TuiApp) -> str:
     return entry.status
 
 
-async def test_live_status_turns_done_and_the_result_is_fetched(creds: Path, folder: JobFolder, shared_data: Path,
+async def test_live_status_turns_done_and_the_result_is_fetched(creds_path: Path, folder: JobFolder, shared_data: Path,
                                                                  tmp_path: Path, mrishare_home: Path,
                                                                  monkeypatch: pytest.MonkeyPatch, worker) -> None:
     ledger = tmp_path / "ledger.xlsx"
     job_id = await asyncio.to_thread(queued_row, folder, shared_data, ledger)  # nc-py-api runs its own loop
     monkeypatch.setattr(app_module, "JOBS_POLL_SECONDS", 0.5)
-    app = make_app(creds, ledger, tmp_path)
+    app = make_app(creds_path, ledger, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         seen = {status_of(app)}
@@ -96,7 +83,7 @@ async def test_live_status_turns_done_and_the_result_is_fetched(creds: Path, fol
         assert str(app.ledger_screen.query_one("#ledger-detail").render()) == f"job done: {got}"
 
 
-async def test_j_refreshes_and_says_what_it_found(creds: Path, folder: JobFolder, shared_data: Path,
+async def test_j_refreshes_and_says_what_it_found(creds_path: Path, folder: JobFolder, shared_data: Path,
                                                   tmp_path: Path, worker) -> None:
     ledger = tmp_path / "ledger.xlsx"
     job_id = await asyncio.to_thread(queued_row, folder, shared_data, ledger)  # nc-py-api runs its own loop
@@ -104,7 +91,7 @@ async def test_j_refreshes_and_says_what_it_found(creds: Path, folder: JobFolder
     while await asyncio.to_thread(folder.state, job_id) != "done":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.3)
-    app = make_app(creds, ledger, tmp_path)
+    app = make_app(creds_path, ledger, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         assert status_of(app) == "job queued"  # the ledger does not know yet

@@ -18,9 +18,8 @@ import pytest
 from nextcloud_server import XDIST_GROUP, NextcloudServer
 
 from tui.core.childproc import child_env
-from tui.core.credentials import load_credentials
 from tui.core.delivery.jobs import INBOX, OUTBOX, RUNNING, JobFolder, new_job_id
-from tui.core.delivery.processing import job_files, job_folder
+from tui.core.delivery.processing import job_files
 from tui.core.errors import MrishareError
 from tui.core.events import drain
 
@@ -31,19 +30,6 @@ pathlib.Path(sys.argv[1]).open("a").write("run\\n")
 time.sleep(float(sys.argv[2]))
 pathlib.Path(sys.argv[-1], "done.txt").write_text("ok")
 """
-
-
-@pytest.fixture
-def creds_path(nextcloud: NextcloudServer, tmp_path: Path) -> Path:
-    return nextcloud.credentials(tmp_path, processing_path=f"proc-{new_job_id()[:8]}")
-
-
-@pytest.fixture
-def folder(creds_path: Path) -> Iterator[JobFolder]:
-    jobs = job_folder(load_credentials(creds_path))
-    jobs.prepare()
-    yield jobs
-    jobs.store.close()
 
 
 @pytest.fixture

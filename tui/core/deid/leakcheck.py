@@ -61,6 +61,9 @@ TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UT", "UC", "UR", "CS"
 DATE_VRS = frozenset({"DA", "DT"})
 DEFLATED = "1.2.840.10008.1.2.1.99"
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+# VRs whose values name no one and that the collector never reads (numbers, binary data, times)
+_UNREAD_VRS = frozenset({"US", "UL", "SS", "SL", "SV", "UV", "FL", "FD", "OB", "OW", "OF", "OD", "OL", "OV", "AT",
+                         "IS", "DS", "TM"})
 # Filler values that identify nobody (and that our own dummies use).
 NOT_IDENTIFYING = frozenset({
     "anonymous", "anonymized", "anon", "unknown", "none", "null", "n/a", "na", "test", "patient",
@@ -411,8 +414,12 @@ class IdentifierCollector:
         self._walk(ds)
 
     def _walk(self, ds: Dataset) -> None:
-        """Collect from each element by its VR and its Annex E action."""
-        for elem in ds:
+        """Collect from each element by its VR and its Annex E action (numbers and binary values are passed
+        over before pydicom converts them: an enhanced file's per-frame groups are mostly numbers)."""
+        for raw in ds.elements():
+            if raw.VR in _UNREAD_VRS:
+                continue
+            elem = ds[raw.tag]
             tag = int(elem.tag)
             if (tag >> 16) & 1:
                 if elem.VR == "PN" and elem.value:

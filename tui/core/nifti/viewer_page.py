@@ -72,21 +72,53 @@ def _coarsen(volume: np.ndarray, zooms: tuple[float, float, float], affine: np.n
 
 
 def _head_mask(mask: np.ndarray) -> np.ndarray:
-    """The largest connected blob of `mask`, closed and with its holes filled (the head, not the noise).
+    """The largest connected blob of `mask`, opened, closed and with its holes filled (the head, not the noise).
 
-    Worked out on a coarser grid (at most ~1.5 M voxels) and scaled back: the morphology on a full 1 mm
-    head took 10 s, and the outline needs no finer grain than 2-3 mm.
+    Worked out on a coarser grid (at most ~1.5 M voxels) and scaled back: the outline needs no finer grain than
+    2-3 mm. The opening and closing are numpy shifts with scipy's default cross and border (the same voxels as
+    `ndimage.binary_opening`/`binary_closing(iterations=2)`/`binary_fill_holes`, 4-5x faster: 0.65 s -> 0.14 s on
+    the 1 mm head).
     """
     step = max(1, round((mask.size / MASK_VOXELS) ** (1 / 3)))
-    coarse = ndimage.binary_opening(mask[::step, ::step, ::step])
+    coarse = _morph(mask[::step, ::step, ::step], grow=(False, True))
     labels, count = ndimage.label(coarse)
     if count == 0:
         return np.zeros_like(mask)
-    sizes = ndimage.sum_labels(coarse, labels, range(1, count + 1))
-    head = ndimage.binary_fill_holes(ndimage.binary_closing(labels == int(sizes.argmax()) + 1, iterations=2))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    head = _fill_holes(_morph(labels == sizes.argmax(), grow=(True, True, False, False)))
     for axis in range(3):
         head = np.repeat(head, step, axis=axis)
     return head[: mask.shape[0], : mask.shape[1], : mask.shape[2]]
+
+
+def _morph(mask: np.ndarray, grow: tuple[bool, ...]) -> np.ndarray:
+    """Dilate (True) or erode (False) `mask` once per entry of `grow`, by the 6-neighbour cross; outside the array
+    counts as empty, so erosion eats the border planes, as scipy's does."""
+    for dilate in grow:
+        out = mask.copy()
+        for axis in range(mask.ndim):
+            low, high = [slice(None)] * mask.ndim, [slice(None)] * mask.ndim
+            low[axis], high[axis] = slice(None, -1), slice(1, None)
+            if dilate:
+                out[tuple(high)] |= mask[tuple(low)]
+                out[tuple(low)] |= mask[tuple(high)]
+            else:
+                out[tuple(high)] &= mask[tuple(low)]
+                out[tuple(low)] &= mask[tuple(high)]
+                np.moveaxis(out, axis, 0)[[0, -1]] = False
+        mask = out
+    return mask
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """`mask` with every empty region that does not reach the array's border filled."""
+    background, count = ndimage.label(~mask)
+    outside = np.zeros(count + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        outside[np.take(background, [0, -1], axis=axis)] = True
+    outside[0] = False
+    return ~outside[background]
 
 
 def volume_script(name: str, title: str, volume: bytes) -> str:

@@ -115,7 +115,7 @@ def make_page(root: Path, filler_mib: int) -> Path:
                 out.write(os.urandom(1 << 20))
     zip_path = root / f"f{filler_mib}" / "sub-BENCH.zip"
     drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
-    return write_unlock_page(zip_path, PHRASE).path
+    return write_unlock_page(zip_path, PHRASE, folder).path
 
 
 def measure(page_file: Path, profile: Path) -> str:

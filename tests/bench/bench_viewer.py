@@ -79,7 +79,7 @@ def bench(name: str, folder_name: str, root: Path, browser: bool) -> None:
     docs_s = time.perf_counter() - started
     copy = sum(p.stat().st_size for p in (folder / "viewer").glob("*.js") if p.name != "niivue.umd.js")
     started = time.perf_counter()
-    page = write_unlock_page(zip_path, PHRASE)
+    page = write_unlock_page(zip_path, PHRASE, folder)
     page_s = time.perf_counter() - started
     print(f"{name}: NIfTI {nifti.stat().st_size / 1e6:.1f} MB {volume.shape} {zooms[0]:.1f} mm | load {loaded:.2f} s"
           f" | previews {preview_s:.2f} s | docs+viewer+pack {docs_s:.1f} s, viewer copy {copy / 1e6:.2f} MB")

@@ -47,4 +47,4 @@ def unlock_page(participant_folder: Path) -> tuple[Path, Path]:
 
     zip_path = participant_folder.parent / "out" / "sub-K7Q2.zip"
     drain(package.build_package(participant_folder, zip_path, Passphrase.from_text(PHRASE, "en")))
-    return zip_path, write_unlock_page(zip_path, PHRASE).path
+    return zip_path, write_unlock_page(zip_path, PHRASE, participant_folder).path

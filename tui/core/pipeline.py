@@ -35,7 +35,7 @@ from tui.core.delivery import passphrase
 from tui.core.delivery.base import Delivered, Destination, SharePolicy
 from tui.core.delivery.destinations import destination_from
 from tui.core.delivery.ledger import Ledger, LedgerRow
-from tui.core.delivery.unlock_page import page_path
+from tui.core.delivery.unlock_page import PageSealer, PageTooLarge, page_path
 from tui.core.dicom.completeness import Admission, Gap, admit, choose_patient
 from tui.core.dicom.scan import Participant, Problem, scan
 from tui.core.errors import Cancelled, MrishareError
@@ -713,10 +713,12 @@ class _Run:
             yield StepNote(self.subject, "pack", f"leak gate: {line}", "warning")
         self.checkpoint("before packing")
         phrase = passphrase.generate(self.settings.language)
+        page_path(zip_path).unlink(missing_ok=True)  # an earlier attempt's page never stays beside a new zip
+        sealer = PageSealer(self.package_root, phrase.text())  # works while the zip is written
         result = yield from relabel(package.build_package(self.package_root, zip_path, phrase,
                                                           self.settings.encryption, self.cancel),
                                     self.subject, "pack")
-        if note := self._write_unlock_page(zip_path, phrase.text()):
+        if note := self._write_unlock_page(zip_path, sealer):
             yield StepNote(self.subject, "pack", note, "warning")
         self._save_row(passphrase=phrase.text(), sha256=result.sha256, size=result.size, mode=result.mode,
                        status="packed", last_action="packed and verified")
@@ -770,15 +772,12 @@ class _Run:
             scanned = datetime.strptime(dates[0], "%Y%m%d").date() if dates else None
         return About(self.settings.lab_name, self.settings.lab_contact, self.settings.study_name, scanned)
 
-    def _write_unlock_page(self, zip_path: Path, phrase: str) -> str:
+    def _write_unlock_page(self, zip_path: Path, sealer: PageSealer) -> str:
         """The passphrase page beside the zip; the leak gate searches what was put into its template (not the
         ciphertext, whose content it already searched in the package). A package too large for a page gets none:
         the returned note says so (the upload and the mail then go without it)."""
-        from tui.core.delivery.unlock_page import PageTooLarge, write_unlock_page
-
-        page_path(zip_path).unlink(missing_ok=True)  # an earlier attempt's page never stays beside a new zip
         try:
-            page = write_unlock_page(zip_path, phrase)
+            page = sealer.write(zip_path)
         except PageTooLarge as error:
             return f"no passphrase page: {error.reason}"
         identifiers = self._identifiers()

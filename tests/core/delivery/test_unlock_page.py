@@ -33,7 +33,12 @@ def sealed(tmp_path: Path) -> tuple[Path, Path]:
     (folder / "ses-1" / "anat" / "sub-K7Q2_ses-1_T1w.nii.gz").write_bytes(bytes(range(256)) * 400)
     zip_path = tmp_path / "out" / "sub-K7Q2.zip"
     drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
-    return zip_path, write_unlock_page(zip_path, PHRASE).path
+    return zip_path, write_unlock_page(zip_path, PHRASE, folder).path
+
+
+def folder_of(zip_path: Path) -> Path:
+    """The folder the fixture's zip was packed from."""
+    return zip_path.parent.parent / "sub-K7Q2"
 
 
 def payload(page: Path) -> tuple[dict, bytes]:
@@ -65,7 +70,7 @@ def test_the_passphrase_is_nowhere_in_the_page_or_its_name_and_salts_differ(seal
     zip_path, page = sealed
     assert page == page_path(zip_path) and page.parent == zip_path.parent
     assert PHRASE not in page.read_text(encoding="utf-8") and "apple" not in page.name
-    again = write_unlock_page(zip_path, PHRASE, zip_path.with_name("again.html"))
+    again = write_unlock_page(zip_path, PHRASE, folder_of(zip_path), zip_path.with_name("again.html"))
     assert payload(page)[0]["salt"] != payload(again.path)[0]["salt"]
     assert "sealed-data" not in again.plain_text.split("sealed-header")[1]  # the plain parts leave the data out
     bundle = (BUNDLE_DIR / "niivue.umd.js").read_text(encoding="utf-8")
@@ -75,13 +80,13 @@ def test_the_passphrase_is_nowhere_in_the_page_or_its_name_and_salts_differ(seal
 def test_wrong_passphrase_cannot_build_a_page(sealed: tuple[Path, Path]) -> None:
     zip_path, _ = sealed
     with pytest.raises(MrishareError, match="cannot read the package"):
-        write_unlock_page(zip_path, "wrong-words-here-again-now", zip_path.with_name("x.html"))
+        write_unlock_page(zip_path, "wrong-words-here-again-now", folder_of(zip_path), zip_path.with_name("x.html"))
 
 
 def test_the_gate_searches_what_was_inserted_not_the_template(sealed: tuple[Path, Path]) -> None:
     """The leak gate reads `inserted`: the package's folder name and the sealing header, none of our own words."""
     zip_path, _ = sealed
-    page = write_unlock_page(zip_path, PHRASE, zip_path.with_name("gate.html"))
+    page = write_unlock_page(zip_path, PHRASE, folder_of(zip_path), zip_path.with_name("gate.html"))
     assert page.inserted.startswith("sub-K7Q2\n") and '"salt"' in page.inserted
     assert "Slice" not in page.inserted and "diagnostic" not in page.inserted  # template words stay out
     assert "diagnostic" in page.plain_text
@@ -91,10 +96,26 @@ def test_a_package_too_large_for_a_browser_page_gets_none(sealed: tuple[Path, Pa
     """Above MAX_PAYLOAD a 566 MB page told the right passphrase it was wrong (bench_unlock_limit.py): no page then."""
     zip_path, _ = sealed
     target = zip_path.with_name("big.html")
-    fits = write_unlock_page(zip_path, PHRASE, target, max_payload=10_000_000)
+    fits = write_unlock_page(zip_path, PHRASE, folder_of(zip_path), target, max_payload=10_000_000)
     fits.path.unlink()
     assert 0 < fits.payload_size < 10_000_000  # the same package gets a page under a limit above its size
     with pytest.raises(PageTooLarge, match=r"MB is more than a browser page can carry \(at most 0 MB\); the "
                                            r"participant opens the zip"):
-        write_unlock_page(zip_path, PHRASE, target, max_payload=1000)
+        write_unlock_page(zip_path, PHRASE, folder_of(zip_path), target, max_payload=1000)
     assert not target.exists() and MAX_PAYLOAD == 300 << 20
+
+
+def test_a_folder_changed_after_packing_gets_no_page(sealed: tuple[Path, Path]) -> None:
+    """The payload comes from the package folder, checked against the zip's manifest: a file changed or added since
+    the zip was written would hand the participant something the zip does not hold."""
+    zip_path, _ = sealed
+    readme = folder_of(zip_path) / "README.txt"
+    readme.write_text("changed after packing\n", encoding="utf-8")
+    target = zip_path.with_name("changed.html")
+    with pytest.raises(MrishareError, match="the package folder no longer matches the zip; pack again"):
+        write_unlock_page(zip_path, PHRASE, folder_of(zip_path), target)
+    readme.unlink()
+    (folder_of(zip_path) / "extra.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(MrishareError, match="no longer matches"):
+        write_unlock_page(zip_path, PHRASE, folder_of(zip_path), target)
+    assert not target.exists()

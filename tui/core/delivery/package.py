@@ -225,8 +225,8 @@ def _check_written(zip_path: Path, passphrase: Passphrase, digests: dict[str, st
             if _mode_of(infos, zip_path) != "aes":
                 raise MrishareError("archive has members that are not AES-256", zip_path)
             zf.setpassword(passphrase.text().encode())
-            manifest_name = _manifest_member(infos, zip_path)
-            listed = _parse_manifest(zf.read(manifest_name), zip_path)
+            manifest_name = manifest_member(infos, zip_path)
+            listed = parse_manifest(zf.read(manifest_name), zip_path)
         total = sum(i.compress_size - HEADER_BYTES - MemberCheck.hmac_size for i in infos)
         yield StepStarted(subject, "verify", total)
         whole = yield from _check_members(zip_path, sorted(infos, key=lambda i: i.header_offset),
@@ -287,14 +287,14 @@ def _verify(zip_path: Path, passphrase: Passphrase, subject: str,
             if mode == "aes":
                 zf.setpassword(passphrase.text().encode())
                 actual = yield from _hash_members(zf, infos, subject, cancel, zip_path)
-                expected = _parse_manifest(zf.read(_manifest_member(infos, zip_path)), zip_path)
+                expected = parse_manifest(zf.read(manifest_member(infos, zip_path)), zip_path)
             else:
                 actual, expected = yield from _verify_zipcrypto(zip_path, passphrase, infos, subject, cancel)
     except RuntimeError:  # pyzipper's password verifier: "Bad password for file ..."
         raise MrishareError("wrong passphrase", zip_path) from None
     except (pyzipper.BadZipFile, zlib.error, EOFError, ValueError) as exc:
         raise MrishareError(f"wrong passphrase or damaged archive ({type(exc).__name__})", zip_path) from None
-    manifest_name = _manifest_member(infos, zip_path)
+    manifest_name = manifest_member(infos, zip_path)
     actual.pop(manifest_name, None)
     top = manifest_name.rsplit("/", 1)[0]
     expected = {f"{top}/{name}": digest for name, digest in expected.items()}
@@ -339,10 +339,10 @@ def _verify_zipcrypto(zip_path: Path, passphrase: Passphrase, infos: list[pyzipp
                     digest.update(chunk)
                     yield from progress.add(len(chunk))
             digests[path.relative_to(root).as_posix()] = digest.hexdigest()
-        manifest_path = root / _manifest_member(infos, zip_path)
+        manifest_path = root / manifest_member(infos, zip_path)
         if not manifest_path.is_file():
             raise MrishareError("wrong passphrase or damaged archive (manifest not extracted)", zip_path)
-        return digests, _parse_manifest(manifest_path.read_bytes(), zip_path)
+        return digests, parse_manifest(manifest_path.read_bytes(), zip_path)
 
 
 def _run_child(job: Mapping[str, object], passphrase: Passphrase, cancel: Event | None,
@@ -397,7 +397,7 @@ def _mode_of(infos: list[pyzipper.ZipInfo], where: Path) -> str:
     raise MrishareError("archive mixes encryption methods or uses AES below 256 bits", where)
 
 
-def _manifest_member(infos: list[pyzipper.ZipInfo], where: Path) -> str:
+def manifest_member(infos: list[pyzipper.ZipInfo], where: Path) -> str:
     """The one `<top>/MANIFEST-SHA256.txt` member."""
     names = [i.filename for i in infos if i.filename.count("/") == 1 and i.filename.endswith("/" + MANIFEST)]
     if len(names) != 1:
@@ -411,7 +411,7 @@ def _manifest(digests: dict[str, str], manifest_name: str) -> bytes:
     return "".join(f"{digest}  {name.removeprefix(top)}\n" for name, digest in sorted(digests.items())).encode()
 
 
-def _parse_manifest(data: bytes, where: Path) -> dict[str, str]:
+def parse_manifest(data: bytes, where: Path) -> dict[str, str]:
     """Read a sha256sum-format manifest into {relative path: digest}."""
     entries = {}
     for line in data.decode("utf-8").splitlines():

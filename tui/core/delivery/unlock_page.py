@@ -7,8 +7,9 @@ the passphrase. It then shows the 3D viewer, the README and the previews, and of
 of them as a plain zip) to save. Nothing is sent anywhere: the page has no network access (CSP) and the
 passphrase is only ever in the participant's browser, never in the page, its name or on a server.
 
-The payload is the encrypted zip's content repacked as a plain zip (MANIFEST-SHA256.txt included), so
-"save all" hands over exactly what the zip holds.
+The payload is the package as a plain zip: the files of the folder the zip was packed from, each checked against
+the zip's own MANIFEST-SHA256.txt (included), so "save all" hands over exactly what the zip holds. It is made on a
+helper thread while the zip is written (`PageSealer`).
 
 Only `page_path` is cheap to import (destinations use it); the crypto and zip code load when a page is made.
 """
@@ -21,6 +22,7 @@ import html
 import io
 import json
 import secrets
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,33 +63,91 @@ def page_path(zip_path: Path) -> Path:
     return zip_path.with_name(zip_path.name.removesuffix(".zip") + PAGE_SUFFIX)
 
 
-def plain_zip(encrypted_zip: Path, passphrase: str) -> bytes:
-    """Every member of the encrypted package, repacked as an ordinary zip in memory."""
+class PageSealer:
+    """The page of one package, begun before its zip is written: on a helper thread it derives the key (PBKDF2 lets
+    go of the GIL) and deflates the package folder's files into the plain payload zip, while the caller writes the
+    encrypted zip on the other core. `write` then adds the zip's own manifest, which also proves the passphrase and
+    that every file is the one the zip holds, and writes the page."""
+
+    def __init__(self, folder: Path, passphrase: str, max_payload: int = MAX_PAYLOAD) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.folder, self.passphrase, self.max_payload = Path(folder), passphrase, max_payload
+        self.salt = secrets.token_bytes(SALT_BYTES)
+        pool = ThreadPoolExecutor(2, thread_name_prefix="mrishare-page")
+        self._key = pool.submit(hashlib.pbkdf2_hmac, "sha256", passphrase.encode("utf-8"), self.salt, ITERATIONS, 32)
+        self._files = pool.submit(self._deflate_folder)
+        pool.shutdown(wait=False)  # the threads end with their work; `write` waits for it
+
+    def _deflate_folder(self) -> tuple[io.BytesIO, dict[str, str]]:
+        """The folder's files as `<folder name>/...` members of a plain zip in memory, and their SHA-256; stops with
+        PageTooLarge as soon as the zip outgrows `max_payload`."""
+        out = io.BytesIO()
+        digests = {}
+        with zipfile.ZipFile(out, "w") as target:
+            for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+                name = f"{self.folder.name}/{path.relative_to(self.folder).as_posix()}"
+                data = path.read_bytes()
+                digests[name] = hashlib.sha256(data).hexdigest()
+                method = zipfile.ZIP_STORED if name.endswith(STORED) else zipfile.ZIP_DEFLATED
+                stamp = time.localtime(max(path.stat().st_mtime, 315532800))[:6]  # zip dates start in 1980
+                target.writestr(zipfile.ZipInfo(name, date_time=stamp), data, compress_type=method, compresslevel=6)
+                if out.tell() > self.max_payload:
+                    raise self._too_large(out.tell())
+        return out, digests
+
+    def _too_large(self, size: int) -> PageTooLarge:
+        return PageTooLarge(f"{size / 1e6:.0f} MB is more than a browser page can carry (at most "
+                            f"{self.max_payload / 1e6:.0f} MB); the participant opens the zip", self.folder.name)
+
+    def write(self, encrypted_zip: Path, out: Path | None = None) -> UnlockPage:
+        """Write the page beside `encrypted_zip` (or to `out`), once the zip is written."""
+        from tui.core.delivery.package import parse_manifest
+        from tui.core.nifti.viewer_page import BUNDLE_DIR
+
+        manifest_name, manifest = _manifest(encrypted_zip, self.passphrase)
+        buffer, digests = self._files.result()
+        top = manifest_name.split("/", 1)[0]
+        listed = parse_manifest(manifest, encrypted_zip)
+        if top != self.folder.name or {f"{top}/{name}": digest for name, digest in listed.items()} != digests:
+            raise MrishareError("the package folder no longer matches the zip; pack again", encrypted_zip)
+        with zipfile.ZipFile(buffer, "a") as target:
+            target.writestr(zipfile.ZipInfo(manifest_name, date_time=time.localtime()[:6]), manifest,
+                            compress_type=zipfile.ZIP_DEFLATED)
+        payload = buffer.getvalue()
+        if len(payload) > self.max_payload:
+            raise self._too_large(len(payload))
+        page, plain, inserted = page_html(top, seal(payload, self.salt, self._key.result()),
+                                          (BUNDLE_DIR / "niivue.umd.js").read_text("utf-8"))
+        path = out or page_path(encrypted_zip)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+        return UnlockPage(path, plain, len(payload), inserted)
+
+
+def _manifest(encrypted_zip: Path, passphrase: str) -> tuple[str, bytes]:
+    """The zip's `<top>/MANIFEST-SHA256.txt`, decrypted with `passphrase`: its name and content."""
     import pyzipper
 
-    out = io.BytesIO()
+    from tui.core.delivery.package import manifest_member
+
     try:
-        with pyzipper.AESZipFile(encrypted_zip) as source, zipfile.ZipFile(out, "w") as target:
+        with pyzipper.AESZipFile(encrypted_zip) as source:
             source.setpassword(passphrase.encode())
-            for info in source.infolist():
-                if info.is_dir():
-                    continue
-                method = zipfile.ZIP_STORED if info.filename.endswith(STORED) else zipfile.ZIP_DEFLATED
-                item = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-                target.writestr(item, source.read(info.filename), compress_type=method, compresslevel=6)
+            name = manifest_member(source.infolist(), encrypted_zip)
+            return name, source.read(name)
     except (RuntimeError, zipfile.BadZipFile, OSError) as exc:
         raise MrishareError(f"cannot read the package for the passphrase page ({exc})", encrypted_zip) from None
-    return out.getvalue()
 
 
-def encrypt(payload: bytes, passphrase: str) -> dict[str, str | int]:
-    """AES-256-GCM under PBKDF2-SHA256(passphrase, random salt); ciphertext with the 16-byte tag at its end."""
+def seal(payload: bytes, salt: bytes, key: bytes) -> dict[str, str | int]:
+    """AES-256-GCM under `key` (PBKDF2-SHA256 of the passphrase and `salt`); ciphertext with the 16-byte tag at its
+    end, and what the page needs to derive the key again."""
     from Cryptodome.Cipher import AES
 
-    salt, nonce = secrets.token_bytes(SALT_BYTES), secrets.token_bytes(NONCE_BYTES)
-    key = hashlib.pbkdf2_hmac("sha256", passphrase.encode("utf-8"), salt, ITERATIONS, dklen=32)
-    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
-    ciphertext, tag = cipher.encrypt_and_digest(payload)
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    ciphertext, tag = AES.new(key, AES.MODE_GCM, nonce=nonce).encrypt_and_digest(payload)
     return {"kdf": "PBKDF2-SHA256", "iterations": ITERATIONS, "salt": base64.b64encode(salt).decode(),
             "cipher": "AES-256-GCM", "iv": base64.b64encode(nonce).decode(),
             "data": base64.b64encode(ciphertext + tag).decode()}
@@ -157,21 +217,8 @@ Alle Dateien als ZIP speichern / Save all files as a ZIP</a>
     return page, head + own, f"{top}\n{header}"
 
 
-def write_unlock_page(encrypted_zip: Path, passphrase: str, out: Path | None = None,
+def write_unlock_page(encrypted_zip: Path, passphrase: str, folder: Path, out: Path | None = None,
                       max_payload: int = MAX_PAYLOAD) -> UnlockPage:
-    """Write the passphrase page for `encrypted_zip` beside it (or to `out`), readable only with `passphrase`;
-    a package larger than `max_payload` gets no page (an error saying so)."""
-    from tui.core.nifti.viewer_page import BUNDLE_DIR
-
-    payload = plain_zip(encrypted_zip, passphrase)
-    if len(payload) > max_payload:
-        raise PageTooLarge(f"{len(payload) / 1e6:.0f} MB is more than a browser page can carry (at most "
-                           f"{max_payload / 1e6:.0f} MB); the participant opens the zip", encrypted_zip.name)
-    top = zipfile.ZipFile(io.BytesIO(payload)).namelist()[0].split("/", 1)[0]
-    page, plain, inserted = page_html(top, encrypt(payload, passphrase),
-                                      (BUNDLE_DIR / "niivue.umd.js").read_text("utf-8"))
-    path = out or page_path(encrypted_zip)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return UnlockPage(path, plain, len(payload), inserted)
+    """Write the passphrase page for `encrypted_zip`, packed from `folder`, beside it (or to `out`), readable only
+    with `passphrase`; a package larger than `max_payload` gets no page (an error saying so)."""
+    return PageSealer(folder, passphrase, max_payload).write(encrypted_zip, out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -200,7 +200,7 @@ def _data_uri(png: Path) -> tuple[str, int, int]:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), width, height
 
 
-def index_html(root: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]],
+def index_html(root: Path, items: Sequence[Converted | Path], previews: Mapping[str, list[Path]],
                viewer_scripts: Sequence[Path] = (), about: About = About()) -> str:
     """A self-contained page showing each series' previews and, with `viewer_scripts`, the 3D viewer.
 
@@ -260,7 +260,7 @@ open the full images (.nii.gz) is explained in <a href="README.txt">README.txt</
 """
 
 
-def write_participant_docs(out_dir: Path, items: Sequence[Converted | Path], previews: dict[str, list[Path]],
+def write_participant_docs(out_dir: Path, items: Sequence[Converted | Path], previews: Mapping[str, list[Path]],
                            language: str = "de+en", faces_changed: bool = False, viewer: bool = True,
                            about: About = About()) -> list[Path]:
     """Write `index.html`, `README.txt` and (with `viewer`) the 3D viewer into the folder `out_dir` (`.../sub-<s>`)."""

@@ -8,6 +8,7 @@ percentiles of the head (0.5 to 99.5 %), so one bright vessel does not darken th
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,9 +53,14 @@ def load_volume(nifti: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
 
 
 def load_canonical(nifti: Path) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
-    """`load_volume` plus the RAS+ affine; the last two files read are kept (previews and viewer share them)."""
+    """`load_volume` plus the RAS+ affine; the last two files read are kept (previews and viewer share them, also
+    from two threads: one reads while the other waits for the same file)."""
     stat = Path(nifti).stat()
-    return _load(str(Path(nifti).resolve()), stat.st_mtime_ns, stat.st_size)
+    with _LOADING:
+        return _load(str(Path(nifti).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+_LOADING = threading.Lock()
 
 
 @lru_cache(maxsize=2)

@@ -5,14 +5,18 @@
   zip         AES package size without and with the viewer (include_viewer off/on), and the ratio
   page        passphrase page size, and s to write it
   open        s from clicking "Open" with the passphrase to the first rendered frame in headless chromium
-              (SwiftShader software WebGL), and the page's JS heap at that moment
-Run:  python tests/bench/bench_viewer.py [--no-browser]
+              (SwiftShader software WebGL), the page's JS heap at that moment, and the peak memory of all the
+              browser's processes (PSS, sampled every 0.1 s; see bench_unlock_limit.py)
+  share       the whole `mrishare share` of the head against dicognito + dcm2niix + 7z chained by hand, in the
+              same run (bench_share_vs_tools.py; --repeat runs each, alternating)
+Run:  python tests/bench/bench_viewer.py [--no-browser] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -20,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+
+from bench_share_vs_tools import by_hand, share
 
 from tui.core.delivery import package
 from tui.core.delivery.passphrase import Passphrase
@@ -43,25 +49,27 @@ def package_size(folder: Path, out: Path, viewer: bool, previews: dict) -> tuple
     return zip_path.stat().st_size, zip_path
 
 
-def open_time(page_file: Path, profile: Path) -> tuple[float, float]:
-    """(s from Open to the first frame, JS heap MB) in headless chromium."""
+def open_time(page_file: Path, profile: Path) -> tuple[float, float, float]:
+    """(s from Open to the first frame, JS heap MB, peak PSS MB of all chromium processes) in headless chromium."""
+    from bench_unlock_limit import PeakSampler
     from browser_helpers import open_browser
 
     for browser in open_browser(profile):
         page = browser.page
-        page.goto(page_file.as_uri())
-        page.fill("#unlock-phrase", PHRASE)
-        started = time.perf_counter()
-        page.click("#unlock-button")
-        page.wait_for_selector("body[data-viewer=ready]", timeout=600_000)
-        elapsed = time.perf_counter() - started
-        heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 1e6
+        with PeakSampler(profile) as memory:
+            page.goto(page_file.as_uri())
+            page.fill("#unlock-phrase", PHRASE)
+            started = time.perf_counter()
+            page.click("#unlock-button")
+            page.wait_for_selector("body[data-viewer=ready]", timeout=600_000)
+            elapsed = time.perf_counter() - started
+            heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 1e6
         assert browser.remote() == [], browser.remote()
-        return elapsed, heap
+        return elapsed, heap, memory.peak
     raise RuntimeError("no browser")
 
 
-def bench(name: str, folder_name: str, root: Path, browser: bool) -> None:
+def bench(name: str, folder_name: str, root: Path, browser: bool, repeat: int) -> None:
     files = sorted((DATA / folder_name / "dicom").iterdir())
     items = drain(convert_series([SeriesInput("s1", files)], root / name.replace(" ", ""), "BENCH"))
     folder = subject_dir(root / name.replace(" ", ""), "BENCH")
@@ -86,17 +94,25 @@ def bench(name: str, folder_name: str, root: Path, browser: bool) -> None:
     print(f"  zip without viewer {plain / 1e6:.2f} MB, with {with_viewer / 1e6:.2f} MB "
           f"(+{(with_viewer - plain) / plain:.0%}) | page {page.path.stat().st_size / 1e6:.2f} MB in {page_s:.1f} s")
     if browser:
-        seconds, heap = open_time(page.path, root / f"profile-{name.replace(' ', '')}")
-        print(f"  passphrase -> first frame {seconds:.1f} s, JS heap {heap:.0f} MB")
+        seconds, heap, peak = open_time(page.path, root / f"profile-{name.replace(' ', '')}")
+        print(f"  passphrase -> first frame {seconds:.1f} s, JS heap {heap:.0f} MB, browser peak PSS {peak:.0f} MB")
+    if repeat:
+        tools, ours = [], []
+        for _ in range(repeat):
+            tools.append(by_hand(DATA / folder_name / "dicom", root / "tools"))
+            ours.append(share(DATA / folder_name / "dicom", root / "share"))
+        hand, mine = statistics.median(tools), statistics.median(ours)
+        print(f"  whole share {mine:.2f} s vs by hand {hand:.2f} s (medians of {repeat}): ratio {mine / hand:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-browser", action="store_true", help="skip the chromium timing")
+    parser.add_argument("--repeat", type=int, default=3, help="whole-share runs per side (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name, folder in HEADS.items():
-            bench(name, folder, Path(tmp), not args.no_browser)
+            bench(name, folder, Path(tmp), not args.no_browser, args.repeat)
 
 
 if __name__ == "__main__":

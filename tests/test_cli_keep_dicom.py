@@ -35,6 +35,9 @@ def test_share_keep_dicom_puts_defaced_dicom_in_the_package(shared_data: Path, t
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "DICOM files in dicom/" in done.stdout + done.stderr
+    # defacing the DICOM is part of packing: its lines say so (they once came out as "upload" before it started)
+    before_upload = (done.stdout + done.stderr).split(" upload: started")[0]
+    assert " upload: " not in before_upload and " pack: deface: " in before_upload
     with Ledger.open(ledger) as book:
         row = book.rows()[0]
     package = tmp_path / "package"

@@ -752,7 +752,7 @@ class _Run:
         files = dicom_files(deid)
         release = {path: path for path in files}
         if self.profile.deface != "off":
-            release = yield from self._deface_dicom(deid, files)
+            release = yield from self._deface_dicom(deid, files, "pack")
         for source, final in release.items():
             where = target / Path(*source.relative_to(deid).parts[1:])  # below the pseudonym's folder
             where.parent.mkdir(parents=True, exist_ok=True)
@@ -875,7 +875,7 @@ class _Run:
         if not files:
             raise MrishareError("no de-identified DICOM to send", deid)
         if self.profile.deface != "off":
-            files = sorted((yield from self._deface_dicom(deid, files)).values())
+            files = sorted((yield from self._deface_dicom(deid, files, "upload")).values())
         for line in self._leak_gate(files, self.attempt):  # defaced copies lie beside deid/, under the attempt
             yield StepNote(self.subject, "upload", f"leak gate: {line}", "warning")
         self.checkpoint("before sending to the node")
@@ -926,9 +926,10 @@ class _Run:
         self.journal.mark("upload", remote_path=delivered.remote_path, size=delivered.size)
         return f"job {job.id}: {len(chosen)} image(s) for {target.pipeline}"
 
-    def _deface_dicom(self, deid: Path, files: list[Path]) -> EventStream[dict[Path, Path]]:
+    def _deface_dicom(self, deid: Path, files: list[Path], stage: str) -> EventStream[dict[Path, Path]]:
         """Each de-identified file that may leave -> the file to release: an anatomical series defaced in its pixel
-        data (new copies), the rest as it is; a series whose defacing fails is withheld (absent)."""
+        data (new copies), the rest as it is; a series whose defacing fails is withheld (absent). Its progress and
+        notes belong to `stage` (pack for --keep-dicom, upload for a DICOM node)."""
         from tui.core.nifti import conversion as nifti
         from tui.core.nifti.dicom_deface import deface_for_release
 
@@ -940,12 +941,12 @@ class _Run:
             try:
                 written = yield from relabel(deface_for_release(series, self.profile.deface, work, ANATOMICAL,
                                                                 self.settings.engine, self.cancel, self.subject),
-                                             self.subject, "upload")
+                                             self.subject, stage)
             except MrishareError as error:
                 written = None
                 for path in series.files:
                     sending.pop(path, None)
-                yield StepNote(self.subject, "upload", f"series {series.key} withheld: {error}", "warning")
+                yield StepNote(self.subject, stage, f"series {series.key} withheld: {error}", "warning")
             if written is not None:
                 sending.update(zip(series.files, written.files, strict=True))
         return sending

@@ -25,8 +25,8 @@ from tui.core.events import drain
 
 pytestmark = [XDIST_GROUP, pytest.mark.slow]
 DEMO = f"{sys.executable} -m tui.demo_pipelines.brainmask_stats {{inputs}} {{outdir}}"
-COUNTING = """import sys, time, pathlib
-pathlib.Path(sys.argv[1]).open("a").write("run\\n")
+COUNTING = """import os, sys, time, pathlib
+pathlib.Path(sys.argv[1]).open("a").write(f"run {os.getpid()}\\n")
 time.sleep(float(sys.argv[2]))
 pathlib.Path(sys.argv[-1], "done.txt").write_text("ok")
 """
@@ -48,6 +48,14 @@ def until(check: Callable[[], bool], timeout: float = 60.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.3)
+
+
+def ended(pid: int) -> bool:
+    """The process is gone (or a zombie nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 class Workers:
@@ -150,6 +158,9 @@ def test_worker_killed_mid_job_fails_it_on_restart_and_never_runs_it_again(folde
     until(lambda: folder.state(job_id) == "failed")
     result = folder.result(job_id)
     assert "worker stopped" in result.reason and "not run again" in result.reason and result.exit_code is None
+    command = int(runs.read_text().split()[1])  # the kill -9 left it running; the restart stopped it
+    until(lambda: ended(command), 10)
+    assert "its command was still running (1 process(es)); stopped" in workers.log("w1")
     time.sleep(1.5)  # a few polls later: still one run, nothing in running/ or inbox/
     assert runs.read_text().count("run") == 1
     assert folder.jobs_in(RUNNING) == [] and folder.jobs_in(INBOX) == []
@@ -186,7 +197,7 @@ def test_time_limit_stops_the_command(folder: JobFolder, t1: Path, workers: Work
     until(lambda: folder.state(job_id) == "failed")
     result = folder.result(job_id)
     assert result.reason == "time limit of 2 s reached" and result.duration_s < 15
-    assert runs.read_text() == "run\n" and result.outputs == ()
+    assert runs.read_text().count("run") == 1 and result.outputs == ()
 
 
 def test_wrong_checksum_is_refused_and_not_run(folder: JobFolder, t1: Path, workers: Workers, tmp_path: Path) -> None:
@@ -248,4 +259,4 @@ def test_server_crash_mid_job_worker_survives_and_answers_once(folder: JobFolder
     time.sleep(2)
     assert proc.poll() is None  # the worker lived through it
     assert folder.state(job_id) == "done"  # the upload's retries (1+2+4+8 s) outlast a restart of ~8 s
-    assert runs.read_text() == "run\n" and folder.jobs_in(RUNNING) == [] and folder.jobs_in(INBOX) == []
+    assert runs.read_text().count("run") == 1 and folder.jobs_in(RUNNING) == [] and folder.jobs_in(INBOX) == []

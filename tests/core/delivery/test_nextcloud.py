@@ -20,7 +20,7 @@ import pytest
 from tui.core.credentials import parse_credentials
 from tui.core.delivery.base import Delivered
 from tui.core.delivery.destinations import destination_from
-from tui.core.delivery.nextcloud import NextcloudDestination
+from tui.core.delivery.nextcloud import AlreadyThere, NextcloudDestination
 from tui.core.errors import MrishareError
 from tui.core.events import StepNote, StepProgress, drain
 
@@ -526,6 +526,34 @@ def test_share_lost_answer_leaves_no_half_share(server, tmp_path: Path) -> None:
     info = d.share(rel, 7, "row-4")
     assert [s.label for s in server.shares.values()] == ["row-4"]
     assert list(server.shares) == [int(info.share_id)]
+    d.close()
+
+
+def test_a_move_or_write_once_whose_answer_was_lost_counts_as_done(server, tmp_path: Path) -> None:
+    """The first MOVE/PUT lands but its answer comes too late; the retry is refused (404, 412) as if another client
+    had been first. The job claim and result MOVEs must not take their own landed try for someone else's."""
+    d = make_dest(server, timeout_s=0.3)
+    d.backoff_s = 0.4
+    d.makedirs("jobs/inbox/j1")
+    d.makedirs("jobs/running")
+    d.put_bytes("jobs/inbox/j1/job.json", b"{}")
+    late = threading.Event()
+
+    def late_answer(method: str, path: str) -> None:
+        if method in ("MOVE", "PUT") and not late.is_set():
+            late.set()
+            time.sleep(0.45)
+
+    server.before_request = late_answer
+    assert d.move("jobs/inbox/j1", "jobs/running/j1")
+    assert d.exists("jobs/running/j1/job.json") and not d.exists("jobs/inbox/j1")
+    late.clear()
+    d.put_bytes("jobs/running/j1/worker.json", b'{"worker": "me"}')  # landed, then refused on the retry
+    assert [r.method for r in server.requests if r.path.endswith("worker.json")] == ["PUT", "PUT", "GET"]
+    server.before_request = None
+    with pytest.raises(AlreadyThere, match="already exists on Nextcloud"):
+        d.put_bytes("jobs/running/j1/worker.json", b'{"worker": "another"}')
+    assert not d.move("jobs/inbox/j1", "jobs/running/j2")  # a refusal with no lost try stays a refusal
     d.close()
 
 

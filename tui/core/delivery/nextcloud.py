@@ -121,6 +121,10 @@ class _Transient(Exception):
     """A failure worth retrying (network error, timeout, 5xx); `args[0]` says what happened."""
 
 
+class AlreadyThere(MrishareError):
+    """A file written once (`put_bytes`) exists already with other content: another client wrote it first."""
+
+
 class _TooLarge(MrishareError):
     """HTTP 413: the server, or a proxy in front of it, refuses a request body this large."""
 
@@ -801,18 +805,40 @@ class NextcloudDestination:
         """Rename `source` to `target` in one server-side step, never overwriting.
 
         False when another client was first: the target exists (412), its parent or the source is gone
-        (409/404), or the source is locked by a concurrent move (423).
+        (409/404), or the source is locked by a concurrent move (423). When an earlier try got no answer, a
+        refusal may be that try having landed: with the source gone and the target there, the move counts as
+        done (a caller racing other clients for the same source must settle who moved it, as the worker's claim
+        does with worker.json).
         """
-        resp = self._request("move", "MOVE", self._url(self._full(source)), {201, 204, 404, 409, 412, 423},
-                             headers={"Destination": self._url(self._full(target)), "Overwrite": "F"})
-        return resp.status_code in (201, 204)
+        tries = 0
+
+        def once() -> niquests.Response:
+            nonlocal tries
+            tries += 1
+            return self._attempt("MOVE", self._url(self._full(source)), {201, 204, 404, 409, 412, 423},
+                                 headers={"Destination": self._url(self._full(target)), "Overwrite": "F"})
+
+        resp = self._retrying("move", once)
+        if resp.status_code in (201, 204):
+            return True
+        return tries > 1 and resp.status_code in (404, 412) and not self.exists(source) and self.exists(target)
 
     def put_bytes(self, remote_name: str, data: bytes) -> None:
-        """Write a small file, refusing to overwrite one that exists."""
-        resp = self._request("upload", "PUT", self._url(self._full(remote_name)), {201, 204, 412}, data=data,
-                             headers={"If-None-Match": "*", "Content-Type": "application/octet-stream"})
-        if resp.status_code == 412:
-            raise MrishareError("already exists on Nextcloud; refusing to overwrite", remote_name)
+        """Write a small file, refusing to overwrite one that exists (`AlreadyThere`); a refusal after a try that
+        got no answer is that try having landed when the file holds `data`."""
+        tries = 0
+
+        def once() -> niquests.Response:
+            nonlocal tries
+            tries += 1
+            return self._attempt("PUT", self._url(self._full(remote_name)), {201, 204, 412}, data=data,
+                                 headers={"If-None-Match": "*", "Content-Type": "application/octet-stream"})
+
+        if self._retrying("upload", once).status_code != 412:
+            return
+        if tries > 1 and self._request("download", "GET", self._url(self._full(remote_name)), {200}).content == data:
+            return
+        raise AlreadyThere("already exists on Nextcloud; refusing to overwrite", remote_name)
 
     def download(self, remote_name: str, local: Path) -> int:
         """Copy a remote file to `local` (written under a temporary name, then renamed); its size."""

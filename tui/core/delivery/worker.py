@@ -42,6 +42,7 @@ from tui.core.delivery.jobs import (
     utc_now,
     walk_files,
 )
+from tui.core.delivery.nextcloud import AlreadyThere
 from tui.core.errors import MrishareError
 
 KILL_GRACE_S = 5.0
@@ -152,13 +153,14 @@ class Worker:
     def _claim(self, job_id: str) -> bool:
         """MOVE the job from the inbox to running/ (noted in the state folder first, named in worker.json after)."""
         claim = self.claims / job_id
-        write_private(claim, utc_now().encode())
-        if not self.folder.store.move(f"{INBOX}/{job_id}", f"{RUNNING}/{job_id}"):
-            claim.unlink()
-            return False
-        self.folder.store.put_bytes(f"{RUNNING}/{job_id}/{CLAIM_FILE}",
-                                    json.dumps({"worker": self.id, "claimed": utc_now()}).encode())
-        return True
+        write_private(claim, json.dumps({"claimed": utc_now()}).encode())
+        if self.folder.store.move(f"{INBOX}/{job_id}", f"{RUNNING}/{job_id}"):
+            with contextlib.suppress(AlreadyThere):  # worker.json is written once: whoever wrote it holds the job
+                self.folder.store.put_bytes(f"{RUNNING}/{job_id}/{CLAIM_FILE}",
+                                            json.dumps({"worker": self.id, "claimed": utc_now()}).encode())
+                return True
+        claim.unlink()
+        return False
 
     # -- one job ------------------------------------------------------------------------------------
     def execute(self, job: Job, work: Path, stop: Event) -> Result:
@@ -177,20 +179,25 @@ class Worker:
             return self._result(job.id, "failed", None, started, f"input {error}; not run", [])
         images = [inputs / item.name for item in job.inputs if item.role != "sidecar"]
         args = command_line(self.pipelines[job.pipeline], images, out)
-        code, reason, log = self._run_command(args, work / "command.log", stop)
+        code, reason, log = self._run_command(args, work / "command.log", stop, self.claims / job.id)
         status = "done" if code == 0 and not reason else "failed"
         if status == "failed" and not reason:
             reason = f"the command exited with code {code}"
         return self._result(job.id, status, code, started, reason, log)
 
-    def _run_command(self, args: list[str], log_path: Path, stop: Event) -> tuple[int | None, str, list[str]]:
-        """(exit code or None, reason or '', last log lines) of the command, stopped at the time limit or `stop`."""
+    def _run_command(self, args: list[str], log_path: Path, stop: Event,
+                     claim: Path) -> tuple[int | None, str, list[str]]:
+        """(exit code or None, reason or '', last log lines) of the command, stopped at the time limit or `stop`.
+        The claim note gets the command's process group, so a restart after a kill -9 can stop what is left."""
         with open(log_path, "wb") as log:
             try:
                 proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
             except OSError as error:
                 return None, f"the command could not start ({error.strerror or type(error).__name__})", []
+            started = _process_stat(proc.pid)
+            note = {**_claim_note(claim), "group": proc.pid, "started": started[1] if started else 0}
+            write_private(claim, json.dumps(note).encode())
             deadline = time.monotonic() + self.time_limit_s
             reason = ""
             while proc.poll() is None:
@@ -230,6 +237,8 @@ class Worker:
                 self._release(job_id)
                 yield WorkerNote(job_id, "was answered before the restart; cleaned up")
             elif self.folder.store.exists(f"{RUNNING}/{job_id}") and self._claimed_by(job_id) in (self.id, None):
+                if stopped := _stop_leftover(_claim_note(self.claims / job_id)):
+                    yield WorkerNote(job_id, f"its command was still running ({stopped} process(es)); stopped")
                 reason = ("the worker stopped or lost the server while this job ran; not run again, "
                           "submit it anew")
                 self.answer(Result(job_id, "failed", None, 0.0, reason, (), (), self.id), Path())
@@ -265,6 +274,43 @@ def _lock_state(folder: Path) -> TextIO:
         raise MrishareError("another worker runs with this state folder; give each worker its own --state",
                             folder) from None
     return handle
+
+
+def _claim_note(claim: Path) -> dict[str, object]:
+    """What the claim note says (when claimed; the command's process group and its start); {} if unreadable
+    (an older worker wrote a bare timestamp)."""
+    try:
+        note = json.loads(claim.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def _process_stat(pid: int) -> tuple[int, int] | None:
+    """(process group, start time in clock ticks after boot) of a live process from /proc (Linux); None when it is
+    gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else (int(fields[2]), int(fields[19]))
+
+
+def _stop_leftover(note: dict[str, object]) -> int:
+    """SIGKILL every process still in the command's process group that started no earlier than the command (so a
+    later process that happens to reuse the number is spared); the number stopped. A kill -9 of the worker leaves
+    its command running: this is the restart's answer to that."""
+    group, started = note.get("group"), note.get("started")
+    if not isinstance(group, int) or not isinstance(started, int) or not Path("/proc").is_dir():
+        return 0
+    stopped = 0
+    for entry in os.scandir("/proc"):
+        stat = _process_stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and stat[0] == group and stat[1] >= started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                stopped += 1
+    return stopped
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:

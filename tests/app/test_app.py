@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
@@ -14,11 +13,10 @@ import pytest
 from rich.text import Text
 from textual.command import CommandPalette
 from textual.coordinate import Coordinate
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, OptionList, SelectionList
 
 from tests.app.conftest import FAKE_PASSPHRASE, NOW, SIZE
-from tests.app.pilot_helpers import settle
+from tests.app.pilot_helpers import go_to_row, settle
 from tests.protocol_pages import copy_with_protocol_page
 from tui.app.app import TuiApp
 from tui.app.screens.confirm import ConfirmScreen
@@ -45,13 +43,6 @@ def shown_participants(app: TuiApp) -> list[str]:
 def cell(grid: TagGrid, row: int, key: str) -> Text:
     """The cell of `row` in the tag grid's column `key` (the columns depend on the width)."""
     return grid.get_cell_at(Coordinate(row, grid.get_column_index(key)))
-
-
-async def go_to_row(app: TuiApp, pilot: Pilot[None], predicate: Callable[..., bool]) -> None:
-    """Move the ledger cursor onto the first entry matching `predicate`."""
-    index = next(i for i, e in enumerate(app.ledger_screen._shown) if predicate(e))
-    app.ledger_screen.query_one(LedgerTable).move_cursor(index)
-    await pilot.pause()
 
 
 async def test_ledger_lists_rows_and_scanned_participants(make_app, demo_study: Path) -> None:

@@ -7,9 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.app.conftest import SIZE
-from tests.app.pilot_helpers import settle
+from tests.app.pilot_helpers import go_to_row, settle
 from tui.app.screens.failure import FailureScreen, findings, next_step
-from tui.app.screens.ledger import LedgerTable
 from tui.core.delivery.ledger import Ledger
 from tui.core.events import StepFailed, StepNote, StepStarted
 
@@ -43,8 +42,7 @@ async def test_enter_on_a_failed_row_shows_the_whole_reason(make_app, ledger_pat
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        index = next(i for i, e in enumerate(app.ledger_screen._shown) if e.status == "failed")
-        app.ledger_screen.query_one(LedgerTable).move_cursor(index)
+        await go_to_row(app, pilot, lambda e: e.status == "failed")
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, FailureScreen)

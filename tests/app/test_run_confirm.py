@@ -5,17 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.app.conftest import SIZE
-from tests.app.pilot_helpers import settle
+from tests.app.pilot_helpers import go_to_row, settle
 from tui.app.screens.confirm import ConfirmScreen
-from tui.app.screens.ledger import LedgerTable
 
 
 async def test_run_asks_first_with_destination_and_preset(make_app, demo_study: Path, settings) -> None:
     app = make_app(demo_study)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        index = next(i for i, e in enumerate(app.ledger_screen._shown) if e.status == "scanned")
-        app.ledger_screen.query_one(LedgerTable).move_cursor(index)
+        await go_to_row(app, pilot, lambda e: e.status == "scanned")
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from tests.app import pilot_helpers
 from tests.app.conftest import NOW, SIZE
 from tui.core.events import StepFailed, StepFinished, StepNote, StepProgress, StepStarted
 from tui.core.pipeline import STAGES
@@ -17,9 +18,7 @@ from tui.core.pipeline import STAGES
 
 async def settle(pilot: Pilot[None]) -> None:
     """Let the ledger load (and a scan finish) before the picture is taken."""
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await pilot_helpers.settle(pilot.app, pilot)
 
 
 def test_ledger(snap_compare, make_app) -> None:
@@ -37,12 +36,7 @@ def test_ledger_filtered_and_selected(snap_compare, make_app) -> None:
 
 def test_participant_tags(snap_compare, make_app, demo_study: Path) -> None:
     async def before(pilot: Pilot[None]) -> None:
-        await settle(pilot)
-        screen = pilot.app.ledger_screen
-        index = next(i for i, e in enumerate(screen._shown) if e.status == "scanned")
-        screen.query_one("#ledger-table").move_cursor(index)
-        await pilot.press("enter")
-        await settle(pilot)
+        await open_participant(pilot)
         await pilot.press("tab", "i")
         await pilot.pause()
 
@@ -99,9 +93,7 @@ def test_settings(snap_compare, make_app, settings) -> None:
 async def open_participant(pilot: Pilot[None]) -> None:
     """From the ledger into the first scanned participant."""
     await settle(pilot)
-    screen = pilot.app.ledger_screen
-    index = next(i for i, e in enumerate(screen._shown) if e.status == "scanned")
-    screen.query_one("#ledger-table").move_cursor(index)
+    await pilot_helpers.go_to_row(pilot.app, pilot, lambda e: e.status == "scanned")
     await pilot.press("enter")
     await settle(pilot)
 
@@ -137,9 +129,7 @@ def test_failure_view(snap_compare, make_app, ledger_path: Path) -> None:
 
     async def before(pilot: Pilot[None]) -> None:
         await settle(pilot)
-        screen = pilot.app.ledger_screen
-        screen.query_one("#ledger-table").move_cursor(next(i for i, e in enumerate(screen._shown)
-                                                           if e.status == "failed"))
+        await pilot_helpers.go_to_row(pilot.app, pilot, lambda e: e.status == "failed")
         await pilot.press("enter")
         await pilot.pause()
 

@@ -49,39 +49,72 @@ mrishare.readZip = function (zip) {
   return members;
 };
 
-/* After the right passphrase: README, previews, files to save, then the viewer. */
+/* Tell the participant to open the zip instead (a member that cannot be unpacked here, a damaged payload). */
+mrishare.openZipInstead = function (what, error, state) {
+  const de = "Nicht alles ließ sich in diesem Browser auspacken (" + what + ": " + error + "). Bitte öffnen Sie "
+    + "stattdessen die ZIP-Datei, die Sie mit dieser Seite bekommen haben, mit 7-Zip (Windows) oder Keka (macOS) "
+    + "und derselben Passphrase.";
+  const en = "Not everything could be unpacked in this browser (" + what + ": " + error + "). Please open the ZIP "
+    + "file you received with this page instead, with 7-Zip (Windows) or Keka (macOS) and the same passphrase.";
+  mrishare.say("unlock-status", de, en);
+  document.getElementById("unlock-status").classList.add("error");
+  document.body.dataset.unlock = state;
+};
+
+/* One member: a link to save it, and what the page shows of it (README, preview, viewer volume). */
+mrishare.addMember = function (member, bytes, volumes) {
+  const short = member.name.split("/").slice(1).join("/");
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([bytes]));
+  link.download = short.split("/").pop();
+  link.dataset.path = short;
+  link.textContent = short;
+  item.append(link, ` (${(member.size / 1e6).toFixed(1)} MB)`);
+  document.getElementById("files").appendChild(item);
+  if (short === "README.txt") document.getElementById("readme").textContent = new TextDecoder().decode(bytes);
+  if (short.startsWith("previews/") && short.endsWith(".png")) {
+    const image = document.createElement("img");
+    image.src = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+    image.alt = short;
+    document.getElementById("previews").appendChild(image);
+  }
+  if (short.startsWith("viewer/") && short.endsWith(".js") && short !== "viewer/niivue.umd.js") {
+    const script = new TextDecoder().decode(bytes);
+    volumes.push(JSON.parse(script.slice(script.indexOf("(", script.indexOf("push")) + 1, script.lastIndexOf(")"))));
+  }
+};
+
+/* After the right passphrase: README, previews, files to save, then the viewer. A member that cannot be unpacked
+   or read here (damaged, or too large for this browser's memory) is left out, and the page says to open the zip;
+   the rest is still shown. */
 mrishare.show = async function (zip) {
   const members = mrishare.readZip(zip);
-  const text = new TextDecoder();
   const saveAll = document.getElementById("save-all");
   saveAll.href = URL.createObjectURL(new Blob([zip], { type: "application/zip" }));
-  const list = document.getElementById("files");
-  const volumes = [];
-  for (const member of members) {
-    const short = member.name.split("/").slice(1).join("/");
-    const bytes = await member.bytes();
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(new Blob([bytes]));
-    link.download = short.split("/").pop();
-    link.dataset.path = short;
-    link.textContent = short;
-    item.append(link, ` (${(member.size / 1e6).toFixed(1)} MB)`);
-    list.appendChild(item);
-    if (short === "README.txt") document.getElementById("readme").textContent = text.decode(bytes);
-    if (short.startsWith("previews/") && short.endsWith(".png")) {
-      const image = document.createElement("img");
-      image.src = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
-      image.alt = short;
-      document.getElementById("previews").appendChild(image);
-    }
-    if (short.startsWith("viewer/") && short.endsWith(".js") && short !== "viewer/niivue.umd.js") {
-      const script = text.decode(bytes);
-      volumes.push(JSON.parse(script.slice(script.indexOf("(", script.indexOf("push")) + 1, script.lastIndexOf(")"))));
+  const volumes = [], failed = [];
+  let last = "";
+  for (const [index, member] of members.entries()) {
+    const count = `${index + 1} / ${members.length}`;
+    mrishare.say("unlock-status", `Dateien werden ausgepackt … ${count}`, `Unpacking the files … ${count}`);
+    try {
+      mrishare.addMember(member, await member.bytes(), volumes);
+    } catch (error) {
+      failed.push(member.name.split("/").slice(1).join("/"));
+      last = String(error);
     }
   }
+  document.getElementById("unlock-status").hidden = true;
   document.getElementById("content").hidden = false;
-  await mrishare.startViewer(volumes);
+  if (failed.length) mrishare.openZipInstead(failed.join(", "), last, "incomplete");
+  try {
+    await mrishare.startViewer(volumes);
+  } catch (error) {
+    mrishare.say("viewer-status", "Der 3D-Betrachter ließ sich nicht starten: " + error
+      + ". Die Vorschaubilder und Dateien unten sind da.", "The 3D viewer could not start: " + error
+      + ". The previews and files below are there.");
+    document.body.dataset.viewer = "error";
+  }
 };
 
 document.getElementById("unlock").addEventListener("submit", async (event) => {
@@ -90,6 +123,7 @@ document.getElementById("unlock").addEventListener("submit", async (event) => {
   const input = document.getElementById("unlock-phrase");
   button.disabled = true;
   mrishare.say("unlock-status", "Entschlüsseln …", "Decrypting …");
+  document.getElementById("unlock-status").classList.remove("error");  // from a wrong phrase typed before
   document.body.dataset.unlock = "working";
   const sealed = JSON.parse(document.getElementById("sealed-header").textContent);
   let zip;
@@ -111,9 +145,15 @@ document.getElementById("unlock").addEventListener("submit", async (event) => {
   }
   input.value = "";
   document.getElementById("unlock").hidden = true;
-  document.getElementById("unlock-status").hidden = true;
   document.body.dataset.unlock = "open";
-  await mrishare.show(zip);
+  try {
+    await mrishare.show(zip);
+  } catch (error) {  // a damaged payload, or the viewer failed to start: never a page that silently stops
+    mrishare.openZipInstead("ZIP", error, "failed");
+    if (!["ready", "empty", "missing", "no-webgl2"].includes(document.body.dataset.viewer)) {
+      document.body.dataset.viewer = "error";
+    }
+  }
 });
 
 if (!window.crypto || !crypto.subtle) {

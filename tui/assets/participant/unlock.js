@@ -70,7 +70,9 @@ mrishare.addMember = function (member, bytes, volumes) {
   link.download = short.split("/").pop();
   link.dataset.path = short;
   link.textContent = short;
-  item.append(link, ` (${(member.size / 1e6).toFixed(1)} MB)`);
+  const size = member.size < 1e6 ? `${Math.max(1, Math.round(member.size / 1e3))} kB`
+    : `${(member.size / 1e6).toFixed(1)} MB`;  // never "0.0 MB" for a README
+  item.append(link, ` (${size})`);
   document.getElementById("files").appendChild(item);
   if (short === "README.txt") document.getElementById("readme").textContent = new TextDecoder().decode(bytes);
   if (short.startsWith("previews/") && short.endsWith(".png")) {

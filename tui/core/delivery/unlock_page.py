@@ -222,6 +222,7 @@ def page_html(top: str, sealed: dict[str, str | int], bundle: str, left_out: tup
 body {{ font-family: system-ui, sans-serif; margin: 1rem 6%; background: #111; color: #eee; line-height: 1.4; }}
 .note {{ border: 2px solid #e0a030; padding: .5rem 1rem; border-radius: .4rem; }}
 .error {{ border-color: #e05050; }}
+#partial {{ margin-bottom: 1rem; }}
 input, button {{ font: inherit; padding: .4rem .8rem; }}
 #unlock-phrase {{ width: min(100%, 28rem); }}
 a {{ color: #9cf; }}

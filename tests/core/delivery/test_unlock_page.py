@@ -178,6 +178,9 @@ def test_a_package_too_large_for_a_page_gets_its_anatomical_images_and_says_what
     assert "7-Zip (Windows) or Keka (macOS) and the same passphrase" in page.plain_text
     assert all(f"<li>{name}</li>" in page.plain_text and name in page.inserted for name in left_out)
     assert "Save all files on this page as a ZIP" in page.plain_text
+    # the stored .nii.gz files fit, the whole package with its deflated files not: the same anatomical page
+    below_whole = write_unlock_page(zip_path, PHRASE, folder, zip_path.with_name("p2.html"), max_payload=350_000)
+    assert below_whole.left_out == left_out and sorted(decrypted_members(below_whole.path)) == sorted(members)
 
 
 def test_a_partial_page_still_checks_the_folder_against_the_zip(mixed: tuple[Path, Path]) -> None:

@@ -19,6 +19,7 @@ Only `page_path` is cheap to import (destinations use it); the crypto and zip co
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import io
@@ -97,11 +98,12 @@ class PageSealer:
         left out: none if the whole package fits in `max_payload`, else all but the documents and the anatomical
         images (`is_anatomical_page_file`); PageTooLarge if even those do not fit."""
         files = sorted(p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*") if p.is_file())
-        try:
-            return (*self._zip(files), ())
-        except PageTooLarge:
-            kept = [name for name in files if is_anatomical_page_file(name)]
-            return (*self._zip(kept), tuple(name for name in files if not is_anatomical_page_file(name)))
+        # files stored as they are cannot shrink: when they alone are too large, do not deflate the rest first
+        if sum((self.folder / name).stat().st_size for name in files if name.endswith(STORED)) <= self.max_payload:
+            with contextlib.suppress(PageTooLarge):
+                return (*self._zip(files), ())
+        kept = [name for name in files if is_anatomical_page_file(name)]
+        return (*self._zip(kept), tuple(name for name in files if not is_anatomical_page_file(name)))
 
     def _zip(self, files: list[str]) -> tuple[io.BytesIO, dict[str, str]]:
         """`files` (relative to the folder) deflated into a plain zip and their SHA-256; stops with PageTooLarge as

@@ -52,7 +52,7 @@ def test_right_passphrase_shows_the_head_and_saves_files_matching_the_manifest(
     again.goto(page_file.as_uri())
     again.fill("#unlock-phrase", PHRASE)
     again.click("#unlock-button")
-    again.wait_for_selector("#save-all[href^='blob:']")
+    again.wait_for_selector("#content", state="visible")
     with again.expect_download() as download:
         again.click("#save-all")
     everything = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))

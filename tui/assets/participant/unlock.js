@@ -22,6 +22,13 @@ mrishare.decrypt = async function (phrase, sealed, data) {
   return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: mrishare.fromBase64(sealed.iv) }, key, data));
 };
 
+/* Raw deflate data -> bytes. Streamed from the array itself: through a Blob, a member of ~300 MB failed in
+   Chromium ("Failed to fetch") where 150 MB did not. */
+mrishare.inflate = async function (raw) {
+  const source = new ReadableStream({ start(controller) { controller.enqueue(raw); controller.close(); } });
+  return new Uint8Array(await new Response(source.pipeThrough(new DecompressionStream("deflate-raw"))).arrayBuffer());
+};
+
 /* The members of a plain zip: [{name, bytes()}], read from its central directory (stored or deflated). */
 mrishare.readZip = function (zip) {
   const view = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
@@ -41,8 +48,7 @@ mrishare.readZip = function (zip) {
     const raw = zip.subarray(start, start + packed);
     members.push({
       name, size: view.getUint32(at + 24, true),
-      bytes: async () => method === 0 ? raw : new Uint8Array(await new Response(
-        new Blob([raw]).stream().pipeThrough(new DecompressionStream("deflate-raw"))).arrayBuffer()),
+      bytes: async () => method === 0 ? raw : mrishare.inflate(raw),
     });
     at += 46 + nameLength + extra + comment;
   }
@@ -61,12 +67,23 @@ mrishare.openZipInstead = function (what, error, state) {
   document.body.dataset.unlock = state;
 };
 
+/* Make `link` save `bytes` when clicked. The Blob is made on the first click, not before: the browser keeps every
+   Blob in its own blob storage besides the page's memory, and with all of them made at once a 280 MB file could
+   not be saved (the download was cancelled) where 220 MB could. */
+mrishare.offer = function (link, bytes, type) {
+  link.href = "#";
+  link.addEventListener("click", () => {
+    if (link.href.startsWith("blob:")) return;
+    link.href = URL.createObjectURL(new Blob([bytes], { type }));
+  });
+};
+
 /* One member: a link to save it, and what the page shows of it (README, preview, viewer volume). */
 mrishare.addMember = function (member, bytes, volumes) {
   const short = member.name.split("/").slice(1).join("/");
   const item = document.createElement("li");
   const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob([bytes]));
+  mrishare.offer(link, bytes, "application/octet-stream");
   link.download = short.split("/").pop();
   link.dataset.path = short;
   link.textContent = short;
@@ -93,7 +110,7 @@ mrishare.addMember = function (member, bytes, volumes) {
 mrishare.show = async function (zip) {
   const members = mrishare.readZip(zip);
   const saveAll = document.getElementById("save-all");
-  saveAll.href = URL.createObjectURL(new Blob([zip], { type: "application/zip" }));
+  mrishare.offer(saveAll, zip, "application/zip");
   const volumes = [], failed = [];
   let last = "";
   for (const [index, member] of members.entries()) {

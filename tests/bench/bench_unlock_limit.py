@@ -11,13 +11,18 @@ its page written, and opened in Debian's headless chromium (SwiftShader). Per si
   peak PSS  MB summed over every chromium process of the run (browser, renderer, GPU), sampled every 0.1 s;
             beside it the same sum with a blank page, before the page is opened
   JS heap   MB the page's JS heap used at the end (performance.memory)
+  saved     whether the filler, saved through its link on the page, has the SHA-256 of the original
 
-Run:  python tests/bench/bench_unlock_limit.py [--filler-mib 0 100 250 400]
+With --deflated the filler is named .nii (not .nii.gz): the page's zip deflates it and the browser must inflate it
+(the way a large uncompressed image or many DICOM files would arrive).
+
+Run:  python tests/bench/bench_unlock_limit.py [--filler-mib 0 100 250 400] [--deflated]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -99,8 +104,9 @@ class PeakSampler:
         self._thread.join()
 
 
-def make_page(root: Path, filler_mib: int) -> Path:
-    """The head's package plus `filler_mib` MB of random bytes, packed, and its passphrase page."""
+def make_page(root: Path, filler_mib: int, suffix: str = ".nii.gz") -> Path:
+    """The head's package plus `filler_mib` MB of random bytes (a file named `sub-BENCH_filler<suffix>`), packed, and
+    its passphrase page."""
     folder = root / f"f{filler_mib}" / "sub-BENCH"
     (folder / "anat").mkdir(parents=True)
     nifti = folder / "anat" / "sub-BENCH_T1w.nii.gz"
@@ -110,12 +116,26 @@ def make_page(root: Path, filler_mib: int) -> Path:
     if filler_mib:
         # named like a series: the page's zip stores .nii.gz as they are (deflating them again gains nothing), so the
         # browser only copies them out, as it does for real series
-        with open(folder / "anat" / "sub-BENCH_filler.nii.gz", "wb") as out:
+        with open(folder / "anat" / f"sub-BENCH_filler{suffix}", "wb") as out:
             for _ in range(filler_mib):
                 out.write(os.urandom(1 << 20))
     zip_path = root / f"f{filler_mib}" / "sub-BENCH.zip"
     drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
     return write_unlock_page(zip_path, PHRASE, folder).path
+
+
+def saved(page: object, folder: Path) -> str:
+    """Save the filler through its link on the page: 'ok' if the file has the original's SHA-256."""
+    filler = next((folder / "anat").glob("sub-BENCH_filler*"), None)
+    if filler is None:
+        return "-"
+    try:
+        with page.expect_download() as download:
+            page.click(f'#files a[data-path="anat/{filler.name}"]')
+        digest = hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest()
+    except Exception as error:  # the download the browser could not finish: that is the finding
+        return f"failed ({type(error).__name__}: {str(error)[:60]})"
+    return "ok" if digest == hashlib.sha256(filler.read_bytes()).hexdigest() else "WRONG BYTES"
 
 
 def measure(page_file: Path, profile: Path) -> str:
@@ -137,24 +157,27 @@ def measure(page_file: Path, profile: Path) -> str:
             if unlocked == "open":
                 page.wait_for_selector("body[data-viewer]:not([data-viewer=loading]):not([data-viewer=picking])")
                 viewer = f"{time.perf_counter() - started:.1f} s ({page.get_attribute('body', 'data-viewer')})"
+                unlocked = page.get_attribute("body", "data-unlock")  # `incomplete` if a file could not be unpacked
             heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 1e6
             status = page.inner_text("#unlock-status") if unlocked != "open" else ""
+            kept = saved(page, page_file.parent / "sub-BENCH") if unlocked in ("open", "incomplete") else "-"
         remote = browser.remote()
         return (f"page {page_file.stat().st_size / 1e6:7.1f} MB | load {load_s:5.1f} s | unlock {unlock_s:5.1f} s "
                 f"({unlocked}{': ' + status[:80] if status else ''}) | viewer {viewer} | peak PSS "
                 f"{sampler.peak:6.0f} MB (blank page {idle:.0f} MB) | JS heap {heap:5.0f} MB | "
-                f"remote requests {len(remote)}")
+                f"saved {kept} | remote requests {len(remote)}")
     raise RuntimeError("no browser")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filler-mib", type=int, nargs="+", default=[0, 100, 250, 400])
+    parser.add_argument("--deflated", action="store_true", help="a .nii filler: deflated in the page, inflated there")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for filler in args.filler_mib:
             root = Path(tmp)
-            page = make_page(root, filler)
+            page = make_page(root, filler, ".nii" if args.deflated else ".nii.gz")
             try:
                 line = measure(page, root / f"profile-{filler}")
             except Exception as error:  # a page the browser cannot take: that is the finding

@@ -48,3 +48,26 @@ def unlock_page(participant_folder: Path) -> tuple[Path, Path]:
     zip_path = participant_folder.parent / "out" / "sub-K7Q2.zip"
     drain(package.build_package(participant_folder, zip_path, Passphrase.from_text(PHRASE, "en")))
     return zip_path, write_unlock_page(zip_path, PHRASE, participant_folder).path
+
+
+@pytest.fixture(scope="module")
+def partial_page(participant_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ...]]:
+    """(passphrase page, files left out) of the participant folder plus a functional series too large for the page
+    (incompressible bytes), sealed with a limit between the anatomical part and the whole package."""
+    import random
+
+    from tui.core.delivery import package
+    from tui.core.delivery.passphrase import Passphrase
+    from tui.core.delivery.unlock_page import write_unlock_page
+    from tui.core.events import drain
+
+    folder = tmp_path_factory.mktemp("partial") / "sub-K7Q2"
+    shutil.copytree(participant_folder, folder)
+    func = folder / "ses-1" / "func"
+    func.mkdir()
+    (func / "sub-K7Q2_ses-1_task-rest_bold.nii.gz").write_bytes(random.Random(4).randbytes(4_000_000))
+    (func / "sub-K7Q2_ses-1_task-rest_bold.json").write_text('{"RepetitionTime": 2.0}\n', encoding="utf-8")
+    zip_path = folder.parent / "out" / "sub-K7Q2.zip"
+    drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
+    page = write_unlock_page(zip_path, PHRASE, folder, max_payload=6_000_000)
+    return page.path, page.left_out

@@ -795,8 +795,9 @@ class _Run:
 
     def _write_unlock_page(self, zip_path: Path, sealer: PageSealer) -> str:
         """The passphrase page beside the zip; the leak gate searches what was put into its template (not the
-        ciphertext, whose content it already searched in the package). A package too large for a page gets none:
-        the returned note says so (the upload and the mail then go without it)."""
+        ciphertext, whose content it already searched in the package). A package too large for a page gets one with
+        the anatomical images only, or none if even those are too large: the returned note says so (the upload and
+        the mail then go without a page)."""
         try:
             page = sealer.write(zip_path)
         except PageTooLarge as error:
@@ -809,6 +810,9 @@ class _Run:
             zip_path.unlink()
             raise MrishareError("leak gate: identifying value(s) in the passphrase page "
                                 f"({'; '.join(leakcheck.summarize(blocking, limit=3))}); nothing released", page.path)
+        if page.left_out:
+            return (f"passphrase page holds the anatomical images only ({len(page.left_out)} files left out: "
+                    "package too large for a browser page)")
         return ""
 
     def _identifiers(self) -> leakcheck.Identifiers:

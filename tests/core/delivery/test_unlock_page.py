@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import re
 import zipfile
 from pathlib import Path
@@ -118,4 +119,86 @@ def test_a_folder_changed_after_packing_gets_no_page(sealed: tuple[Path, Path]) 
     (folder_of(zip_path) / "extra.txt").write_text("x", encoding="utf-8")
     with pytest.raises(MrishareError, match="no longer matches"):
         write_unlock_page(zip_path, PHRASE, folder_of(zip_path), target)
+    assert not target.exists()
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> tuple[Path, Path]:
+    """A package with a small anatomical image and a large incompressible functional one (and DICOM files): the
+    zip and its folder."""
+    folder = tmp_path / "sub-M3X9"
+    files = {"README.txt": b"Ihre MRT-Aufnahmen / your MRI images\n", "index.html": b"<!DOCTYPE html><p>index</p>\n",
+             "previews/sub-M3X9_ses-1_T1w_views.png": bytes(range(256)) * 20,
+             "viewer/sub-M3X9_ses-1_T1w.js": b"(window.MRISHARE_VOLUMES = []).push({});\n",
+             "ses-1/anat/sub-M3X9_ses-1_T1w.nii.gz": bytes(range(256)) * 100,
+             "ses-1/anat/sub-M3X9_ses-1_T1w.json": b'{"EchoTime": 0.003}\n',
+             "ses-1/func/sub-M3X9_ses-1_task-rest_bold.nii.gz": random.Random(20).randbytes(300_000),
+             "ses-1/func/sub-M3X9_ses-1_task-rest_bold.json": b'{"RepetitionTime": 2.0}\n',
+             "dicom/anat/IM0001.dcm": random.Random(21).randbytes(50_000)}
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    zip_path = tmp_path / "out" / "sub-M3X9.zip"
+    drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
+    return zip_path, folder
+
+
+def decrypted_members(page: Path) -> dict[str, bytes]:
+    """The page's payload, decrypted with `cryptography`: {member name: content}."""
+    header, data = payload(page)
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=base64.b64decode(header["salt"]),
+                     iterations=header["iterations"]).derive(PHRASE.encode())
+    plain = zipfile.ZipFile(io.BytesIO(AESGCM(key).decrypt(base64.b64decode(header["iv"]), data, None)))
+    return {name: plain.read(name) for name in plain.namelist()}
+
+
+def test_a_package_too_large_for_a_page_gets_its_anatomical_images_and_says_what_is_left_out(
+        mixed: tuple[Path, Path]) -> None:
+    import pyzipper
+
+    zip_path, folder = mixed
+    whole = write_unlock_page(zip_path, PHRASE, folder, zip_path.with_name("whole.html"))
+    assert whole.left_out == () and "holds only the anatomical images" not in whole.plain_text
+    assert len(decrypted_members(whole.path)) == 10  # nine files and the manifest
+
+    page = write_unlock_page(zip_path, PHRASE, folder, zip_path.with_name("part.html"), max_payload=100_000)
+    left_out = ("dicom/anat/IM0001.dcm", "ses-1/func/sub-M3X9_ses-1_task-rest_bold.json",
+                "ses-1/func/sub-M3X9_ses-1_task-rest_bold.nii.gz")
+    assert page.left_out == left_out and page.payload_size < 100_000
+    members = decrypted_members(page.path)
+    with pyzipper.AESZipFile(zip_path) as archive:
+        archive.setpassword(PHRASE.encode())
+        zipped = {name: archive.read(name) for name in archive.namelist()}
+    # the documents, the anatomical image and its sidecar, and the zip's manifest unchanged (it lists everything)
+    assert sorted(members) == sorted(name for name in zipped if name.removeprefix("sub-M3X9/") not in left_out)
+    assert all(members[name] == zipped[name] for name in members)
+    assert all(name in members["sub-M3X9/MANIFEST-SHA256.txt"].decode() for name in left_out)
+    assert "This page holds only the anatomical images" in page.plain_text
+    assert "Diese Seite enthält nur die anatomischen Aufnahmen" in page.plain_text
+    assert "7-Zip (Windows) or Keka (macOS) and the same passphrase" in page.plain_text
+    assert all(f"<li>{name}</li>" in page.plain_text and name in page.inserted for name in left_out)
+    assert "Save all files on this page as a ZIP" in page.plain_text
+    # the stored .nii.gz files fit, the whole package with its deflated files not: the same anatomical page
+    below_whole = write_unlock_page(zip_path, PHRASE, folder, zip_path.with_name("p2.html"), max_payload=350_000)
+    assert below_whole.left_out == left_out and sorted(decrypted_members(below_whole.path)) == sorted(members)
+
+
+def test_a_partial_page_still_checks_the_folder_against_the_zip(mixed: tuple[Path, Path]) -> None:
+    zip_path, folder = mixed
+    target = zip_path.with_name("part.html")
+    (folder / "ses-1" / "func" / "sub-M3X9_ses-1_task-rest_bold.json").unlink()  # left out, but gone since packing
+    with pytest.raises(MrishareError, match="no longer matches"):
+        write_unlock_page(zip_path, PHRASE, folder, target, max_payload=100_000)
+    (folder / "ses-1" / "func" / "sub-M3X9_ses-1_task-rest_bold.json").write_text("{}", encoding="utf-8")
+    (folder / "ses-1" / "anat" / "sub-M3X9_ses-1_T1w.json").write_text("{}", encoding="utf-8")  # in the page
+    with pytest.raises(MrishareError, match="no longer matches"):
+        write_unlock_page(zip_path, PHRASE, folder, target, max_payload=100_000)
+    assert not target.exists()
+
+
+def test_no_page_when_even_the_anatomical_images_are_too_large(mixed: tuple[Path, Path]) -> None:
+    zip_path, folder = mixed
+    target = zip_path.with_name("none.html")
+    with pytest.raises(PageTooLarge, match="more than a browser page can carry"):
+        write_unlock_page(zip_path, PHRASE, folder, target, max_payload=20_000)
     assert not target.exists()

@@ -90,7 +90,7 @@ def test_the_gate_searches_what_was_inserted_not_the_template(sealed: tuple[Path
     page = write_unlock_page(zip_path, PHRASE, folder_of(zip_path), zip_path.with_name("gate.html"))
     assert page.inserted.startswith("sub-K7Q2\n") and '"salt"' in page.inserted
     assert "Slice" not in page.inserted and "diagnostic" not in page.inserted  # template words stay out
-    assert "diagnostic" in page.plain_text
+    assert "diagnostic" in page.plain_text and "No doctor has reviewed them for disease" in page.plain_text
 
 
 def test_a_package_too_large_for_a_browser_page_gets_none(sealed: tuple[Path, Path]) -> None:

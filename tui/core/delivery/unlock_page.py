@@ -210,6 +210,7 @@ def page_html(top: str, sealed: dict[str, str | int], bundle: str, left_out: tup
               ) -> tuple[str, str, str]:
     """(the whole page, its plain parts, the values inserted into it): the plain parts leave out the ciphertext
     and the vendored bundle. `left_out` names the package's files the page does not hold (see `_partial_note`)."""
+    from tui.core.nifti.participant_docs import NOT_DIAGNOSTIC
     from tui.core.nifti.viewer_page import CSP, viewer_script, viewer_section, viewer_styles
 
     header = json.dumps({k: v for k, v in sealed.items() if k != "data"})
@@ -246,11 +247,7 @@ in this browser; nothing is sent anywhere.</p>
 </form>
 <div id="unlock-status" class="note" hidden></div>
 <div id="content" hidden>
-<div class="note">
-<p lang="de"><strong>Wichtig:</strong> Diese Forschungsaufnahmen waren keine diagnostische Untersuchung.</p>
-<p lang="en"><strong>Important:</strong> these research images were not a diagnostic examination.</p>
-</div>
-{viewer_section()}<section><h2>Dateien speichern / Save the files</h2>
+{NOT_DIAGNOSTIC}{viewer_section()}<section><h2>Dateien speichern / Save the files</h2>
 <p><a id="save-all" href="#" download="{html.escape(top)}.zip">\
 {"Alle Dateien dieser Seite als ZIP speichern / Save all files on this page as a ZIP" if left_out
  else "Alle Dateien als ZIP speichern / Save all files as a ZIP"}</a>

@@ -200,6 +200,16 @@ def _data_uri(png: Path) -> tuple[str, int, int]:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), width, height
 
 
+NOT_DIAGNOSTIC = """<div class="note">
+<p lang="de"><strong>Wichtig:</strong> Diese Forschungsaufnahmen waren keine diagnostische Untersuchung.
+Sie wurden nicht ärztlich auf Krankheiten hin befundet.</p>
+<p lang="en"><strong>Important:</strong> these research images were not a diagnostic examination.
+No doctor has reviewed them for disease.</p>
+</div>
+"""
+"""The note at the top of index.html and of the passphrase page (the README says the same in its words)."""
+
+
 def index_html(root: Path, items: Sequence[Converted | Path], previews: Mapping[str, list[Path]],
                viewer_scripts: Sequence[Path] = (), about: About = About()) -> str:
     """A self-contained page showing each series' previews and, with `viewer_scripts`, the 3D viewer.
@@ -244,12 +254,7 @@ section {{ border-top: 1px solid #444; margin-top: 1.5rem; }}
 </head>
 <body>
 <h1><span lang="de">Ihre MRT-Aufnahmen</span> / <span lang="en">Your MRI images</span></h1>
-{facts}<div class="note">
-<p lang="de"><strong>Wichtig:</strong> Diese Forschungsaufnahmen waren keine diagnostische Untersuchung.
-Sie wurden nicht ärztlich auf Krankheiten hin befundet.</p>
-<p lang="en"><strong>Important:</strong> these research images were not a diagnostic examination.
-No doctor has reviewed them for disease.</p>
-</div>
+{facts}{NOT_DIAGNOSTIC}
 <p lang="de">Radiologische Ansicht: Ihre rechte Körperseite ist links im Bild. Was jede Datei ist und wie Sie
 die vollständigen Bilder (.nii.gz) öffnen, steht in <a href="README.txt">README.txt</a>.</p>
 <p lang="en">Radiological view: your right side is on the left of the picture. What each file is and how to

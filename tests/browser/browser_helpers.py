@@ -6,6 +6,7 @@ Helpers live here (a unique module name); the fixtures are in conftest.py.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,3 +68,30 @@ def canvas_pixels(page: object, path: Path) -> np.ndarray:
     page.wait_for_timeout(500)  # one more frame after `ready`
     page.locator("#viewer-canvas").screenshot(path=str(path))
     return np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SharedHead:
+    """What `mrishare share` of a real head left: the zip, its passphrase page, and the passphrase from the ledger."""
+
+    zip_path: Path
+    page: Path
+    passphrase: str
+
+    def members(self) -> tuple[str, dict[str, str]]:
+        """(the zip's top folder, {path below it: SHA-256}) of every member, read with the passphrase."""
+        import pyzipper
+
+        with pyzipper.AESZipFile(self.zip_path) as archive:
+            archive.setpassword(self.passphrase.encode())
+            names = archive.namelist()
+            top = names[0].split("/", 1)[0]
+            return top, {n.removeprefix(f"{top}/"): hashlib.sha256(archive.read(n)).hexdigest() for n in names}
+
+
+
+def four_cells_show_the_head(grey: np.ndarray) -> bool:
+    """The viewer canvas's four quarters (coronal, sagittal, axial, 3D render) each show a bright, varied head."""
+    half_h, half_w = grey.shape[0] // 2, grey.shape[1] // 2
+    cells = [grey[:half_h, :half_w], grey[:half_h, half_w:], grey[half_h:, :half_w], grey[half_h:, half_w:]]
+    return all(cell.std() > 15 and (cell > 60).mean() > 0.03 for cell in cells)

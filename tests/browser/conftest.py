@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import HEAD, PHRASE, Browser, open_browser
+from browser_helpers import HEAD, PHRASE, Browser, SharedHead, open_browser
+
+PHILIPS = "head-mri/philips_ingenia_elitionx_adni_mprage_1mm/dicom"
 
 
 @pytest.fixture
@@ -71,3 +76,24 @@ def partial_page(participant_folder: Path, tmp_path_factory: pytest.TempPathFact
     drain(package.build_package(folder, zip_path, Passphrase.from_text(PHRASE, "en")))
     page = write_unlock_page(zip_path, PHRASE, folder, max_payload=6_000_000)
     return page.path, page.left_out
+
+
+@pytest.fixture(scope="session")
+def philips_share(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> SharedHead:
+    """Issue 20's 'Done when': a new user shares the Philips 1 mm head with the default preset into a folder."""
+    from tui.core.delivery.ledger import Ledger
+    from tui.core.delivery.unlock_page import page_path
+
+    work = tmp_path_factory.mktemp("philips-share")
+    outbox, ledger = work / "outbox", work / "share-list.xlsx"
+    outbox.mkdir()
+    done = subprocess.run([sys.executable, "-m", "tui", "share", str(shared_data / PHILIPS), "--dest",
+                           f"folder:{outbox}", "--ledger", str(ledger)],
+                          env={**os.environ, "MRISHARE_HOME": str(work / "home")}, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with Ledger.open(ledger) as book:
+        row = book.rows()[0]
+    assert row.status == "shared"
+    zip_path = next(outbox.rglob("*.zip"))
+    return SharedHead(zip_path, page_path(zip_path), row.passphrase)

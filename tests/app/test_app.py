@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
@@ -43,6 +44,19 @@ def shown_participants(app: TuiApp) -> list[str]:
 def cell(grid: TagGrid, row: int, key: str) -> Text:
     """The cell of `row` in the tag grid's column `key` (the columns depend on the width)."""
     return grid.get_cell_at(Coordinate(row, grid.get_column_index(key)))
+
+
+def study_with_a_cut_t2_slice(demo_study: Path, tmp_path: Path, pick: Callable[[list[Path]], Path]) -> Path:
+    """A copy of the demo study in which the slice `pick` chooses from each participant's T2 (the last series) is cut
+    to half its length."""
+    from tui.core.dicom.scan import scan
+
+    study = tmp_path / "study"
+    shutil.copytree(demo_study, study)
+    for participant in scan(study).participants:
+        cut = pick(list(list(participant.series())[-1].files))
+        cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    return study
 
 
 async def test_ledger_lists_rows_and_scanned_participants(make_app, demo_study: Path) -> None:
@@ -768,15 +782,9 @@ async def test_nested_elements_are_edited_added_and_deleted(make_app, shared_dat
 @pytest.mark.slow
 async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Path, tmp_path: Path) -> None:
     """Issue 21.1 in the TUI: a damaged slice withholds its series; the line and the summary say 'partly'."""
-    from tui.core.dicom.scan import scan
 
-    study = tmp_path / "study"
-    shutil.copytree(demo_study, study)
-    for participant in scan(study).participants:  # a middle slice of each participant's T2 (the last series)
-        slices = list(participant.series())[-1].files
-        middle = slices[len(slices) // 2]
-        middle.write_bytes(middle.read_bytes()[: middle.stat().st_size // 2])
-    app = make_app(study)
+    # a middle slice of each participant's T2 (the last series)
+    app = make_app(study_with_a_cut_t2_slice(demo_study, tmp_path, lambda slices: slices[len(slices) // 2]))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")
@@ -794,14 +802,9 @@ async def test_batch_shows_a_partly_shared_participant(make_app, demo_study: Pat
 async def test_a_withheld_series_released_in_the_participant_screen_is_shared_with_its_gap(
         make_app, demo_study: Path, tmp_path: Path, ledger_path: Path) -> None:
     """Issue 21.1, per series: A on an incomplete series shares it anyway (the gap recorded), for that series only."""
-    from tui.core.dicom.scan import scan
 
-    study = tmp_path / "study"
-    shutil.copytree(demo_study, study)
-    for participant in scan(study).participants:  # the last slice of each participant's T2 (the last series):
-        last = list(participant.series())[-1].files[-1]  # the rest still converts (a middle gap would not)
-        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    app = make_app(study)
+    # the last slice of each participant's T2 (the last series): the rest still converts (a middle gap would not)
+    app = make_app(study_with_a_cut_t2_slice(demo_study, tmp_path, lambda slices: slices[-1]))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         await go_to_row(app, pilot, lambda e: e.status == "scanned")

@@ -88,6 +88,16 @@ class SharedHead:
             top = names[0].split("/", 1)[0]
             return top, {n.removeprefix(f"{top}/"): hashlib.sha256(archive.read(n)).hexdigest() for n in names}
 
+    def extracted_index(self, into: Path) -> Path:
+        """The package unpacked into `into` with the passphrase, as the participant's unzip tool would; its
+        index.html."""
+        import pyzipper
+
+        with pyzipper.AESZipFile(self.zip_path) as archive:
+            archive.setpassword(self.passphrase.encode())
+            archive.extractall(into)
+        return next(Path(into).glob("*/index.html"))
+
 
 
 def four_cells_show_the_head(grey: np.ndarray) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_helpers import SharedHead, four_cells_show_the_head
+from browser_helpers import LOCAL_SCHEMES, SharedHead, four_cells_show_the_head
 from PIL import Image
 
 pytestmark = [pytest.mark.xdist_group("browser"), pytest.mark.slow]
@@ -54,19 +54,13 @@ def test_the_passphrase_page_opens_in_firefox_and_saves_the_zips_files(philips_s
     everything = zipfile.ZipFile(io.BytesIO(saved.read_bytes()))
     assert {n.removeprefix(f"{top}/"): hashlib.sha256(everything.read(n)).hexdigest()
             for n in everything.namelist()} == expected
-    assert [u for u in seen["requests"] if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert [u for u in seen["requests"] if not u.startswith(LOCAL_SCHEMES)] == []
     assert seen["errors"] == []
 
 
 def test_the_extracted_index_opens_in_firefox(philips_share: SharedHead, tmp_path: Path) -> None:
     """index.html loads the viewer and its volumes as classic scripts beside it: Firefox allows that on file://."""
-    import pyzipper
-
-    with pyzipper.AESZipFile(philips_share.zip_path) as archive:
-        archive.setpassword(philips_share.passphrase.encode())
-        archive.extractall(tmp_path / "x")
-    index = next((tmp_path / "x").glob("*/index.html"))
-    seen = in_firefox(index.as_uri(), tmp_path / "canvas.png")
+    seen = in_firefox(philips_share.extracted_index(tmp_path / "x").as_uri(), tmp_path / "canvas.png")
     assert seen["viewer"] == "ready" and four_cells_show_the_head(grey(tmp_path / "canvas.png"))
-    assert [u for u in seen["requests"] if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert [u for u in seen["requests"] if not u.startswith(LOCAL_SCHEMES)] == []
     assert seen["errors"] == []
